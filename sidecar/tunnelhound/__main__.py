@@ -1,0 +1,5 @@
+"""Allow ``python -m tunnelhound``."""
+
+from tunnelhound.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,73 @@
+"""Plain data types passed between pipeline stages (the seams)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class Datagram:
+    """One export packet as a source received it."""
+
+    data: bytes
+    exporter_ip: str
+    exporter_port: int
+    received: float
+    """Arrival time, Unix seconds (capture time for replayed files)."""
+
+
+@dataclass(slots=True)
+class FlowBatch:
+    """Columnar flow records decoded from one data set (or one v5 packet).
+
+    ``columns`` maps IANA information-element names in snake_case (``octet_delta_count``,
+    ``source_ipv4_address``; vendor elements by their registry name) to arrays of length
+    ``count``.  Value representation per element type:
+
+    * unsigned/signed integers, dateTimeSeconds/Milliseconds: integer arrays
+    * dateTimeMicroseconds/Nanoseconds: int64 nanoseconds since the Unix epoch
+    * ipv4Address: uint32 (host order value), ipv6Address: ``S16`` raw bytes
+    * macAddress: ``S6`` raw bytes, float types: float64
+    * string: object array of ``str``; octetArray: object array of ``bytes``
+    * applicationId: object array of ``str`` in ``engine:selector`` form
+    """
+
+    exporter_ip: str
+    exporter_port: int
+    version: int
+    domain: int
+    """Observation domain (IPFIX), source id (v9), engine type << 8 | engine id (v5)."""
+    template_id: int
+    export_time: int
+    """Export time from the message header, Unix seconds."""
+    sys_uptime_ms: int | None
+    """Exporter uptime at export (v5/v9), for sysUpTime-relative fields."""
+    sequence: int
+    record_offset: int
+    """Index of the first record of this batch within its message (for deterministic ids)."""
+    count: int
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    """Values joined from options data (``sampling_interval``, ``application_names`` ...)."""
+
+    def records(self) -> list[dict[str, Any]]:
+        """Return the records as Python dicts (slow; for tests and tools, not the hot path)."""
+        names = list(self.columns)
+        cols = [self.columns[n].tolist() for n in names]
+        return [dict(zip(names, values, strict=True)) for values in zip(*cols, strict=True)]
+
+
+@dataclass(slots=True)
+class OptionsRecord:
+    """One options-data record, decoded but not emitted as a flow."""
+
+    exporter_ip: str
+    exporter_port: int
+    version: int
+    domain: int
+    template_id: int
+    scope: dict[str, Any]
+    values: dict[str, Any]
