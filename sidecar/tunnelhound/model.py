@@ -20,6 +20,18 @@ class Datagram:
 
 
 @dataclass(slots=True)
+class SessionOptions:
+    """What options data told us about one exporter session; joined onto its flows."""
+
+    sampling_default: float | None = None
+    """Packets per sampled packet, from options (or the v5 header) without a sampler id."""
+    sampling_by_id: dict[int, float] = field(default_factory=dict)
+    application_names: dict[str, str] = field(default_factory=dict)
+    """``engine:selector`` → application name (NBAR options template)."""
+    interface_names: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class FlowBatch:
     """Columnar flow records decoded from one data set (or one v5 packet).
 
@@ -46,12 +58,12 @@ class FlowBatch:
     sys_uptime_ms: int | None
     """Exporter uptime at export (v5/v9), for sysUpTime-relative fields."""
     sequence: int
-    record_offset: int
-    """Index of the first record of this batch within its message (for deterministic ids)."""
+    set_offset: int
+    """Byte offset of the data set in its datagram (with ``sequence``, makes record ids deterministic)."""
     count: int
     columns: dict[str, np.ndarray] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
-    """Values joined from options data (``sampling_interval``, ``application_names`` ...)."""
+    options: SessionOptions | None = None
+    """What the session's options data said (sampling, application and interface names)."""
 
     def records(self) -> list[dict[str, Any]]:
         """Return the records as Python dicts (slow; for tests and tools, not the hot path)."""
