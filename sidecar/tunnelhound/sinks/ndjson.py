@@ -1,0 +1,217 @@
+"""Rotating NDJSON files, the sink that needs no server.
+
+Files are named ``<prefix>-<UTC yyyymmddTHHMMSS>-<seq>.ndjson`` after the time they were
+opened.  While being written a file carries an extra ``.part`` suffix; it is renamed on
+rotation and on close, so a reader (Filebeat, Elastic Agent, ``jq``) that only picks
+``*.ndjson`` never sees a half-written file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import orjson
+
+__all__ = ["NdjsonSink"]
+
+_STAMP = "%Y%m%dT%H%M%S"
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+# Documents from normalize may still hold numpy scalars; orjson writes them natively.
+_DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+
+class NdjsonSink:
+    """Append batches of JSON lines to rotating files under ``path``, or to stdout if ``path == "-"``.
+
+    A new file is started when the current one has reached ``rotate_bytes`` or has been open
+    ``rotate_seconds`` (by ``clock``).  Limits are checked between batches only, so a line is
+    never split and a file may exceed ``rotate_bytes`` by up to one batch.  With
+    ``max_files > 0`` the oldest finished files of this prefix beyond that number are deleted,
+    including those left by earlier runs.  Rotation does not apply to stdout.
+
+    Counters: ``lines_written``, ``bytes_written`` (newlines included) and ``files_rotated``
+    (files finished because a limit was reached; the one finished by ``close`` is not counted).
+
+    Not thread-safe: one sink per worker, each with its own ``prefix`` if they share a directory.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        rotate_bytes: int = 100 * 1024 * 1024,
+        rotate_seconds: float = 3600,
+        max_files: int = 0,
+        prefix: str = "flows",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if rotate_bytes < 1:
+            raise ValueError(f"rotate_bytes must be >= 1, got {rotate_bytes}")
+        if rotate_seconds <= 0:
+            raise ValueError(f"rotate_seconds must be > 0, got {rotate_seconds}")
+        if max_files < 0:
+            raise ValueError(f"max_files must be >= 0, got {max_files}")
+        if not prefix or "/" in prefix or os.sep in prefix:
+            raise ValueError(f"prefix must be a non-empty file name part, got {prefix!r}")
+        self.path = path
+        self.rotate_bytes = rotate_bytes
+        self.rotate_seconds = rotate_seconds
+        self.max_files = max_files
+        self.prefix = prefix
+        self.lines_written = 0
+        self.bytes_written = 0
+        self.files_rotated = 0
+        self._clock = clock
+        self._stdout = path == "-"
+        self._dir = Path(path)
+        self._finished_name = re.compile(rf"{re.escape(prefix)}-\d{{8}}T\d{{6}}-\d+\.ndjson")
+        self._fd: int | None = None
+        self._part: Path | None = None
+        self._file_bytes = 0
+        self._opened_at = 0.0
+        self._seq = 0
+        self._closed = False
+        if not self._stdout:
+            # Fail at startup, not on the first batch, if the directory cannot be made.
+            self._dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def current_path(self) -> Path | None:
+        """The ``.part`` file being written, or ``None`` (no batch since the last rotation, stdout)."""
+        return self._part
+
+    def write(self, lines: Sequence[bytes]) -> None:
+        """Append serialized JSON documents, one per line; each must not contain a newline."""
+        if self._closed:
+            raise ValueError("write to a closed NdjsonSink")
+        if not lines:
+            return
+        data = b"\n".join(lines) + b"\n"
+        # One C-speed pass catches a pretty-printed document that would break every reader.
+        if data.count(b"\n") != len(lines):
+            raise ValueError("a line contains a newline; NDJSON documents must be serialized on one line")
+        if self._stdout:
+            sys.stdout.buffer.write(data)
+        else:
+            self._rotate_if_due()
+            fd = self._fd if self._fd is not None else self._open()
+            try:
+                _write_all(fd, data)
+            except OSError:
+                # Disk full mid-batch: cut the partial batch so the next one starts on a line.
+                os.ftruncate(fd, self._file_bytes)
+                raise
+            self._file_bytes += len(data)
+            # Finish a full file now rather than on the next batch, so readers get it promptly.
+            self._rotate_if_due()
+        self.lines_written += len(lines)
+        self.bytes_written += len(data)
+
+    def write_docs(self, docs: Sequence[dict[str, Any]]) -> None:
+        """Serialize documents with orjson and :meth:`write` them."""
+        self.write([orjson.dumps(doc, option=_DUMPS_OPTIONS) for doc in docs])
+
+    def flush(self) -> None:
+        """Push stdout's buffer; for files, finish the current one if its time is up.
+
+        File writes go straight to the descriptor, so there is no buffer to flush; calling
+        this periodically lets an idle file be renamed without waiting for the next batch.
+        """
+        if self._closed:
+            return
+        if self._stdout:
+            sys.stdout.buffer.flush()
+        else:
+            self._rotate_if_due()
+
+    def close(self) -> None:
+        """Finish the current file (rename it to ``.ndjson``); stdout is flushed, not closed."""
+        if self._closed:
+            return
+        if self._stdout:
+            sys.stdout.buffer.flush()
+        else:
+            self._finish()
+        self._closed = True
+
+    def __enter__(self) -> NdjsonSink:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ files
+
+    def _rotate_if_due(self) -> None:
+        if self._fd is None:
+            return
+        if self._file_bytes >= self.rotate_bytes or self._clock() - self._opened_at >= self.rotate_seconds:
+            self._finish()
+            self.files_rotated += 1
+
+    def _open(self) -> int:
+        now = self._clock()
+        stamp = time.strftime(_STAMP, time.gmtime(now))
+        while True:
+            name = f"{self.prefix}-{stamp}-{self._seq:06d}.ndjson"
+            self._seq += 1
+            final = self._dir / name
+            part = self._dir / f"{name}.part"
+            # A restart within the same second may meet names of the previous run: skip them.
+            if final.exists():
+                continue
+            try:
+                fd = os.open(part, _OPEN_FLAGS, 0o644)
+            except FileExistsError:
+                continue
+            break
+        self._fd, self._part = fd, part
+        self._file_bytes = 0
+        self._opened_at = now
+        return fd
+
+    def _finish(self) -> None:
+        """Close and rename the current file, then prune; nothing to do if none is open."""
+        if self._fd is None or self._part is None:
+            return
+        fd, part = self._fd, self._part
+        self._fd = self._part = None
+        try:
+            # A file named *.ndjson is promised whole: after a power loss, a renamed but
+            # unsynced file could come back empty while readers trust it.
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(part, part.with_suffix(""))
+        self._prune()
+
+    def _prune(self) -> None:
+        if self.max_files == 0:
+            return
+        # Names start with the UTC open time, so name order is age order.
+        finished = sorted(name for name in os.listdir(self._dir) if self._finished_name.fullmatch(name))
+        for name in finished[: -self.max_files]:
+            # Someone else (a shipper, an operator) may have removed it meanwhile.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._dir / name)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until everything is written; a regular file may accept less at once."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
