@@ -1,0 +1,1 @@
+"""Decoding NetFlow v5/v9 and IPFIX packets into flow records."""
