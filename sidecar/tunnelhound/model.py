@@ -55,6 +55,8 @@ class FlowBatch:
     template_id: int
     export_time: int
     """Export time from the message header, Unix seconds."""
+    export_nanos: int
+    """Sub-second part of the export time (v5 headers carry it; 0 otherwise)."""
     sys_uptime_ms: int | None
     """Exporter uptime at export (v5/v9), for sysUpTime-relative fields."""
     sequence: int
@@ -62,6 +64,8 @@ class FlowBatch:
     """Byte offset of the data set in its datagram (with ``sequence``, makes record ids deterministic)."""
     count: int
     columns: dict[str, np.ndarray] = field(default_factory=dict)
+    types: dict[str, str] = field(default_factory=dict)
+    """Column name → IANA abstract data type of its element (``unsigned64``, ``ipv4Address`` ...)."""
     options: SessionOptions | None = None
     """What the session's options data said (sampling, application and interface names)."""
 

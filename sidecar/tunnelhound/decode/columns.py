@@ -93,12 +93,15 @@ class Layout:
     columns: tuple[Column, ...]
     record_length: int | None
     dtype: np.dtype | None
+    types: dict[str, str]
+    """Column name → element type, shared by every batch of the template."""
 
 
 @lru_cache(maxsize=65536)
 def compile_template(template: Template) -> Layout:
     """Compile a template once; cached because exporters resend identical templates constantly."""
     columns: list[Column] = []
+    types: dict[str, str] = {}
     seen: dict[str, int] = {}
     for index, f in enumerate(template.fields):
         el = f.element
@@ -114,6 +117,7 @@ def compile_template(template: Template) -> Layout:
         length = f.length
         kind = column_kind(el.type, length) if length != VARIABLE_LENGTH else _var_kind(el.type)
         columns.append(Column(name, index, length, kind))
+        types[name] = el.type
     reclen = template.record_length
     dtype = None
     if reclen is not None and reclen > 0:
@@ -124,7 +128,7 @@ def compile_template(template: Template) -> Layout:
             formats.append(_wire_format(c))
             offs.append(offsets[c.index])
         dtype = np.dtype({"names": names, "formats": formats, "offsets": offs, "itemsize": reclen})
-    return Layout(tuple(columns), reclen, dtype)
+    return Layout(tuple(columns), reclen, dtype, types)
 
 
 def _var_kind(element_type: str) -> str:
@@ -304,7 +308,9 @@ def _scalar(c: Column, raw: bytes) -> object:
         return raw[0] == 1
     if kind == "ntp":
         value = int.from_bytes(raw, "big")
-        return ((value >> 32) - NTP_EPOCH_OFFSET) * 1_000_000_000 + (((value & 0xFFFFFFFF) * 1_000_000_000) >> 32)
+        return ((value >> 32) - NTP_EPOCH_OFFSET) * 1_000_000_000 + (
+            ((value & 0xFFFFFFFF) * 1_000_000_000) >> 32
+        )
     if kind == "string":
         return _text(raw)
     if kind == "appid":

@@ -35,6 +35,8 @@ class MessageHeader:
     """Header record count (v5 records, v9 records: unreliable, informational)."""
     sampling: int = 0
     """v5 header sampling field (mode in the top 2 bits, interval in the low 14)."""
+    export_nanos: int = 0
+    """Sub-second part of the export time (v5 only has it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +67,14 @@ def v5_packets(data: bytes) -> Iterator[tuple[MessageHeader, int, int]]:
     while end - pos >= 2:
         if end - pos < V5_HEADER.size:
             raise DecodeError("truncated_header", f"v5 header at {pos}")
-        version, count, uptime, secs, _nsecs, seq, etype, eid, sampling = V5_HEADER.unpack_from(data, pos)
+        version, count, uptime, secs, nsecs, seq, etype, eid, sampling = V5_HEADER.unpack_from(data, pos)
         if version != 5:
             raise DecodeError("bad_version", f"{version} at offset {pos} of a v5 buffer")
         if count == 0 or count > V5_MAX_COUNT:
             raise DecodeError("bad_count", f"v5 count {count}")
-        header = MessageHeader(5, secs, uptime, seq, (etype << 8) | eid, pos, count, sampling)
+        header = MessageHeader(
+            5, secs, uptime, seq, (etype << 8) | eid, pos, count, sampling, nsecs % 1_000_000_000
+        )
         start = pos + V5_HEADER.size
         available = (end - start) // V5_RECORD_LENGTH
         if available < count:

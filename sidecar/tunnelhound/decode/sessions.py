@@ -30,16 +30,24 @@ def absorb_options(opts: SessionOptions, record: OptionsRecord) -> bool:
     values = {**record.scope, **record.values}
     changed = False
     app_id, app_name = values.get("application_id"), values.get("application_name")
-    if isinstance(app_id, str) and isinstance(app_name, str) and app_name:
-        if opts.application_names.get(app_id) != app_name:
-            opts.application_names[app_id] = app_name
-            changed = True
+    if (
+        isinstance(app_id, str)
+        and isinstance(app_name, str)
+        and app_name
+        and opts.application_names.get(app_id) != app_name
+    ):
+        opts.application_names[app_id] = app_name
+        changed = True
     ifindex = values.get("ingress_interface", values.get("egress_interface"))
     ifname = values.get("interface_name") or values.get("interface_description")
-    if isinstance(ifindex, int) and isinstance(ifname, str) and ifname:
-        if opts.interface_names.get(ifindex) != ifname:
-            opts.interface_names[ifindex] = ifname
-            changed = True
+    if (
+        isinstance(ifindex, int)
+        and isinstance(ifname, str)
+        and ifname
+        and opts.interface_names.get(ifindex) != ifname
+    ):
+        opts.interface_names[ifindex] = ifname
+        changed = True
     rate = sampling_rate(values)
     if rate is not None:
         sampler = values.get("sampler_id", values.get("selector_id"))

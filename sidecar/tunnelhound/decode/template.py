@@ -115,7 +115,13 @@ def parse_v9_templates(body: memoryview, options: bool) -> list[Template]:
     return out
 
 
-_V9_SCOPES = {1: "scope_system", 2: "scope_interface", 3: "scope_line_card", 4: "scope_cache", 5: "scope_template"}
+_V9_SCOPES = {
+    1: "scope_system",
+    2: "scope_interface",
+    3: "scope_line_card",
+    4: "scope_cache",
+    5: "scope_template",
+}
 
 
 def _v9_scope_element(ftype: int) -> Element:
