@@ -1,0 +1,184 @@
+"""The ``tunnelhound`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from importlib import resources
+from types import FrameType
+
+from tunnelhound import __version__
+from tunnelhound.config import Config, load_config, parse_host_port
+from tunnelhound.errors import ConfigError, SourceError
+from tunnelhound.pipeline import FlowPipeline
+from tunnelhound.sinks.ndjson import NdjsonSink
+from tunnelhound.sources.dat import parse_exporter
+from tunnelhound.sources.files import iter_replay
+from tunnelhound.sources.udp import UdpListener
+
+log = logging.getLogger("tunnelhound")
+
+DEMO_CAPTURE = "lab_netflow_v9.pcap"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        return int(args.func(args))
+    except BrokenPipeError:
+        # `tunnelhound replay ... -o - | head` is normal use, not an error.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stays open until exit on purpose
+        return 0
+    except ConfigError as exc:
+        print(f"tunnelhound: {exc}", file=sys.stderr)
+        return 2
+    except (SourceError, ValueError, OSError) as exc:
+        print(f"tunnelhound: {exc}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tunnelhound", description="NetFlow/IPFIX security sidecar for Zeek and Elastic."
+    )
+    p.add_argument("--version", action="version", version=f"tunnelhound {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("-c", "--config", help="YAML config file (defaults apply without one)")
+        sp.add_argument(
+            "-o", "--output", help="NDJSON directory, or '-' for stdout (overrides output.ndjson.path)"
+        )
+        sp.add_argument("--state-dir", help="where templates are kept (overrides state_dir)")
+
+    r = sub.add_parser("replay", help="decode pcap/pcapng captures of export packets or raw .dat datagrams")
+    r.add_argument("files", nargs="+", help="pcap, pcapng or .dat files, in order")
+    r.add_argument("--exporter", help="IP:PORT to attribute .dat datagrams to (default 192.0.2.1:4444)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    common(r)
+    r.set_defaults(func=_replay)
+
+    run = sub.add_parser("run", help="collect NetFlow v5/v9/IPFIX over UDP until SIGTERM/SIGINT")
+    run.add_argument(
+        "--listen", action="append", help="HOST:PORT to listen on (repeatable; overrides config)"
+    )
+    common(run)
+    run.set_defaults(func=_run)
+
+    d = sub.add_parser("demo", help="replay the bundled lab capture to NDJSON on stdout and summarize")
+    d.add_argument("-o", "--output", default="-", help="NDJSON directory, or '-' for stdout (default)")
+    d.add_argument("--state-dir", help="where templates are kept (default: a temporary directory)")
+    d.set_defaults(func=_demo, config=None, no_progress=True, exporter=None)
+    return p
+
+
+def _config(args: argparse.Namespace) -> Config:
+    config = load_config(args.config)
+    if getattr(args, "output", None):
+        config = replace(
+            config, output=replace(config.output, ndjson=replace(config.output.ndjson, path=args.output))
+        )
+    if getattr(args, "state_dir", None):
+        config = replace(config, state_dir=args.state_dir)
+    return config
+
+
+def _sink(config: Config) -> NdjsonSink:
+    nd = config.output.ndjson
+    return NdjsonSink(
+        nd.path, rotate_bytes=nd.rotate_bytes, rotate_seconds=nd.rotate_seconds, max_files=nd.max_files
+    )
+
+
+def _replay(args: argparse.Namespace) -> int:
+    config = _config(args)
+    exporter = parse_exporter(args.exporter) if args.exporter else None
+    pipeline = FlowPipeline(config, _sink(config))
+    progress = not args.no_progress and sys.stderr.isatty()
+    chunk = []
+    try:
+        for dg in iter_replay(args.files, exporter=exporter, progress=progress):
+            chunk.append(dg)
+            if len(chunk) >= 256:
+                pipeline.process(chunk)
+                chunk = []
+        pipeline.process(chunk)
+    finally:
+        pipeline.close()
+    _summary(pipeline)
+    return 0
+
+
+def _summary(pipeline: FlowPipeline) -> None:
+    c, stats = pipeline.counts, pipeline.decoder.stats
+    errors = ", ".join(f"{reason}={n}" for reason, n in sorted(stats.errors_by_reason().items())) or "none"
+    print(
+        f"tunnelhound: {c.datagrams} datagrams, {c.records} flow records, {c.options_records} options records, "
+        f"{c.documents} documents written; held sets dropped {sum(stats.held_dropped.values())}; errors: {errors}",
+        file=sys.stderr,
+    )
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import tempfile
+
+    capture = resources.files("tunnelhound") / "data" / "demo" / DEMO_CAPTURE
+    with resources.as_file(capture) as path, tempfile.TemporaryDirectory() as tmp:
+        args.files = [str(path)]
+        if not args.state_dir:
+            args.state_dir = tmp
+        return _replay(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = _config(args)
+    listen = args.listen or list(config.inputs.udp.listen)
+    binds = [parse_host_port(x) for x in listen]
+    pipeline = FlowPipeline(config, _sink(config))
+    stopping = False
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    with UdpListener(binds, receive_buffer=config.inputs.udp.receive_buffer) as listener:
+        if listener.buffer_capped:
+            log.warning(
+                "receive buffer capped by the kernel at %d bytes (asked %d); raise net.core.rmem_max",
+                listener.effective_receive_buffer,
+                config.inputs.udp.receive_buffer,
+            )
+        # One line on stderr that says where we listen (tests and operators read it).
+        addrs = " ".join(f"{h}:{p}" for h, p in listener.addresses)
+        print(
+            f"tunnelhound: listening on {addrs}; templates restored: {pipeline.restored}",
+            file=sys.stderr,
+            flush=True,
+        )
+        try:
+            while not stopping:
+                batch = listener.recv_batch(1024, timeout=0.2)
+                if batch:
+                    pipeline.process(batch)
+            # Drain what the kernel already delivered before exiting: nothing it accepted is lost.
+            while batch := listener.recv_batch(1024, timeout=0):
+                pipeline.process(batch)
+        finally:
+            pipeline.close()
+    _summary(pipeline)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

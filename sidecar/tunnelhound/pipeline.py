@@ -1,0 +1,115 @@
+"""Wiring: sources → decode → normalize (+ biflow) → sinks, in one place.
+
+Stages never call each other; the pipeline hands each one the previous one's output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from tunnelhound.config import Config
+from tunnelhound.decode.decoder import Decoder
+from tunnelhound.decode.sessions import SessionStore
+from tunnelhound.model import Datagram, OptionsRecord
+from tunnelhound.normalize.biflow import BiflowStitcher
+from tunnelhound.normalize.ecs import NormalizeOptions, Normalizer
+
+STATE_FILE = "decoder-state.json"
+"""Templates and options data, under ``state_dir``."""
+
+
+class FlowSink(Protocol):
+    """Anything that takes ECS flow documents."""
+
+    def write_docs(self, docs: list[dict[str, Any]]) -> None:
+        """Write a batch of documents."""
+
+    def close(self) -> None:
+        """Flush and release."""
+
+
+@dataclass(slots=True)
+class PipelineCounts:
+    """Totals for a summary line."""
+
+    datagrams: int = 0
+    records: int = 0
+    options_records: int = 0
+    documents: int = 0
+
+
+class FlowPipeline:
+    """Decode, normalize and write flows; persists decoder state under ``state_dir``."""
+
+    def __init__(self, config: Config, sink: FlowSink, *, state_dir: Path | None = None) -> None:
+        self.config = config
+        self.sink = sink
+        dc = config.decode
+        self.sessions = SessionStore(
+            share_templates=dc.share_templates, max_templates_per_exporter=dc.max_templates_per_exporter
+        )
+        self.state_path = Path(state_dir if state_dir is not None else config.state_dir) / STATE_FILE
+        self.restored = self.sessions.load(self.state_path)
+        self.decoder = Decoder(
+            self.sessions,
+            fast_path=dc.fast_path,
+            max_held_sets=dc.max_held_sets,
+            held_set_timeout=dc.held_set_timeout,
+        )
+        nc = config.normalize
+        self.normalizer = Normalizer(
+            NormalizeOptions(
+                internal_networks=nc.internal_networks,
+                community_id_seed=nc.community_id_seed,
+                namespace=config.namespace,
+            )
+        )
+        self.stitcher = (
+            BiflowStitcher(timeout=nc.biflow.timeout, max_pending=nc.biflow.max_pending)
+            if nc.biflow.enabled
+            else None
+        )
+        self.counts = PipelineCounts()
+        self.options: list[OptionsRecord] = []
+        """Options records of the last :meth:`process` call (joined, not written as flows)."""
+
+    def process(self, datagrams: Iterable[Datagram]) -> int:
+        """Run a chunk of datagrams through every stage; returns documents written."""
+        docs: list[dict[str, Any]] = []
+        self.options = []
+        for dg in datagrams:
+            self.counts.datagrams += 1
+            decoded = self.decoder.decode(dg)
+            self.options.extend(decoded.options)
+            self.counts.options_records += len(decoded.options)
+            for batch in decoded.flows:
+                self.counts.records += batch.count
+                docs.extend(self.normalizer.normalize(batch))
+        if self.stitcher is not None:
+            docs = self.stitcher.push(docs)
+        self._write(docs)
+        # Save as soon as a template changes: data arriving right after a crash or restart
+        # must decode at once (templates change rarely, so this costs nothing in steady state).
+        if self.sessions.dirty:
+            self.sessions.save(self.state_path)
+        return len(docs)
+
+    def flush(self) -> int:
+        """Emit every waiting uniflow (end of input)."""
+        docs = self.stitcher.flush() if self.stitcher is not None else []
+        self._write(docs)
+        return len(docs)
+
+    def close(self) -> None:
+        """Flush, persist decoder state and close the sink."""
+        self.flush()
+        self.sessions.save(self.state_path)
+        self.sink.close()
+
+    def _write(self, docs: list[dict[str, Any]]) -> None:
+        if docs:
+            self.sink.write_docs(docs)
+            self.counts.documents += len(docs)
