@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs on a fresh Debian machine, then run all of it:
+# lint, types, and pytest (real softflowd and tshark; no test skips for a missing tool).
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -k conformance`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v tshark >/dev/null 2>&1 || missing+=(tshark)
+command -v softflowd >/dev/null 2>&1 || missing+=(softflowd)
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "== installing ${missing[*]} (apt)"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "== creating .venv with $($python --version)"
+  $python -m venv .venv
+fi
+echo "== installing tunnelhound and test dependencies (pip)"
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[test]'
+
+echo "== ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+echo "== mypy"
+.venv/bin/mypy
+echo "== pytest"
+.venv/bin/python -m pytest "$@"
