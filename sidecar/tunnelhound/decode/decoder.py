@@ -82,6 +82,7 @@ class Decoder:
         self._held: dict[tuple[SessionKey, int], deque[_Held]] = {}
         self._held_per_exporter: dict[str, int] = {}
         self._next_sequence: dict[SessionKey, int] = {}
+        self._last_sequence: dict[SessionKey, int] = {}
         self._last_sweep = 0.0
 
     @property
@@ -147,14 +148,20 @@ class Decoder:
         problems = []
         for header, sets, problem in ipfix_messages(dg.data):
             key = self.sessions.key(dg.exporter_ip, dg.exporter_port, 10, header.domain)
-            before = sum(b.count for b in out.flows)
+            flows_before, options_before = out.record_count, len(out.options)
             complete = self._walk(
                 dg.data, dg.exporter_ip, dg.exporter_port, dg.received, key, header, sets, out
             )
-            # IPFIX sequence numbers count data records; only a fully decoded message says how many.
-            records = sum(b.count for b in out.flows) - before
+            flows = out.record_count - flows_before
+            records = flows + len(out.options) - options_before
+            # IPFIX sequence numbers count data records sent before this message, options data
+            # records included (RFC 7011 §3.1); only a fully decoded message says how many it held.
             self._check_sequence(
-                key, dg.exporter_ip, header.sequence, header.sequence + records if complete else None
+                key,
+                dg.exporter_ip,
+                header.sequence,
+                header.sequence + records if complete else None,
+                also_fine=(records, flows),
             )
             if problem:
                 problems.append(problem)
@@ -181,6 +188,9 @@ class Decoder:
             try:
                 if span.set_id in template_ids:
                     self._template_set(data, ip, key, header.version, span, out)
+                    # Counted even when nothing changed: a resent template or a withdrawal is
+                    # what the datagram was for, not a silent drop.
+                    self.stats.template_sets[ip] += 1
                 elif span.set_id >= 256:
                     if not self._data_set(data, ip, port, arrived, key, header, span, out):
                         complete = False
@@ -353,13 +363,29 @@ class Decoder:
 
     # ------------------------------------------------------------------ sequence numbers
 
-    def _check_sequence(self, key: SessionKey, ip: str, sequence: int, next_expected: int | None) -> None:
+    def _check_sequence(
+        self,
+        key: SessionKey,
+        ip: str,
+        sequence: int,
+        next_expected: int | None,
+        also_fine: tuple[int, ...] = (),
+    ) -> None:
+        """Count records/packets missing between this message and the last one of the session.
+
+        ``also_fine`` lists other sequence values that mean "nothing lost" for exporters that
+        read the RFC differently (softflowd's IPFIX counts the current message's records).
+        """
         expected = self._next_sequence.get(key)
-        if expected is not None:
-            gap = (sequence - expected) & _U32
-            # Forward jumps are loss; a backward jump is a reorder or an exporter restart.
-            if 0 < gap < 0x80000000:
-                self.stats.sequence_lost[ip] += gap
+        previous = self._last_sequence.get(key)
+        if expected is not None and previous is not None:
+            fine = {expected} | {(previous + n) & _U32 for n in also_fine}
+            if sequence not in fine:
+                gap = (sequence - expected) & _U32
+                # Forward jumps are loss; a backward jump is a reorder or an exporter restart.
+                if 0 < gap < 0x80000000:
+                    self.stats.sequence_lost[ip] += gap
+        self._last_sequence[key] = sequence
         if next_expected is None:
             self._next_sequence.pop(key, None)
         else:

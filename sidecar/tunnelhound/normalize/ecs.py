@@ -273,28 +273,35 @@ def _raw_fields(batch: FlowBatch) -> list[dict[str, Any]]:
     lists: list[list[Any]] = []
     for name, col in batch.columns.items():
         etype = batch.types.get(name, "")
+        values, is_hex = _json_values(col, etype)
+        if is_hex and etype not in _HEX_TYPES:
+            # Encoded with a length its type does not allow (H3C sends 2-byte "addresses"):
+            # keep the bytes, under a name whose mapping is keyword.
+            name = f"{name}_hex"
         names.append(name)
-        lists.append(_json_values(col, etype))
-    return (
-        [dict(zip(names, values, strict=True)) for values in zip(*lists, strict=True)] if names else [{}] * n
-    )
+        lists.append(values)
+    return [dict(zip(names, values, strict=True)) for values in zip(*lists, strict=True)] if names else [{}] * n
 
 
-def _json_values(col: np.ndarray, etype: str) -> list[Any]:
+_HEX_TYPES = ("octetArray", "")
+
+
+def _json_values(col: np.ndarray, etype: str) -> tuple[list[Any], bool]:
+    """JSON values for a column, and whether they are hex renderings of raw bytes."""
     kind = col.dtype.kind
     if etype == "ipv4Address" and kind == "u":
-        return ipv4_text(ipv4_packed(col))
-    if etype == "ipv6Address" and kind == "V":
-        return ipv6_text(col.tolist())
-    if etype == "macAddress" and kind == "V":
-        return mac_text(col, ecs=False)
+        return ipv4_text(ipv4_packed(col)), False
+    if etype == "ipv6Address" and kind == "V" and col.dtype.itemsize == 16:
+        return ipv6_text(col.tolist()), False
+    if etype == "macAddress" and kind == "V" and col.dtype.itemsize == 6:
+        return mac_text(col, ecs=False), False
     if etype in _DATE_TYPES and kind == "u":
-        return _iso(col.astype(np.int64) * _DATE_TYPES[etype])
+        return _iso(col.astype(np.int64) * _DATE_TYPES[etype]), False
     if etype in _NTP_TYPES and kind == "i":
-        return _iso(col)
+        return _iso(col), False
     if kind == "V" or (kind == "O" and col.size and isinstance(col[0], bytes)):
-        return [bytes(v).hex() for v in col.tolist()]
-    return col.tolist()
+        return [bytes(v).hex() for v in col.tolist()], True
+    return col.tolist(), False
 
 
 def _icmp_fields(doc: dict[str, Any], proto: int, icmp_type: int, icmp_code: int) -> None:
