@@ -15,6 +15,8 @@ class DecodeStats:
     records: Counter[str] = field(default_factory=Counter)
     """Flow records decoded per exporter IP."""
     options_records: Counter[str] = field(default_factory=Counter)
+    template_sets: Counter[str] = field(default_factory=Counter)
+    """Template and options-template sets accepted: new, changed, resent or withdrawn templates."""
     errors: Counter[tuple[str, str]] = field(default_factory=Counter)
     """(exporter IP, reason) → count of rejected datagrams or sets."""
     template_misses: Counter[str] = field(default_factory=Counter)

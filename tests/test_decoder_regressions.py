@@ -1,0 +1,79 @@
+"""Regressions found by fuzzing the decoder (tests/test_fuzz_decoder.py).
+
+Each test feeds the exact (minimized) bytes that broke something and asserts the outcome
+and the reason it was counted under, on the fast path and the reference path alike.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from tunnelhound.decode.decoder import Decoded, Decoder
+from tunnelhound.model import Datagram
+
+IP, PORT = "192.0.2.1", 4444
+
+
+def ipfix(*sets: bytes, seq: int = 0, domain: int = 1) -> bytes:
+    """One IPFIX message holding ``sets`` (length computed)."""
+    body = b"".join(sets)
+    return struct.pack("!HHIII", 10, 16 + len(body), 1_600_000_000, seq, domain) + body
+
+
+def v9(*sets: bytes, seq: int = 0, source_id: int = 0) -> bytes:
+    """One NetFlow v9 packet holding ``sets``."""
+    return struct.pack("!HHIIII", 9, len(sets), 1000, 1_600_000_000, seq, source_id) + b"".join(sets)
+
+
+def set_(set_id: int, body: bytes) -> bytes:
+    """A set (flowset) header in front of ``body``."""
+    return struct.pack("!HH", set_id, 4 + len(body)) + body
+
+
+def template(tid: int, *fields: tuple[int, int]) -> bytes:
+    """A template record: id, field count, (element id, length) pairs."""
+    return struct.pack("!HH", tid, len(fields)) + b"".join(struct.pack("!HH", e, n) for e, n in fields)
+
+
+def decode(decoder: Decoder, data: bytes, received: float = 1000.0) -> Decoded:
+    """Decode one datagram from the test exporter."""
+    return decoder.decode(Datagram(data, IP, PORT, received))
+
+
+def errors(decoder: Decoder) -> dict[str, int]:
+    """Errors by reason, as a plain dict (empty when there were none)."""
+    return dict(decoder.stats.errors_by_reason())
+
+
+@pytest.fixture(params=[True, False], ids=["fast", "reference"])
+def decoder(request: pytest.FixtureRequest) -> Decoder:
+    """A fresh decoder on each path."""
+    return Decoder(fast_path=request.param)
+
+
+# --------------------------------------------------------------------------- template sets
+
+# sourceIPv4Address, destinationIPv4Address, octetDeltaCount(4)
+TEMPLATE_256 = template(256, (8, 4), (12, 4), (1, 4))
+
+
+def test_resent_template_is_counted_as_a_template_set(decoder: Decoder) -> None:
+    message = ipfix(set_(2, TEMPLATE_256))
+    for _ in range(2):
+        out = decode(decoder, message)
+        assert out.record_count == 0 and not out.options
+    # The second copy changed nothing, yet it is accounted for: not a silent datagram.
+    assert decoder.stats.template_sets[IP] == 2
+    assert errors(decoder) == {}
+
+
+def test_withdrawal_only_message_is_counted_as_a_template_set(decoder: Decoder) -> None:
+    decode(decoder, ipfix(set_(2, TEMPLATE_256)))
+    key = decoder.sessions.key(IP, PORT, 10, 1)
+    assert decoder.sessions.template(key, 256) is not None
+    decode(decoder, ipfix(set_(2, struct.pack("!HH", 256, 0)), seq=0))
+    assert decoder.sessions.template(key, 256) is None
+    assert decoder.stats.template_sets[IP] == 2
+    assert errors(decoder) == {}
