@@ -77,3 +77,23 @@ def test_withdrawal_only_message_is_counted_as_a_template_set(decoder: Decoder) 
     assert decoder.sessions.template(key, 256) is None
     assert decoder.stats.template_sets[IP] == 2
     assert errors(decoder) == {}
+
+
+# --------------------------------------------------------------------------- reduced-size integers
+
+
+def test_odd_width_integers_in_a_multi_record_set(decoder: Decoder) -> None:
+    # ipt_NETFLOW-style reduced-size encoding: IN_BYTES in 3 octets, beside a 4-octet field,
+    # two records.  The fast path used to fail re-viewing the strided 3-byte column.
+    data = v9(
+        set_(0, template(256, (1, 3), (2, 4))),
+        set_(256, bytes.fromhex("0102030000000afffffe00000014")),
+    )
+    out = decode(decoder, data)
+    assert errors(decoder) == {}
+    assert [b.records() for b in out.flows] == [
+        [
+            {"octet_delta_count": 0x010203, "packet_delta_count": 10},
+            {"octet_delta_count": 0xFFFFFE, "packet_delta_count": 20},
+        ]
+    ]

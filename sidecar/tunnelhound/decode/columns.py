@@ -176,7 +176,9 @@ def _finish_fixed(c: Column, a: np.ndarray) -> np.ndarray:
     if kind in ("uint", "int"):
         if c.length in _INT_WIDTHS:
             return a.astype(c.out_dtype)
-        return _odd_int(a.view(np.uint8).reshape(-1, c.length), kind == "int")
+        # The field is a strided view into the records: copy it contiguous before
+        # reinterpreting its octets (numpy refuses to re-view a strided itemsize).
+        return _odd_int(np.ascontiguousarray(a).view(np.uint8).reshape(-1, c.length), kind == "int")
     if kind in ("ipv4", "float"):
         return a.astype(c.out_dtype)
     if kind == "bool":
