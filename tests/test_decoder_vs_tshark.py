@@ -37,7 +37,8 @@ def as_oracle(doc: dict[str, Any]) -> dict[str, Any]:
     nf = doc["netflow"]
     src, dst = doc["source"], doc["destination"]
     if doc["network"]["transport"] in _ICMP:
-        sport, dport = 0, src["port"] * 256 + dst["port"]
+        icmp = doc["tunnelhound"].get("icmp") or doc["tunnelhound"]["icmpv6"]
+        sport, dport = 0, icmp["type"] * 256 + icmp["code"]
     else:
         sport, dport = src["port"], dst["port"]
     out = {

@@ -25,6 +25,9 @@ from tunnelhound.normalize.locality import direction
 
 _SYN, _ACK, _RST = 0x02, 0x10, 0x04
 _ICMP = ("icmp", "ipv6-icmp")
+# ICMP/ICMPv6 message types sent by the side that starts an exchange, and their answers.
+_ICMP_REQUESTS = frozenset({8, 13, 15, 17, 128, 133, 135, 139})
+_ICMP_REPLIES = frozenset({0, 14, 16, 18, 129, 134, 136, 140})
 WELL_KNOWN_SERVICES = frozenset(
     {20, 21, 22, 23, 25, 53, 67, 68, 69, 80, 88, 110, 111, 119, 123, 135, 137, 138, 139, 143, 161, 162, 179,
      389, 443, 445, 465, 500, 514, 515, 587, 636, 853, 873, 989, 990, 993, 995, 1080, 1194, 1433, 1521, 1701,
@@ -172,7 +175,14 @@ def _flags(doc: dict[str, Any]) -> int:
 
 def _initiator_score(a: dict[str, Any], b: dict[str, Any], a_flags: int, b_flags: int) -> int:
     """+1 when ``a`` started the conversation, -1 when ``b`` did, 0 when nothing tells."""
-    if a["network"]["transport"] == "tcp":
+    transport = a["network"]["transport"]
+    if transport in _ICMP:
+        a_type, b_type = _icmp_type(a), _icmp_type(b)
+        if a_type in _ICMP_REQUESTS or b_type in _ICMP_REPLIES:
+            return 1
+        if b_type in _ICMP_REQUESTS or a_type in _ICMP_REPLIES:
+            return -1
+    if transport == "tcp":
         a_syn = bool(a_flags & _SYN) and not (a_flags & _ACK and b_flags & _SYN and not b_flags & _ACK)
         b_syn = bool(b_flags & _SYN) and not (b_flags & _ACK and a_flags & _SYN and not a_flags & _ACK)
         if a_syn != b_syn:
@@ -180,13 +190,20 @@ def _initiator_score(a: dict[str, Any], b: dict[str, Any], a_flags: int, b_flags
     a_start, b_start = a["event"]["start"], b["event"]["start"]
     if a_start != b_start:
         return 1 if a_start < b_start else -1  # ISO strings of one format sort as times
-    a_port, b_port = a["source"]["port"], b["source"]["port"]
+    a_port, b_port = a["source"].get("port", 0), b["source"].get("port", 0)
     a_service, b_service = a_port in WELL_KNOWN_SERVICES, b_port in WELL_KNOWN_SERVICES
     if a_service != b_service:
         return -1 if a_service else 1
     if a_port != b_port:
         return 1 if a_port > b_port else -1
     return 0
+
+
+def _icmp_type(doc: dict[str, Any]) -> int | None:
+    th = doc["tunnelhound"]
+    icmp = th.get("icmp") or th.get("icmpv6") or {}
+    value = icmp.get("type")
+    return value if isinstance(value, int) else None
 
 
 def merge(first: dict[str, Any], second: dict[str, Any], stats: StitchStats) -> dict[str, Any]:
@@ -242,9 +259,9 @@ def orient_exporter_biflow(doc: dict[str, Any], stats: StitchStats) -> None:
                 swap_sides(doc)
                 stats.swapped += 1
             return
-    src_port, dst_port = doc["source"]["port"], doc["destination"]["port"]
     if doc["network"]["transport"] in _ICMP:
         return
+    src_port, dst_port = doc["source"]["port"], doc["destination"]["port"]
     src_service, dst_service = src_port in WELL_KNOWN_SERVICES, dst_port in WELL_KNOWN_SERVICES
     if (src_service and not dst_service) or (src_service == dst_service and src_port < dst_port):
         swap_sides(doc)

@@ -153,6 +153,9 @@ class Normalizer:
             if rate_list[i] != 1.0:
                 doc["tunnelhound"]["sampling_rate"] = rate_list[i]
             if p in _ICMP:
+                # ICMP has no ports: type and code go to their own fields (they were only
+                # port-shaped for Community ID and flow.id above).
+                del doc["source"]["port"], doc["destination"]["port"]
                 _icmp_fields(doc, p, spi, dpi)
             docs.append(doc)
         _macs(batch, docs)
