@@ -97,3 +97,17 @@ def test_odd_width_integers_in_a_multi_record_set(decoder: Decoder) -> None:
             {"octet_delta_count": 0xFFFFFE, "packet_delta_count": 20},
         ]
     ]
+
+
+# --------------------------------------------------------------------------- set padding
+
+
+def test_non_zero_padding_shorter_than_a_record_keeps_the_set(decoder: Decoder) -> None:
+    # nProbe pads a 49-byte record with 3 leftover bytes (0d 00 01), Mikrotik with 2: padding
+    # is whatever is shorter than a record (RFC 7011 §3.3.1 only recommends zeros).  The
+    # reference path used to call the tail a truncated record and drop the whole set, so it
+    # disagreed with the fast path on those vendor captures.
+    data = v9(set_(0, template(256, (1, 4), (2, 4))), set_(256, bytes.fromhex("000000c8000000020d0001")))
+    out = decode(decoder, data)
+    assert errors(decoder) == {}
+    assert [b.records() for b in out.flows] == [[{"octet_delta_count": 200, "packet_delta_count": 2}]]

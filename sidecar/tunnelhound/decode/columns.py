@@ -245,8 +245,10 @@ def decode_records(
     """Decode a data set record by record (reference path; variable-length fields).
 
     Stops at the first record that does not fit: RFC 7011 allows padding shorter than a
-    record at the end of a set.  The flag says a non-zero tail was left over (a truncated
-    record rather than padding); the records before it are still returned.
+    record at the end of a set, and only recommends zeros for it (Mikrotik and nProbe pad
+    with leftovers).  The flag says a non-zero tail at least one minimal record long was
+    left over (a truncated record rather than padding); the records before it are still
+    returned.
     """
     wanted = {c.index: c for c in layout.columns}
     values: dict[str, list[object]] = {c.name: [] for c in layout.columns}
@@ -294,7 +296,7 @@ def decode_records(
             columns[c.name] = _object(vals)
         else:
             columns[c.name] = np.array(vals, dtype=c.out_dtype)
-    truncated = any(body[start:end])
+    truncated = end - start >= minimum and any(body[start:end])
     return count, columns, truncated
 
 
