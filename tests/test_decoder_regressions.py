@@ -111,3 +111,54 @@ def test_non_zero_padding_shorter_than_a_record_keeps_the_set(decoder: Decoder) 
     out = decode(decoder, data)
     assert errors(decoder) == {}
     assert [b.records() for b in out.flows] == [[{"octet_delta_count": 200, "packet_delta_count": 2}]]
+
+
+# --------------------------------------------------------------------------- messages and sets with nothing in them
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        bytes.fromhex("000a0010d06f7b996b5f55b9cfc8053b"),  # IPFIX header, length 16
+        bytes.fromhex("0009d9a06deca79af9a095dd2ed44a9f49261cc8"),  # v9 header
+        bytes.fromhex("000900090000b0145616be3e0000000100000000") + bytes(108),  # v9 header, zero tail
+    ],
+    ids=["ipfix-header", "v9-header", "v9-zero-padding"],
+)
+def test_message_without_sets_is_counted(decoder: Decoder, data: bytes) -> None:
+    # Used to leave no trace at all: no records, no template, no error.
+    out = decode(decoder, data)
+    assert out.record_count == 0 and not out.options
+    assert errors(decoder) == {"empty_message": 1}
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (bytes.fromhex("0d0001"), "truncated_record"),  # fast path: silently nothing
+        (bytes(4), "empty_set"),
+        (b"", "empty_set"),
+    ],
+    ids=["short-non-zero", "zeros", "empty"],
+)
+def test_data_set_without_a_whole_record_is_counted(decoder: Decoder, body: bytes, reason: str) -> None:
+    decode(decoder, v9(set_(0, template(256, (1, 4), (2, 4)))))
+    out = decode(decoder, v9(set_(256, body), seq=1))
+    assert out.record_count == 0
+    assert errors(decoder) == {reason: 1}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        v9(set_(0, bytes(4))),  # template flowset holding only padding
+        v9(set_(1, b"")),  # empty options template flowset
+        ipfix(set_(2, b"")),
+        ipfix(set_(3, bytes(4))),
+    ],
+    ids=["v9-padding", "v9-options-empty", "ipfix-empty", "ipfix-options-padding"],
+)
+def test_template_set_without_a_template_is_counted(decoder: Decoder, data: bytes) -> None:
+    decode(decoder, data)
+    assert decoder.stats.template_sets[IP] == 0
+    assert errors(decoder) == {"empty_set": 1}

@@ -212,6 +212,8 @@ class Decoder:
             templates = parse_v9_templates(body, options)
         else:
             templates, withdrawn = parse_ipfix_templates(body, options)
+        if not templates and not withdrawn:
+            raise DecodeError("empty_set", f"template set {span.set_id} at {span.offset} holds no template")
         for tid in withdrawn:
             # RFC 7011 §8.1: withdrawing the template id of the set kind itself means "all".
             self.sessions.withdraw(key, None if tid in (2, 3) else tid)
@@ -242,6 +244,11 @@ class Decoder:
         layout = compile_template(template)
         body = memoryview(data)[span.start : span.end]
         count, columns = self._columns(layout, template, body)
+        if not count:
+            # A set holds at least one record (RFC 7011 §3.3.1): bytes too few for one are a
+            # truncated record; none, or only zeros, an empty set.
+            reason = "truncated_record" if any(body) else "empty_set"
+            raise DecodeError(reason, f"data set {span.set_id} at {span.offset}: no whole record")
         if template.is_options:
             for record in _options_records(ip, port, header, template, layout, count, columns):
                 self.sessions.absorb_options(key, record)

@@ -96,7 +96,7 @@ def v9_message(data: bytes) -> tuple[MessageHeader, list[SetSpan], str | None]:
     _version, count, uptime, secs, seq, source_id = V9_HEADER.unpack_from(data, 0)
     header = MessageHeader(9, secs, uptime, seq, source_id, 0, count)
     sets, problem = _walk_sets(data, V9_HEADER.size, len(data))
-    return header, sets, problem
+    return header, sets, problem or _empty(sets)
 
 
 def ipfix_messages(data: bytes) -> Iterator[tuple[MessageHeader, list[SetSpan], str | None]]:
@@ -117,8 +117,14 @@ def ipfix_messages(data: bytes) -> Iterator[tuple[MessageHeader, list[SetSpan], 
             message_end = end
         header = MessageHeader(10, export_time, None, seq, domain, pos)
         sets, walk_problem = _walk_sets(data, pos + IPFIX_HEADER.size, message_end)
-        yield header, sets, problem or walk_problem
+        yield header, sets, problem or walk_problem or _empty(sets)
         pos = message_end
+
+
+def _empty(sets: list[SetSpan]) -> str | None:
+    # A message carries at least one set (RFC 7011 §3, RFC 3954 §4); a bare header (or one
+    # followed by zero padding) would otherwise be a datagram that left no trace.
+    return None if sets else "empty_message"
 
 
 def _walk_sets(data: bytes, pos: int, end: int) -> tuple[list[SetSpan], str | None]:
