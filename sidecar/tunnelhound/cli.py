@@ -123,7 +123,8 @@ def _summary(pipeline: FlowPipeline) -> None:
     errors = ", ".join(f"{reason}={n}" for reason, n in sorted(stats.errors_by_reason().items())) or "none"
     print(
         f"tunnelhound: {c.datagrams} datagrams, {c.records} flow records, {c.options_records} options records, "
-        f"{c.documents} documents written; held sets dropped {sum(stats.held_dropped.values())}; errors: {errors}",
+        f"{c.documents} documents written; held sets dropped {sum(stats.held_dropped.values())}; "
+        f"datagrams from exporters not allowed {c.rejected_exporters}; errors: {errors}",
         file=sys.stderr,
     )
 

@@ -5,6 +5,7 @@ Stages never call each other; the pipeline hands each one the previous one's out
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from tunnelhound.decode.sessions import SessionStore
 from tunnelhound.model import Datagram, OptionsRecord
 from tunnelhound.normalize.biflow import BiflowStitcher
 from tunnelhound.normalize.ecs import NormalizeOptions, Normalizer
+from tunnelhound.normalize.locality import Networks
 
 STATE_FILE = "decoder-state.json"
 """Templates and options data, under ``state_dir``."""
@@ -36,6 +38,8 @@ class PipelineCounts:
     """Totals for a summary line."""
 
     datagrams: int = 0
+    rejected_exporters: int = 0
+    """Datagrams dropped because their exporter is not in ``inputs.allowed_exporters``."""
     records: int = 0
     options_records: int = 0
     documents: int = 0
@@ -72,6 +76,8 @@ class FlowPipeline:
             if nc.biflow.enabled
             else None
         )
+        self.allowed = Networks(config.inputs.allowed_exporters) if config.inputs.allowed_exporters else None
+        self._allowed_cache: dict[str, bool] = {}
         self.counts = PipelineCounts()
         self.options: list[OptionsRecord] = []
         """Options records of the last :meth:`process` call (joined, not written as flows)."""
@@ -82,6 +88,9 @@ class FlowPipeline:
         self.options = []
         for dg in datagrams:
             self.counts.datagrams += 1
+            if self.allowed is not None and not self._is_allowed(dg.exporter_ip):
+                self.counts.rejected_exporters += 1
+                continue
             decoded = self.decoder.decode(dg)
             self.options.extend(decoded.options)
             self.counts.options_records += len(decoded.options)
@@ -96,6 +105,16 @@ class FlowPipeline:
         if self.sessions.dirty:
             self.sessions.save(self.state_path)
         return len(docs)
+
+    def _is_allowed(self, ip: str) -> bool:
+        allowed = self._allowed_cache.get(ip)
+        if allowed is None:
+            assert self.allowed is not None
+            allowed = self.allowed.contains(ipaddress.ip_address(ip).packed)
+            # Bounded: a flood from spoofed sources must not grow this without limit.
+            if len(self._allowed_cache) < 65536:
+                self._allowed_cache[ip] = allowed
+        return allowed
 
     def flush(self) -> int:
         """Emit every waiting uniflow (end of input)."""

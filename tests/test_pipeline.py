@@ -1,0 +1,60 @@
+"""The pipeline: state persistence and the exporter allowlist."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from replay import DATA
+from tunnelhound.config import Config, InputsConfig
+from tunnelhound.model import Datagram
+from tunnelhound.pipeline import STATE_FILE, FlowPipeline
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.docs: list[dict[str, Any]] = []
+        self.closed = False
+
+    def write_docs(self, docs: list[dict[str, Any]]) -> None:
+        self.docs.extend(docs)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def dat(name: str, ip: str = "192.0.2.1") -> Datagram:
+    return Datagram((DATA / "vendors" / "dat" / name).read_bytes(), ip, 4444, 0.0)
+
+
+def test_templates_and_options_survive_a_restart(tmp_path: Path) -> None:
+    first = FlowPipeline(Config(), ListSink(), state_dir=tmp_path)
+    assert not first.restored
+    first.process(
+        [dat("netflow9_test_cisco_nbar_opttpl260.dat"), dat("netflow9_test_cisco_asr9k_tpl260.dat")]
+    )
+    first.close()
+    assert (tmp_path / STATE_FILE).exists()
+
+    sink = ListSink()
+    second = FlowPipeline(Config(), sink, state_dir=tmp_path)
+    assert second.restored
+    assert second.sessions.template_count("192.0.2.1") == first.sessions.template_count("192.0.2.1") > 0
+    opts = second.sessions.options(second.sessions.key("192.0.2.1", 4444, 9, 0))
+    assert len(opts.application_names) == len(
+        first.sessions.options(first.sessions.key("192.0.2.1", 4444, 9, 0)).application_names
+    )
+    second.process([dat("netflow9_test_cisco_asr9k_data260.dat")])
+    second.close()
+    assert second.counts.records == 21 and sink.closed
+
+
+def test_exporters_outside_the_allowlist_are_dropped_and_counted(tmp_path: Path) -> None:
+    config = Config(inputs=InputsConfig(allowed_exporters=("192.0.2.0/24",)))
+    sink = ListSink()
+    pipeline = FlowPipeline(config, sink, state_dir=tmp_path)
+    pipeline.process([dat("netflow5.dat", "198.51.100.9"), dat("netflow5.dat", "192.0.2.77")])
+    pipeline.close()
+    assert pipeline.counts.rejected_exporters == 1
+    assert pipeline.counts.records == 30
+    assert {d["observer"]["ip"] for d in sink.docs} == {"192.0.2.77"}
