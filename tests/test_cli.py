@@ -90,8 +90,9 @@ def test_bad_config_exits_with_one_line_naming_the_key(tmp_path: Path, text: str
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
-    result = tunnelhound("replay", str(tmp_path / "nope.pcap"))
-    assert result.returncode == 1 and "nope.pcap" in result.stderr
+    result = tunnelhound("replay", str(tmp_path / "nope.pcap"), "--state-dir", str(tmp_path / "state"))
+    assert result.returncode == 1 and "nope.pcap: no such file" in result.stderr
+    assert not (tmp_path / "state").exists()
 
 
 # ---------------------------------------------------------------------------- restart

@@ -102,6 +102,10 @@ def _sink(config: Config) -> NdjsonSink:
 def _replay(args: argparse.Namespace) -> int:
     config = _config(args)
     exporter = parse_exporter(args.exporter) if args.exporter else None
+    for name in args.files:
+        # Fail before any state or output is created.
+        if not Path(name).is_file():
+            raise SourceError(f"{name}: no such file")
     pipeline = FlowPipeline(config, _sink(config))
     progress = not args.no_progress and sys.stderr.isatty()
     chunk = []
