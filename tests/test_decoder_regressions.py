@@ -1,4 +1,4 @@
-"""Regressions found by fuzzing the decoder (tests/test_fuzz_decoder.py).
+"""Regressions found by fuzzing the decoder and the normalizer (tests/test_fuzz_decoder.py).
 
 Each test feeds the exact (minimized) bytes that broke something and asserts the outcome
 and the reason it was counted under, on the fast path and the reference path alike.
@@ -7,11 +7,14 @@ and the reason it was counted under, on the fast path and the reference path ali
 from __future__ import annotations
 
 import struct
+from typing import Any
 
+import orjson
 import pytest
 
 from tunnelhound.decode.decoder import Decoded, Decoder
 from tunnelhound.model import Datagram
+from tunnelhound.normalize.ecs import Normalizer
 
 IP, PORT = "192.0.2.1", 4444
 
@@ -162,3 +165,50 @@ def test_template_set_without_a_template_is_counted(decoder: Decoder, data: byte
     decode(decoder, data)
     assert decoder.stats.template_sets[IP] == 0
     assert errors(decoder) == {"empty_set": 1}
+
+
+# --------------------------------------------------------------------------- normalizer on odd widths
+
+
+def normalized(decoder: Decoder, data: bytes) -> list[dict[str, Any]]:
+    """Decode ``data`` and normalize every batch; the documents must serialize."""
+    out = decode(decoder, data)
+    assert errors(decoder) == {}
+    docs = [doc for batch in out.flows for doc in Normalizer().normalize(batch)]
+    orjson.dumps(docs)
+    return docs
+
+
+def test_addresses_of_impossible_width_are_no_addresses(decoder: Decoder) -> None:
+    # IPV4_SRC_ADDR in 3 octets and IPV6_DST_ADDR in 4 arrive as raw bytes; the normalizer
+    # used to feed them to inet_ntoa/inet_ntop and fail the batch.
+    data = v9(
+        set_(0, template(256, (8, 3), (28, 4), (4, 1))),
+        set_(256, bytes.fromhex("0a000020010db8060b000020010db911")),
+    )
+    docs = normalized(decoder, data)
+    assert [(d["source"]["ip"], d["destination"]["ip"]) for d in docs] == [("0.0.0.0", "0.0.0.0")] * 2
+
+
+def test_ports_and_protocol_too_wide_for_the_ids(decoder: Decoder) -> None:
+    # L4_SRC_PORT in 4 octets (0x00123456) and PROTOCOL in 2 (300): Community ID and
+    # flow.id cannot pack them; they used to raise out of normalize().
+    data = v9(
+        set_(0, template(256, (8, 4), (12, 4), (7, 4), (11, 2), (4, 2))),
+        set_(256, bytes.fromhex("0a0000010a000002001234560035012c")),
+    )
+    (doc,) = normalized(decoder, data)
+    assert doc["source"]["port"] == 0x123456
+    assert doc["network"]["community_id"] is None
+    assert doc["flow"]["id"] is None
+
+
+def test_time_elements_of_impossible_width_fall_back_to_export_time(decoder: Decoder) -> None:
+    # FIRST_SWITCHED in 9 octets and LAST_SWITCHED variable-length arrive as raw bytes;
+    # flow_times used to cast them to integers and fail the batch.
+    data = v9(
+        set_(0, template(256, (8, 4), (22, 9), (21, 0xFFFF))),
+        set_(256, bytes.fromhex("0a00000100000000000000000103000001")),
+    )
+    (doc,) = normalized(decoder, data)
+    assert doc["event"]["start"] == doc["event"]["end"] == "2020-09-13T12:26:40.000Z"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -67,6 +67,7 @@ class Normalizer:
         dst_packed, dst_text, dst_internal, _ = self._addresses(batch, "destination")
         proto = _first(cols, ("protocol_identifier",), n).astype(np.int64)
         sport, dport = self._ports(cols, proto, n)
+        hashable = _hashable_tuples(proto, sport, dport).tolist()
         rate = _sampling_rate(batch)
         raw_bytes = _first(cols, _BYTES, n)
         raw_packets = _first(cols, _PACKETS, n)
@@ -77,7 +78,7 @@ class Normalizer:
         is_biflow = rev_bytes_col is not None or rev_packets_col is not None
         dst_bytes = _scaled(rev_bytes_col, rate) if rev_bytes_col is not None else [0] * n
         dst_packets = _scaled(rev_packets_col, rate) if rev_packets_col is not None else [0] * n
-        start_ns, end_ns = flow_times(batch)
+        start_ns, end_ns = flow_times(_integer_columns(batch))
         start_iso = _iso(start_ns)
         end_iso = _iso(end_ns)
         duration = np.maximum(end_ns - start_ns, 0).tolist()
@@ -135,12 +136,12 @@ class Normalizer:
                     "bytes": sb + db,
                     "packets": sp + dp,
                     "community_id": community_id(p, src_packed[i], dst_packed[i], spi, dpi, seed)
-                    if len(src_packed[i]) == len(dst_packed[i])
+                    if hashable[i] and len(src_packed[i]) == len(dst_packed[i])
                     else None,
                     "direction": directions[i],
                 },
                 "flow": {
-                    "id": flow_id(src_packed[i], dst_packed[i], spi, dpi, p),
+                    "id": flow_id(src_packed[i], dst_packed[i], spi, dpi, p) if hashable[i] else None,
                     "locality": flow_loc[i],
                 },
                 "observer": {"ip": batch.exporter_ip},
@@ -167,6 +168,12 @@ class Normalizer:
         cols, n = batch.columns, batch.count
         v4 = cols.get(f"{side}_ipv4_address")
         v6 = cols.get(f"{side}_ipv6_address")
+        # An address sent with a length its type cannot have arrives as raw bytes (it stays
+        # under netflow.*): no address to print, hash or place.
+        if v4 is not None and v4.dtype.kind != "u":
+            v4 = None
+        if v6 is not None and v6.dtype != _V16:
+            v6 = None
         if v4 is not None and v6 is None:
             packed = ipv4_packed(v4)
             return packed, ipv4_text(packed), self.networks.contains_v4(v4), ["ipv4"] * n
@@ -211,6 +218,32 @@ class Normalizer:
         )
         digest = xxhash.xxh3_128_hexdigest
         return [digest(f"{prefix}{i}".encode()) for i in range(batch.count)]
+
+
+_V16 = np.dtype("V16")
+
+
+def _hashable_tuples(proto: np.ndarray, sport: np.ndarray, dport: np.ndarray) -> np.ndarray:
+    """Which records have a protocol and ports that Community ID and flow.id can pack.
+
+    A port or protocol element sent wider than its type (or garbage) can exceed 16/8 bits;
+    such a record gets no ids rather than failing the whole batch.
+    """
+    return (
+        (proto >= 0) & (proto <= 0xFF) & (sport >= 0) & (sport <= 0xFFFF) & (dport >= 0) & (dport <= 0xFFFF)
+    )
+
+
+def _integer_columns(batch: FlowBatch) -> FlowBatch:
+    """The batch with only its integer columns, as :func:`flow_times` does arithmetic on them.
+
+    A time element sent with a length its type cannot have arrives as raw bytes; it is
+    skipped like a missing element, so the next source of time (or the export time) applies.
+    """
+    cols = batch.columns
+    if all(c.dtype.kind in "iu" for c in cols.values()):
+        return batch
+    return replace(batch, columns={k: c for k, c in cols.items() if c.dtype.kind in "iu"})
 
 
 def _first(cols: dict[str, np.ndarray], names: Sequence[str], n: int) -> np.ndarray:
