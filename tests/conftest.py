@@ -10,7 +10,9 @@ DATA = Path(__file__).parent / "data"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "real_exporter: runs Debian's softflowd and tshark (installed by scripts/test.sh)")
+    config.addinivalue_line(
+        "markers", "real_exporter: runs Debian's softflowd and tshark (installed by scripts/test.sh)"
+    )
 
 
 @pytest.fixture

@@ -316,7 +316,9 @@ def _raw_fields(batch: FlowBatch) -> list[dict[str, Any]]:
             name = f"{name}_hex"
         names.append(name)
         lists.append(values)
-    return [dict(zip(names, values, strict=True)) for values in zip(*lists, strict=True)] if names else [{}] * n
+    return (
+        [dict(zip(names, values, strict=True)) for values in zip(*lists, strict=True)] if names else [{}] * n
+    )
 
 
 _HEX_TYPES = ("octetArray", "")
