@@ -7,6 +7,7 @@ and the reason it was counted under, on the fast path and the reference path ali
 from __future__ import annotations
 
 import struct
+import warnings
 from typing import Any
 
 import orjson
@@ -212,3 +213,18 @@ def test_time_elements_of_impossible_width_fall_back_to_export_time(decoder: Dec
     )
     (doc,) = normalized(decoder, data)
     assert doc["event"]["start"] == doc["event"]["end"] == "2020-09-13T12:26:40.000Z"
+
+
+def test_sampled_counter_beyond_int64_saturates(decoder: Decoder) -> None:
+    # A fuzzed options record set SAMPLING_INTERVAL 1000 and a flow carried IN_BYTES
+    # 0xffffffffffffffff: scaled, it passed int64 and the cast gave INT64_MIN with a
+    # RuntimeWarning ("invalid value encountered in cast").
+    options = set_(1, struct.pack("!HHH", 257, 4, 4) + struct.pack("!HHHH", 1, 4, 34, 4))
+    flows = set_(0, template(256, (8, 4), (12, 4), (1, 8)))
+    decode(decoder, v9(options, flows, set_(257, struct.pack("!II", 0, 1000))))
+    data = v9(set_(256, bytes.fromhex("0a0000010a000002ffffffffffffffff")), seq=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (doc,) = normalized(decoder, data)
+    assert doc["source"]["bytes"] == 2**63 - 1024
+    assert doc["tunnelhound"]["sampling_rate"] == 1000.0

@@ -273,10 +273,17 @@ def _sampling_rate(batch: FlowBatch) -> np.ndarray | float:
     return default
 
 
+_INT64_BOUND = float(2**63 - 1024)
+"""Largest float64 below 2**63: the widest a scaled counter may be and still cast to int64."""
+
+
 def _scaled(raw: np.ndarray, rate: np.ndarray | float) -> list[int]:
     if isinstance(rate, float) and rate == 1.0:
         return raw.astype(np.int64).tolist()
-    return np.rint(raw.astype(np.float64) * rate).astype(np.int64).tolist()
+    # A garbage counter times a sampling rate can pass int64: saturate instead of letting
+    # the cast produce INT64_MIN (with a RuntimeWarning).
+    scaled = np.clip(np.rint(raw.astype(np.float64) * rate), -_INT64_BOUND, _INT64_BOUND)
+    return scaled.astype(np.int64).tolist()
 
 
 def _iso(ns: np.ndarray) -> list[str]:
