@@ -1,0 +1,663 @@
+"""Decode and decode + normalize throughput on a v9 and an IPFIX stream (DESIGN §11).
+
+Run from the repository root::
+
+    PYTHONPATH=sidecar python bench/decode.py                 # 1 M records a stream, table
+    PYTHONPATH=sidecar python bench/decode.py --json          # one JSON object on stdout
+    PYTHONPATH=sidecar python bench/decode.py --profile       # + where normalize spends its time
+
+Figures, records per second, best of ``--repeat`` runs after a warm-up, one process, one core:
+
+* ``decode_fast``: :class:`Decoder` with the numpy fast path, datagram by datagram;
+* ``decode_reference``: the plain-Python reference path, on the first ``--reference-records``;
+* ``decode_normalize``: decode + :class:`Normalizer` (ECS documents, not serialized);
+* ``decode_normalize_ndjson``: decode + normalize + ``orjson.dumps`` of each document +
+  :class:`NdjsonSink` writing the lines (the target of DESIGN §11: ≥ 500 k records/s);
+* ``netflow_pkg``: the PyPI ``netflow`` package's ``parse_packet`` on the same datagrams,
+  templates carried between calls as its collector does.
+
+The sink writes real files: by default into a fresh directory on ``/dev/shm`` (tmpfs, so the
+figure is the sidecar's CPU cost, not the disk's), rotating at 256 MiB and keeping one
+finished file so a 1 M-record run needs no gigabytes; ``--sink-dir`` picks another place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import importlib.metadata
+import io
+import os
+import platform
+import pstats
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import orjson
+
+import tunnelhound
+from streams import Stream, build_ipfix, build_v9, describe
+from tunnelhound.decode.decoder import Decoder
+from tunnelhound.model import Datagram, FlowBatch
+from tunnelhound.normalize import ecs
+from tunnelhound.normalize.addresses import ipv4_packed, ipv4_text
+from tunnelhound.normalize.community_id import community_id
+from tunnelhound.normalize.ecs import Normalizer
+from tunnelhound.normalize.flow_id import flow_id
+from tunnelhound.normalize.locality import direction_array
+from tunnelhound.normalize.times import flow_times
+from tunnelhound.sinks.ndjson import NdjsonSink
+
+TARGET_RPS = 500_000
+"""DESIGN §11: decode + normalize to ECS NDJSON, standard template, one core."""
+ROTATE_BYTES = 256 * 1024 * 1024
+FIGURES = (
+    "decode_fast_rps",
+    "decode_reference_rps",
+    "decode_normalize_rps",
+    "decode_normalize_ndjson_rps",
+    "netflow_pkg_rps",
+)
+"""Every rate the JSON output carries per stream (``netflow_pkg_rps`` is null without the package)."""
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+@dataclass(slots=True)
+class DecodeResult:
+    """What one decode pass produced, to check it against what the stream builder put in."""
+
+    records: int
+    columns: int
+    """Columns over all batches (what was looked up, see :func:`decode_all`)."""
+    octets: int
+    errors: int
+    sequence_lost: int
+    template_misses: int
+
+
+def datagrams_of(stream: Stream) -> list[Datagram]:
+    """The stream as a source would hand it over: arrival time = header export time."""
+    at = 8 if stream.version == 9 else 4  # v9: unix_secs after version, count, uptime
+    return [
+        Datagram(data, stream.exporter_ip, stream.exporter_port, float(int.from_bytes(data[at : at + 4])))
+        for data in stream.datagrams
+    ]
+
+
+def decode_all(datagrams: Sequence[Datagram], *, fast_path: bool, check: bool = False) -> DecodeResult:
+    """Decode every datagram with a fresh decoder; count records (and, with ``check``, sum bytes).
+
+    Each batch's ``columns`` are looked up, so a decoder that finishes columns lazily is
+    still timed finishing them: decoding means records as typed columns, ready to normalize.
+    """
+    decoder = Decoder(fast_path=fast_path)
+    decode = decoder.decode
+    records = octets = columns = 0
+    for dg in datagrams:
+        for batch in decode(dg).flows:
+            records += batch.count
+            columns += len(batch.columns)
+            if check:
+                octets += int(batch.columns["octet_delta_count"].sum())
+    stats = decoder.stats
+    return DecodeResult(
+        records,
+        columns,
+        octets,
+        stats.error_count(),
+        sum(stats.sequence_lost.values()),
+        sum(stats.template_misses.values()),
+    )
+
+
+def decode_normalize(datagrams: Sequence[Datagram]) -> int:
+    """Decode and normalize; the documents are built and dropped."""
+    decode = Decoder().decode
+    normalize = Normalizer().normalize
+    records = 0
+    for dg in datagrams:
+        for batch in decode(dg).flows:
+            records += len(normalize(batch))
+    return records
+
+
+def decode_normalize_ndjson(datagrams: Sequence[Datagram], sink_root: Path) -> tuple[int, int]:
+    """Decode, normalize, serialize each document with orjson and write the lines to files."""
+    decode = Decoder().decode
+    normalize = Normalizer().normalize
+    directory = Path(tempfile.mkdtemp(prefix="run-", dir=sink_root))
+    try:
+        with NdjsonSink(str(directory), rotate_bytes=ROTATE_BYTES, max_files=1, prefix="bench") as sink:
+            write_docs = sink.write_docs
+            for dg in datagrams:
+                for batch in decode(dg).flows:
+                    write_docs(normalize(batch))
+        return sink.lines_written, sink.bytes_written
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def netflow_pkg_decode(datagrams: Sequence[Datagram]) -> tuple[int, int]:
+    """The PyPI ``netflow`` package: records decoded and datagrams it raised on."""
+    import netflow  # optional dependency "bench"
+
+    parse = netflow.parse_packet
+    templates: dict[str, dict[int, Any]] = {"netflow": {}, "ipfix": {}}
+    records = failed = 0
+    for dg in datagrams:
+        try:
+            records += len(parse(dg.data, templates).flows)
+        except Exception:
+            failed += 1
+    return records, failed
+
+
+def best_of(repeat: int, run: Callable[[], T], warm_up: Callable[[], object]) -> tuple[float, T]:
+    """Warm up once, then time ``run`` ``repeat`` times; the fastest time and its result."""
+    warm_up()
+    best, result = float("inf"), None
+    for _ in range(max(1, repeat)):
+        gc.collect()
+        start = time.perf_counter()
+        out = run()
+        elapsed = time.perf_counter() - start
+        if elapsed < best:
+            best, result = elapsed, out
+    assert result is not None
+    return best, result
+
+
+def slice_for(datagrams: list[Datagram], stream: Stream, records: int) -> tuple[list[Datagram], int]:
+    """The leading datagrams holding about ``records`` records (whole datagrams), and their count."""
+    if records >= stream.records:
+        return datagrams, stream.records
+    k = max(1, -(-records // stream.records_per_datagram))
+    part = datagrams[:k]
+    counted = decode_all(part, fast_path=True).records
+    return part, counted
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench_stream(stream: Stream, args: argparse.Namespace, sink_root: Path | None) -> dict[str, Any]:
+    """Every figure for one stream."""
+    datagrams = datagrams_of(stream)
+    warm, _ = slice_for(datagrams, stream, max(2_000, stream.records // 100))
+    out: dict[str, Any] = {
+        "records_built": stream.records,
+        "datagrams": len(datagrams),
+        "wire_bytes": stream.wire_bytes,
+        "record_length": stream.record_length,
+        "records_per_datagram": stream.records_per_datagram,
+        "template_datagrams": stream.template_datagrams,
+    }
+
+    seconds, result = best_of(
+        args.repeat,
+        lambda: decode_all(datagrams, fast_path=True),
+        lambda: decode_all(warm, fast_path=True),
+    )
+    out["decode_fast_rps"] = result.records / seconds
+    # Untimed: the same decode again, checking values as well as counts.
+    checked = decode_all(datagrams, fast_path=True, check=True)
+    out["decoded_records"] = checked.records
+    out["decode_ok"] = (
+        checked.records == stream.records == result.records
+        and checked.octets == stream.octets
+        and checked.errors == 0
+        and checked.sequence_lost == 0
+        and checked.template_misses == 0
+    )
+    out["decode_errors"] = checked.errors
+    out["sequence_lost"] = checked.sequence_lost
+
+    ref_part, ref_records = slice_for(datagrams, stream, args.reference_records)
+    seconds, ref = best_of(
+        args.repeat,
+        lambda: decode_all(ref_part, fast_path=False),
+        lambda: decode_all(warm[:20], fast_path=False),
+    )
+    out["reference_records"] = ref.records
+    out["reference_ok"] = ref.records == ref_records
+    out["decode_reference_rps"] = ref.records / seconds
+    out["fast_vs_reference"] = out["decode_fast_rps"] / out["decode_reference_rps"]
+
+    seconds, records = best_of(
+        args.repeat, lambda: decode_normalize(datagrams), lambda: decode_normalize(warm)
+    )
+    out["decode_normalize_rps"] = records / seconds
+
+    if sink_root is not None:
+        seconds, (lines, nbytes) = best_of(
+            args.repeat,
+            lambda: decode_normalize_ndjson(datagrams, sink_root),
+            lambda: decode_normalize_ndjson(warm, sink_root),
+        )
+        out["ndjson_lines"] = lines
+        out["ndjson_bytes_per_record"] = nbytes / max(1, lines)
+        out["decode_normalize_ndjson_rps"] = lines / seconds
+    else:
+        out["ndjson_lines"] = 0
+        out["ndjson_bytes_per_record"] = None
+        out["decode_normalize_ndjson_rps"] = None
+
+    if _netflow_version() is not None:
+        nf_part, nf_expected = slice_for(datagrams, stream, args.netflow_records)
+        seconds, (nf_records, nf_failed) = best_of(
+            args.repeat, lambda: netflow_pkg_decode(nf_part), lambda: netflow_pkg_decode(warm)
+        )
+        out["netflow_pkg_records"] = nf_records
+        out["netflow_pkg_failed_datagrams"] = nf_failed
+        out["netflow_pkg_ok"] = nf_records == nf_expected and nf_failed == 0
+        out["netflow_pkg_rps"] = nf_records / seconds
+        out["fast_vs_netflow_pkg"] = out["decode_fast_rps"] / out["netflow_pkg_rps"]
+    else:
+        out["netflow_pkg_records"] = 0
+        out["netflow_pkg_failed_datagrams"] = 0
+        out["netflow_pkg_ok"] = None
+        out["netflow_pkg_rps"] = None
+        out["fast_vs_netflow_pkg"] = None
+    out["peak_rss_mb"] = peak_rss_mb()
+    return out
+
+
+# --------------------------------------------------------------------------- profile
+
+
+def cost_breakdown(stream: Stream, records: int) -> dict[str, Any]:
+    """Time the pieces of decode + normalize + NDJSON on the first ``records`` of ``stream``.
+
+    Each piece is timed alone, calling the same functions normalize calls with arguments
+    prepared beforehand (untimed), over the same batches. ``dict_assembly_and_rest`` is the
+    normalize time the named pieces do not explain: the per-record dict literal, the loop,
+    column ``tolist`` calls and the per-batch numpy set-up.
+    """
+    datagrams, _ = slice_for(datagrams_of(stream), stream, records)
+    root = _default_sink_root()
+    decode_normalize_ndjson(datagrams[:50], root)  # warm-up
+    decoder, normalizer = Decoder(), Normalizer()
+    dumps, opt = orjson.dumps, orjson.OPT_SERIALIZE_NUMPY
+    batches: list[FlowBatch] = []
+    t_decode = t_normalize = t_orjson = t_sink = 0.0
+    clock = time.perf_counter
+    gc.collect()
+    # The pipeline's own order, one datagram at a time, so no stage holds more than a batch
+    # (holding a million documents would time the garbage collector, not the code).
+    with (
+        tempfile.TemporaryDirectory(dir=root) as tmp,
+        NdjsonSink(tmp, rotate_bytes=ROTATE_BYTES, max_files=1, prefix="bench") as sink,
+    ):
+        for dg in datagrams:
+            t0 = clock()
+            flows = decoder.decode(dg).flows
+            t1 = clock()
+            t_decode += t1 - t0
+            for batch in flows:
+                t1 = clock()
+                docs = normalizer.normalize(batch)
+                t2 = clock()
+                lines = [dumps(d, option=opt) for d in docs]
+                t3 = clock()
+                sink.write(lines)
+                t4 = clock()
+                t_normalize += t2 - t1
+                t_orjson += t3 - t2
+                t_sink += t4 - t3
+            batches.extend(flows)
+    n = sum(b.count for b in batches)
+
+    # Arguments as normalize derives them (untimed).
+    tuples = []
+    for b in batches:
+        src = ipv4_packed(b.columns["source_ipv4_address"])
+        dst = ipv4_packed(b.columns["destination_ipv4_address"])
+        proto = b.columns["protocol_identifier"].astype(np.int64)
+        sport, dport = Normalizer._ports(b.columns, proto, b.count)
+        tuples.append((proto.tolist(), src, dst, sport.tolist(), dport.tolist()))
+
+    def t_community_id() -> None:
+        for protos, src, dst, sports, dports in tuples:
+            for p, s, d, sp, dp in zip(protos, src, dst, sports, dports, strict=True):
+                community_id(p, s, d, sp, dp, 0)
+
+    def t_flow_id() -> None:
+        for protos, src, dst, sports, dports in tuples:
+            for p, s, d, sp, dp in zip(protos, src, dst, sports, dports, strict=True):
+                flow_id(s, d, sp, dp, p)
+
+    def t_event_id() -> None:
+        for b in batches:
+            normalizer._event_ids(b)
+
+    times = [flow_times(b) for b in batches]
+    iso = getattr(ecs, "_iso", None)
+
+    def t_iso() -> None:
+        if iso is None:
+            return
+        for start_ns, end_ns in times:
+            iso(start_ns)
+            iso(end_ns)
+            iso(np.array([0], dtype=np.int64))  # netflow.exporter.timestamp
+            iso(np.array([time.time_ns()], dtype=np.int64))  # event.created
+
+    def t_flow_times() -> None:
+        for b in batches:
+            flow_times(b)
+
+    def t_addresses() -> None:
+        # source/destination.ip text and packed forms (inet_ntoa), as normalize's _addresses does.
+        for b in batches:
+            ipv4_text(ipv4_packed(b.columns["source_ipv4_address"]))
+            ipv4_text(ipv4_packed(b.columns["destination_ipv4_address"]))
+
+    networks = normalizer.networks
+
+    def t_locality() -> None:
+        for b in batches:
+            si = networks.contains_v4(b.columns["source_ipv4_address"])
+            di = networks.contains_v4(b.columns["destination_ipv4_address"])
+            np.where(si, "internal", "external").tolist()
+            np.where(di, "internal", "external").tolist()
+            np.where(si & di, "internal", "external").tolist()
+            direction_array(si, di).tolist()
+
+    raw_fields = getattr(ecs, "_raw_fields", None)
+
+    def t_raw_fields() -> None:
+        if raw_fields is None:
+            return
+        for b in batches:
+            raw_fields(b)
+
+    pieces: dict[str, Callable[[], None]] = {
+        "community_id": t_community_id,
+        "flow_id": t_flow_id,
+        "event_id_xxh3": t_event_id,
+        "iso_time_formatting": t_iso,
+        "flow_times": t_flow_times,
+        "address_text": t_addresses,
+        "locality_direction": t_locality,
+        "raw_netflow_fields": t_raw_fields,
+    }
+    timed = {name: _time_once(fn) for name, fn in pieces.items()}
+    explained = sum(timed.values())
+    rows: dict[str, float] = {
+        "decode_fast": t_decode,
+        **{f"normalize.{k}": v for k, v in timed.items()},
+        "normalize.dict_assembly_and_rest": max(0.0, t_normalize - explained),
+        "orjson_dumps": t_orjson,
+        "ndjson_sink_write": t_sink,
+    }
+    total = t_decode + t_normalize + t_orjson + t_sink
+    return {
+        "records": n,
+        "batches": len(batches),
+        "total_seconds": total,
+        "records_per_s": n / total,
+        "normalize_seconds": t_normalize,
+        "pieces": {
+            name: {"us_per_record": 1e6 * s / n, "share": s / total, "mrps_alone": n / s / 1e6 if s else None}
+            for name, s in rows.items()
+        },
+    }
+
+
+def _time_once(fn: Callable[[], None]) -> float:
+    gc.collect()
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def cprofile_top(stream: Stream, records: int, limit: int) -> str:
+    """cProfile of decode + normalize + orjson + sink on a slice, top functions by own time."""
+    datagrams, _ = slice_for(datagrams_of(stream), stream, records)
+    root = _default_sink_root()
+    decode_normalize_ndjson(datagrams[:50], root)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    decode_normalize_ndjson(datagrams, root)
+    profiler.disable()
+    text = io.StringIO()
+    stats = pstats.Stats(profiler, stream=text)
+    stats.strip_dirs().sort_stats("tottime").print_stats(limit)
+    return text.getvalue()
+
+
+# --------------------------------------------------------------------------- machine and output
+
+
+def machine() -> dict[str, Any]:
+    """Where the figures were taken."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        model = platform.processor()
+    return {
+        "cpu_model": model,
+        "nproc": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "orjson": orjson.__version__,
+        "netflow": _netflow_version(),
+        "platform": platform.platform(),
+        "tunnelhound": str(Path(tunnelhound.__file__).parent),
+        "git_commit": _git_commit(Path(tunnelhound.__file__).parent),
+        "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def _git_commit(where: Path) -> str | None:
+    """HEAD of the checkout the measured package comes from, ``+dirty`` when it has changes."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(where), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(where), "status", "--porcelain", "--", "."],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
+def _netflow_version() -> str | None:
+    try:
+        return importlib.metadata.version("netflow")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _default_sink_root() -> Path:
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        return shm
+    return Path(tempfile.gettempdir())
+
+
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:>12,.0f}"
+
+
+def print_table(report: dict[str, Any]) -> None:
+    """The human form of the report."""
+    m = report["machine"]
+    print(
+        f"machine: {m['cpu_model']}, nproc {m['nproc']} (usable {m['cpus_usable']}), Python {m['python']}, "
+        f"numpy {m['numpy']}, orjson {m['orjson']}, netflow {m['netflow'] or 'not installed'}"
+    )
+    print(f"code:    {m['tunnelhound']} at {m['git_commit'] or 'unknown commit'}")
+    for line in report["stream_descriptions"]:
+        print(f"stream   {line}")
+    print(f"sink:    {report['sink']}")
+    print(f"timing:  best of {report['repeat']} after a warm-up, time.perf_counter, one process")
+    print(
+        f"load:    1/5/15-min load average {_load(m['loadavg'])} before, {_load(report['loadavg_after'])} after\n"
+    )
+    streams = report["streams"]
+    names = list(streams)
+    print(f"{'records/s':<44}" + "".join(f"{n:>16}" for n in names))
+    rows = (
+        ("decode, numpy fast path", "decode_fast_rps"),
+        ("decode, reference path (slice)", "decode_reference_rps"),
+        ("decode + normalize (ECS dicts)", "decode_normalize_rps"),
+        ("decode + normalize + orjson + NdjsonSink", "decode_normalize_ndjson_rps"),
+        (f"PyPI netflow {m['netflow'] or ''} parse_packet", "netflow_pkg_rps"),
+    )
+    for label, key in rows:
+        print(f"{label:<44}" + "".join(f"{_rate(streams[n][key]):>16}" for n in names))
+    print()
+    extra = (
+        ("records decoded / built", lambda s: f"{s['decoded_records']:,}/{s['records_built']:,}"),
+        ("decode checks (count, bytes, seq, errors)", lambda s: "ok" if s["decode_ok"] else "FAILED"),
+        ("reference-path slice, records", lambda s: f"{s['reference_records']:,}"),
+        ("fast path / reference path", lambda s: f"{s['fast_vs_reference']:.1f}x"),
+        ("fast path / netflow package", lambda s: _ratio(s["fast_vs_netflow_pkg"])),
+        ("NDJSON bytes per record", lambda s: _num(s["ndjson_bytes_per_record"])),
+        ("peak RSS so far, MiB", lambda s: f"{s['peak_rss_mb']:.0f}"),
+    )
+    for label, fn in extra:
+        print(f"{label:<44}" + "".join(f"{fn(streams[n]):>16}" for n in names))
+    verdict = "MET" if report["meets_target"] else "NOT MET"
+    print(
+        f"\ntarget ≥ {TARGET_RPS:,} records/s decode + normalize + NDJSON on one core: {verdict} "
+        + ", ".join(f"({n}: {_rate(streams[n]['decode_normalize_ndjson_rps']).strip()})" for n in names)
+    )
+    profile = report.get("profile")
+    if profile:
+        for name, data in profile["breakdown"].items():
+            print(
+                f"\ncost breakdown, {name}, {data['records']:,} records in {data['batches']:,} batches: "
+                f"{data['records_per_s']:,.0f} records/s end to end (pieces timed alone)"
+            )
+            print(f"  {'piece':<40}{'µs/record':>10}{'share':>8}{'M rec/s alone':>15}")
+            for piece, row in data["pieces"].items():
+                alone = "" if row["mrps_alone"] is None else f"{row['mrps_alone']:.2f}"
+                print(f"  {piece:<40}{row['us_per_record']:>10.2f}{row['share']:>8.1%}{alone:>15}")
+        for name, text in profile["cprofile"].items():
+            print(f"\ncProfile, decode + normalize + NDJSON, {name}:\n{text}")
+
+
+def _load(values: list[float] | None) -> str:
+    return "n/a" if values is None else "/".join(f"{v:.2f}" for v in values)
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}x"
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Build the streams, measure, print."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
+    parser.add_argument("--records", type=int, default=1_000_000, help="records per stream")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per figure (best is kept)")
+    parser.add_argument("--reference-records", type=int, default=100_000, help="slice for the reference path")
+    parser.add_argument(
+        "--netflow-records", type=int, default=None, help="slice for the netflow package (default: all)"
+    )
+    parser.add_argument("--seed", type=int, default=None, help="stream seed (default: the builders' own)")
+    parser.add_argument(
+        "--sink-dir", type=Path, default=None, help="where NdjsonSink writes (default /dev/shm)"
+    )
+    parser.add_argument("--no-sink", action="store_true", help="skip the decode + normalize + NDJSON figure")
+    parser.add_argument("--profile", action="store_true", help="add a cost breakdown and a cProfile listing")
+    parser.add_argument("--profile-records", type=int, default=200_000)
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument("--json-out", type=Path, default=None, help="also write the JSON object to this file")
+    args = parser.parse_args(argv)
+    if args.records < 1:
+        parser.error("--records must be >= 1")
+    if args.netflow_records is None:
+        args.netflow_records = args.records
+
+    seeded: dict[str, Any] = {} if args.seed is None else {"seed": args.seed}
+    streams = [build_v9(args.records, **seeded), build_ipfix(args.records, **seeded)]
+    sink_root: Path | None = None
+    if not args.no_sink:
+        sink_root = args.sink_dir or _default_sink_root()
+        sink_root.mkdir(parents=True, exist_ok=True)
+    sink = (
+        "none (--no-sink)"
+        if sink_root is None
+        else f"NdjsonSink files under {sink_root}"
+        + (" (tmpfs)" if _is_tmpfs(sink_root) else "")
+        + f", rotated at {ROTATE_BYTES >> 20} MiB, 1 finished file kept, removed after each run"
+    )
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "records": args.records,
+        "repeat": args.repeat,
+        "sink": sink,
+        "target_rps": TARGET_RPS,
+        "stream_descriptions": [describe(s) for s in streams],
+        "peak_rss_mb_after_build": peak_rss_mb(),
+        "streams": {s.name: bench_stream(s, args, sink_root) for s in streams},
+    }
+    report["loadavg_after"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    rates = [v["decode_normalize_ndjson_rps"] for v in report["streams"].values()]
+    report["meets_target"] = all(r is not None and r >= TARGET_RPS for r in rates)
+    if args.profile:
+        report["profile"] = {
+            "breakdown": {s.name: cost_breakdown(s, args.profile_records) for s in streams},
+            "cprofile": {s.name: cprofile_top(s, args.profile_records, 30) for s in streams},
+        }
+    encoded = orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n"
+    if args.json_out is not None:
+        args.json_out.write_bytes(encoded)
+    if args.json:
+        sys.stdout.write(encoded.decode())
+    else:
+        print_table(report)
+    return 0
+
+
+def _is_tmpfs(path: Path) -> bool:
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return False
+    resolved = str(path.resolve())
+    best, fstype = "", ""
+    for line in mounts:
+        parts = line.split()
+        inside = len(parts) >= 3 and (resolved == parts[1] or resolved.startswith(parts[1].rstrip("/") + "/"))
+        if inside and len(parts[1]) > len(best):
+            best, fstype = parts[1], parts[2]
+    return fstype == "tmpfs"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,407 @@
+"""Synthetic but realistic export streams for the benchmarks: NetFlow v9 and IPFIX.
+
+Both streams carry the same kind of traffic, drawn from a seeded generator so every run
+builds identical bytes:
+
+* addresses: a pool of internal hosts in 10.0.0.0/8 and a popularity-skewed pool of public
+  addresses; 55 % internal→external, 30 % external→internal, 12 % internal↔internal,
+  3 % external↔external (transit);
+* services: TCP 443/80/22/25/993/3389/445/8080, UDP 53/443 (QUIC)/123/5353, ICMP echo and
+  unreachable (type and code in the destination port, as Cisco and softflowd send them);
+  request records go ephemeral → service port, response records the other way;
+* counters: heavy-tailed packet counts (log-normal), bytes = packets x a per-flow mean size;
+* times: flow ends spread over ``span_seconds`` (a 1 M-record stream is 50 s of a busy
+  router), durations exponential with a 120 s active timeout.
+
+Wire format:
+
+* **v9** (:func:`build_v9`): one Cisco-IOS-like IPv4 template of 18 fields, 49 bytes a
+  record, 28 records a 1400-byte datagram. Like softflowd, the template flowset rides at the
+  front of a data datagram: the first one and every ``template_every``-th after it. The
+  header count is data records plus template records (RFC 3954), sequence numbers count
+  export packets, times are sysUpTime-relative (first/last switched).
+* **IPFIX** (:func:`build_ipfix`): 13 fields, 56 bytes a record, 24 records a 1400-byte
+  message, ``flowStart/EndMilliseconds`` absolute, 8-byte delta counters; sequence numbers
+  count data records sent before the message (RFC 7011 §3.1); the template set is resent
+  the same way (UDP transport requires it).
+
+Headers and sets are packed with :mod:`struct`; record bodies are packed by a big-endian
+numpy structured array whose layout is written out here field by field, independently of
+the decoder's template compiler.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "IPFIX_TEMPLATE",
+    "V9_TEMPLATE",
+    "Stream",
+    "build_ipfix",
+    "build_v9",
+    "describe",
+]
+
+T0 = 1_735_689_600
+"""2025-01-01T00:00:00Z: the stream's first second."""
+DEFAULT_SEED = 20_250_101
+DATAGRAM_SIZE = 1400
+TEMPLATE_ID = 256
+ACTIVE_TIMEOUT_MS = 120_000
+
+_V9_HEADER = struct.Struct("!HHIIII")
+_IPFIX_HEADER = struct.Struct("!HHIII")
+_SET_HEADER = struct.Struct("!HH")
+_FIELD = struct.Struct("!HH")
+
+# (element id, length, flow column): the order on the wire.
+V9_TEMPLATE: tuple[tuple[int, int, str], ...] = (
+    (8, 4, "src"),  # IPV4_SRC_ADDR
+    (12, 4, "dst"),  # IPV4_DST_ADDR
+    (15, 4, "next_hop"),  # IPV4_NEXT_HOP
+    (10, 2, "in_if"),  # INPUT_SNMP
+    (14, 2, "out_if"),  # OUTPUT_SNMP
+    (2, 4, "packets"),  # IN_PKTS
+    (1, 8, "octets"),  # IN_BYTES (64-bit, as current IOS/IOS-XE exports it)
+    (22, 4, "first_uptime"),  # FIRST_SWITCHED
+    (21, 4, "last_uptime"),  # LAST_SWITCHED
+    (7, 2, "sport"),  # L4_SRC_PORT
+    (11, 2, "dport"),  # L4_DST_PORT
+    (6, 1, "flags"),  # TCP_FLAGS
+    (4, 1, "proto"),  # PROTOCOL
+    (5, 1, "tos"),  # SRC_TOS
+    (16, 2, "src_as"),  # SRC_AS
+    (17, 2, "dst_as"),  # DST_AS
+    (9, 1, "src_mask"),  # SRC_MASK
+    (13, 1, "dst_mask"),  # DST_MASK
+)
+"""softflowd/Cisco-like NetFlow v9 IPv4 template: 49-byte records."""
+
+IPFIX_TEMPLATE: tuple[tuple[int, int, str], ...] = (
+    (8, 4, "src"),  # sourceIPv4Address
+    (12, 4, "dst"),  # destinationIPv4Address
+    (7, 2, "sport"),  # sourceTransportPort
+    (11, 2, "dport"),  # destinationTransportPort
+    (4, 1, "proto"),  # protocolIdentifier
+    (5, 1, "tos"),  # ipClassOfService
+    (6, 2, "flags"),  # tcpControlBits
+    (10, 4, "in_if"),  # ingressInterface
+    (14, 4, "out_if"),  # egressInterface
+    (1, 8, "octets"),  # octetDeltaCount
+    (2, 8, "packets"),  # packetDeltaCount
+    (152, 8, "start_ms"),  # flowStartMilliseconds
+    (153, 8, "end_ms"),  # flowEndMilliseconds
+)
+"""IPFIX IPv4 template (YAF/nProbe-like): 56-byte records."""
+
+# Service mix: (protocol, port, weight, lowest and highest mean packet size).
+_SERVICES: tuple[tuple[int, int, float, int, int], ...] = (
+    (6, 443, 0.38, 80, 1400),
+    (6, 80, 0.08, 80, 1200),
+    (17, 53, 0.16, 60, 300),
+    (17, 443, 0.08, 200, 1350),
+    (6, 22, 0.03, 60, 600),
+    (17, 123, 0.03, 76, 76),
+    (6, 25, 0.02, 60, 1000),
+    (6, 993, 0.03, 60, 900),
+    (6, 3389, 0.02, 60, 1100),
+    (6, 445, 0.03, 60, 1400),
+    (6, 8080, 0.04, 60, 1300),
+    (17, 5353, 0.02, 60, 400),
+    (1, 0, 0.08, 28, 84),
+)
+# TCP flag unions a flow ends with: full sessions mostly, some SYN-only (scans) and resets.
+_TCP_FLAGS = np.array([0x1B, 0x1A, 0x18, 0x10, 0x02, 0x12, 0x14, 0x11, 0x19, 0x1F], dtype=np.uint8)
+_TCP_FLAG_WEIGHTS = np.array([0.46, 0.14, 0.12, 0.08, 0.07, 0.03, 0.04, 0.03, 0.02, 0.01])
+_TOS = np.array([0x00, 0x28, 0xB8, 0x10], dtype=np.uint8)
+_TOS_WEIGHTS = np.array([0.86, 0.06, 0.05, 0.03])
+# ICMP type<<8|code: echo request, echo reply, port/host unreachable, time exceeded.
+_ICMP_CODES = np.array([0x0800, 0x0000, 0x0303, 0x0301, 0x0B00], dtype=np.uint16)
+_ICMP_WEIGHTS = np.array([0.45, 0.40, 0.08, 0.04, 0.03])
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """A built stream: datagrams in send order plus what they contain."""
+
+    name: str
+    version: int
+    datagrams: list[bytes]
+    records: int
+    """Data records in the stream (the figure our decode must reproduce exactly)."""
+    record_length: int
+    records_per_datagram: int
+    template_datagrams: int
+    """Datagrams that carry the template set ahead of their data."""
+    octets: int
+    """Sum of the raw byte counters, to check decoded values, not just counts."""
+    packets: int
+    exporter_ip: str
+    exporter_port: int
+    first_export_time: int
+    """Header export time of the first datagram, Unix seconds."""
+
+    @property
+    def wire_bytes(self) -> int:
+        """Total datagram bytes."""
+        return sum(len(d) for d in self.datagrams)
+
+
+def build_v9(
+    records: int,
+    *,
+    seed: int = DEFAULT_SEED,
+    template_every: int = 20,
+    datagram_size: int = DATAGRAM_SIZE,
+    span_seconds: float | None = None,
+    source_id: int = 1,
+) -> Stream:
+    """NetFlow v9 stream of ``records`` data records (see the module doc)."""
+    flows = _flows(records, seed, span_seconds)
+    boot_uptime_ms = 3 * 86_400_000 + 12_345  # the router has been up three days
+    flows["first_uptime"] = (flows["start_ms"] - T0 * 1000 + boot_uptime_ms).astype(np.uint32)
+    flows["last_uptime"] = (flows["end_ms"] - T0 * 1000 + boot_uptime_ms).astype(np.uint32)
+    body = _pack(V9_TEMPLATE, flows)
+    reclen = body.dtype.itemsize
+    template_set = _template_set(0, V9_TEMPLATE)
+    per_plain = (datagram_size - _V9_HEADER.size - _SET_HEADER.size) // reclen
+    per_with_template = (datagram_size - _V9_HEADER.size - len(template_set) - _SET_HEADER.size) // reclen
+    datagrams: list[bytes] = []
+    pos = sequence = templates = 0
+    while pos < records:
+        with_template = sequence % template_every == 0
+        take = min(per_with_template if with_template else per_plain, records - pos)
+        export_s = _export_second(flows["end_ms"], pos, take)
+        uptime = (export_s - T0) * 1000 + boot_uptime_ms
+        parts = [b""]
+        if with_template:
+            parts.append(template_set)
+            templates += 1
+        parts.append(_data_set(TEMPLATE_ID, body[pos : pos + take].tobytes()))
+        count = take + (1 if with_template else 0)
+        parts[0] = _V9_HEADER.pack(9, count, uptime & 0xFFFFFFFF, export_s, sequence & 0xFFFFFFFF, source_id)
+        datagrams.append(b"".join(parts))
+        pos += take
+        sequence += 1
+    return Stream(
+        name="v9",
+        version=9,
+        datagrams=datagrams,
+        records=records,
+        record_length=reclen,
+        records_per_datagram=per_plain,
+        template_datagrams=templates,
+        octets=int(flows["octets"].sum()),
+        packets=int(flows["packets"].sum()),
+        exporter_ip="192.0.2.10",
+        exporter_port=2055,
+        first_export_time=_export_second(flows["end_ms"], 0, min(per_with_template, records)),
+    )
+
+
+def build_ipfix(
+    records: int,
+    *,
+    seed: int = DEFAULT_SEED + 1,
+    template_every: int = 20,
+    datagram_size: int = DATAGRAM_SIZE,
+    span_seconds: float | None = None,
+    domain: int = 7,
+) -> Stream:
+    """IPFIX stream of ``records`` data records, one message a datagram (see the module doc)."""
+    flows = _flows(records, seed, span_seconds)
+    body = _pack(IPFIX_TEMPLATE, flows)
+    reclen = body.dtype.itemsize
+    template_set = _template_set(2, IPFIX_TEMPLATE)
+    per_plain = (datagram_size - _IPFIX_HEADER.size - _SET_HEADER.size) // reclen
+    per_with_template = (datagram_size - _IPFIX_HEADER.size - len(template_set) - _SET_HEADER.size) // reclen
+    datagrams: list[bytes] = []
+    pos = message = templates = 0
+    while pos < records:
+        with_template = message % template_every == 0
+        take = min(per_with_template if with_template else per_plain, records - pos)
+        export_s = _export_second(flows["end_ms"], pos, take)
+        sets = [template_set] if with_template else []
+        templates += with_template
+        sets.append(_data_set(TEMPLATE_ID, body[pos : pos + take].tobytes()))
+        payload = b"".join(sets)
+        # Sequence: data records sent in earlier messages of this domain, modulo 2**32.
+        header = _IPFIX_HEADER.pack(10, _IPFIX_HEADER.size + len(payload), export_s, pos & 0xFFFFFFFF, domain)
+        datagrams.append(header + payload)
+        pos += take
+        message += 1
+    return Stream(
+        name="ipfix",
+        version=10,
+        datagrams=datagrams,
+        records=records,
+        record_length=reclen,
+        records_per_datagram=per_plain,
+        template_datagrams=templates,
+        octets=int(flows["octets"].sum()),
+        packets=int(flows["packets"].sum()),
+        exporter_ip="192.0.2.20",
+        exporter_port=4739,
+        first_export_time=_export_second(flows["end_ms"], 0, min(per_with_template, records)),
+    )
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def _template_set(set_id: int, template: tuple[tuple[int, int, str], ...]) -> bytes:
+    fields = b"".join(_FIELD.pack(element, length) for element, length, _ in template)
+    record = _FIELD.pack(TEMPLATE_ID, len(template)) + fields
+    return _SET_HEADER.pack(set_id, _SET_HEADER.size + len(record)) + record
+
+
+def _data_set(set_id: int, records: bytes) -> bytes:
+    # v9 pads flowsets to 32 bits (RFC 3954 §5.3); IPFIX allows the same padding.
+    padding = -(len(records) + _SET_HEADER.size) % 4
+    return _SET_HEADER.pack(set_id, _SET_HEADER.size + len(records) + padding) + records + b"\0" * padding
+
+
+def _pack(template: tuple[tuple[int, int, str], ...], flows: dict[str, np.ndarray]) -> np.ndarray:
+    """Big-endian packed records, fields in template order, no alignment padding."""
+    dtype = np.dtype([(name, f">u{length}") for _, length, name in template])
+    n = len(flows["src"])
+    out = np.empty(n, dtype=dtype)
+    for _, _, name in template:
+        out[name] = flows[name]
+    return out
+
+
+def _export_second(end_ms: np.ndarray, pos: int, take: int) -> int:
+    """Export time of a datagram: the second after its newest flow ended."""
+    return int(end_ms[pos : pos + take].max()) // 1000 + 1
+
+
+def _flows(n: int, seed: int, span_seconds: float | None) -> dict[str, np.ndarray]:
+    """Draw ``n`` flow records (columns keyed by the names the templates use)."""
+    rng = np.random.default_rng(seed)
+    span_ms = int((span_seconds if span_seconds is not None else max(1.0, n / 20_000)) * 1000)
+
+    internal = _internal_pool(rng, 4096)
+    external = _external_pool(rng, 20_000)
+    ranks = np.arange(1, len(external) + 1, dtype=np.float64)
+    popularity = 1.0 / ranks**1.1
+    popularity /= popularity.sum()
+
+    def pick_internal(k: int) -> np.ndarray:
+        return internal[rng.integers(0, len(internal), k)]
+
+    def pick_external(k: int) -> np.ndarray:
+        return external[rng.choice(len(external), size=k, p=popularity)]
+
+    # Endpoint kinds: 0 in→ex, 1 ex→in, 2 in→in, 3 ex→ex.
+    kind = rng.choice(4, size=n, p=[0.55, 0.30, 0.12, 0.03])
+    src = np.where(kind % 2 == 0, pick_internal(n), pick_external(n))
+    src = np.where(kind == 3, pick_external(n), src)
+    dst = np.where((kind == 0) | (kind == 3), pick_external(n), pick_internal(n))
+
+    weights = np.array([s[2] for s in _SERVICES])
+    service = rng.choice(len(_SERVICES), size=n, p=weights / weights.sum())
+    proto = np.array([s[0] for s in _SERVICES], dtype=np.uint8)[service]
+    port = np.array([s[1] for s in _SERVICES], dtype=np.uint16)[service]
+    low = np.array([s[3] for s in _SERVICES])[service]
+    high = np.array([s[4] for s in _SERVICES])[service]
+    ephemeral = rng.integers(32_768, 61_000, n).astype(np.uint16)
+    response = rng.random(n) < 0.45
+    sport = np.where(response, port, ephemeral)
+    dport = np.where(response, ephemeral, port)
+    icmp = proto == 1
+    icmp_codes = rng.choice(_ICMP_CODES, size=n, p=_ICMP_WEIGHTS)
+    sport = np.where(icmp, 0, sport).astype(np.uint16)
+    dport = np.where(icmp, icmp_codes, dport).astype(np.uint16)
+
+    packets = np.maximum(1, np.rint(rng.lognormal(1.6, 1.5, n))).astype(np.uint64)
+    packets = np.minimum(packets, 5_000_000)
+    mean_size = low + (rng.random(n) * (high - low + 1)).astype(np.int64)
+    octets = packets * mean_size.astype(np.uint64)
+
+    flags = np.where(proto == 6, rng.choice(_TCP_FLAGS, size=n, p=_TCP_FLAG_WEIGHTS), 0).astype(np.uint8)
+    tos = rng.choice(_TOS, size=n, p=_TOS_WEIGHTS)
+    in_if = rng.integers(1, 9, n).astype(np.uint16)
+    out_if = rng.integers(1, 9, n).astype(np.uint16)
+
+    end_ms = T0 * 1000 + np.sort(rng.integers(0, span_ms, n))
+    duration = np.where(packets > 1, np.minimum(rng.exponential(6_000, n), ACTIVE_TIMEOUT_MS), 0).astype(
+        np.int64
+    )
+    start_ms = end_ms - duration
+
+    gateway = np.uint32(0xC0000201)  # 192.0.2.1
+    next_hop = np.where(kind % 2 == 0, gateway + rng.integers(0, 4, n).astype(np.uint32), 0)
+    public_as = rng.integers(1_000, 64_000, n).astype(np.uint16)
+    src_internal = (kind == 0) | (kind == 2)
+    dst_internal = (kind == 1) | (kind == 2)
+    src_as = np.where(src_internal, 0, public_as).astype(np.uint16)
+    dst_as = np.where(dst_internal, 0, public_as).astype(np.uint16)
+    src_mask = np.where(src_internal, 24, rng.integers(16, 25, n)).astype(np.uint8)
+    dst_mask = np.where(dst_internal, 24, rng.integers(16, 25, n)).astype(np.uint8)
+
+    return {
+        "src": src.astype(np.uint32),
+        "dst": dst.astype(np.uint32),
+        "next_hop": next_hop.astype(np.uint32),
+        "in_if": in_if,
+        "out_if": out_if,
+        "packets": packets,
+        "octets": octets,
+        "start_ms": start_ms.astype(np.uint64),
+        "end_ms": end_ms.astype(np.uint64),
+        "sport": sport,
+        "dport": dport,
+        "flags": flags,
+        "proto": proto,
+        "tos": tos,
+        "src_as": src_as,
+        "dst_as": dst_as,
+        "src_mask": src_mask,
+        "dst_mask": dst_mask,
+    }
+
+
+def _internal_pool(rng: np.random.Generator, k: int) -> npt.NDArray[np.uint32]:
+    """Hosts in 10.0.0.0/8, clustered in a few hundred /24s like real subnets."""
+    subnets = (10 << 24) | (rng.integers(0, 1 << 16, max(1, k // 16)) << 8)
+    hosts = rng.integers(1, 255, k)
+    return (subnets[rng.integers(0, len(subnets), k)] | hosts).astype(np.uint32)
+
+
+def _external_pool(rng: np.random.Generator, k: int) -> npt.NDArray[np.uint32]:
+    """Public unicast IPv4 addresses (no private, loopback, link-local, CGNAT, multicast)."""
+    out: list[np.ndarray] = []
+    have = 0
+    while have < k:
+        draw = rng.integers(1 << 24, 224 << 24, 2 * k, dtype=np.int64).astype(np.uint32)
+        first = draw >> 24
+        second = (draw >> 16) & 0xFF
+        reserved = (
+            (first == 10)
+            | (first == 127)
+            | ((first == 172) & (second >= 16) & (second < 32))
+            | ((first == 192) & (second == 168))
+            | ((first == 169) & (second == 254))
+            | ((first == 100) & (second >= 64) & (second < 128))
+            | (first == 0)
+        )
+        keep = draw[~reserved]
+        out.append(keep)
+        have += len(keep)
+    return np.concatenate(out)[:k]
+
+
+def describe(stream: Stream) -> str:
+    """One line about a stream, for the benchmark's header."""
+    return (
+        f"{stream.name}: {stream.records:,} records in {len(stream.datagrams):,} datagrams "
+        f"({stream.wire_bytes / 1e6:.1f} MB, {stream.record_length} B/record, "
+        f"{stream.records_per_datagram}/datagram, template in {stream.template_datagrams}), "
+        f"{stream.octets / 1e9:.1f} GB of traffic described"
+    )
