@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,11 +64,27 @@ class FlowBatch:
     set_offset: int
     """Byte offset of the data set in its datagram (with ``sequence``, makes record ids deterministic)."""
     count: int
-    columns: dict[str, np.ndarray] = field(default_factory=dict)
+    column_cache: dict[str, np.ndarray] | None = None
+    """Decoded columns; see :attr:`columns`."""
+    raw: np.ndarray | None = None
+    """The data set as structured records (numpy fast path); columns are derived on demand so
+    that sets of one template from many datagrams can be concatenated and finished at once."""
+    finish: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None
+    """Turns ``raw`` (or a concatenation of such arrays) into columns."""
     types: dict[str, str] = field(default_factory=dict)
     """Column name → IANA abstract data type of its element (``unsigned64``, ``ipv4Address`` ...)."""
     options: SessionOptions | None = None
     """What the session's options data said (sampling, application and interface names)."""
+
+    @property
+    def columns(self) -> dict[str, np.ndarray]:
+        """Columns by element name, finished from ``raw`` on first use."""
+        if self.column_cache is None:
+            if self.raw is None or self.finish is None:
+                self.column_cache = {}
+            else:
+                self.column_cache = self.finish(self.raw)
+        return self.column_cache
 
     def records(self) -> list[dict[str, Any]]:
         """Return the records as Python dicts (slow; for tests and tools, not the hot path)."""

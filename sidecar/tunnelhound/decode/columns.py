@@ -86,7 +86,7 @@ def column_kind(element_type: str, length: int) -> str:
     return "bytes"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Layout:
     """A compiled template: output columns, plus a numpy dtype when records have fixed length."""
 
@@ -95,6 +95,10 @@ class Layout:
     dtype: np.dtype | None
     types: dict[str, str]
     """Column name → element type, shared by every batch of the template."""
+
+    def finish(self, raw: np.ndarray) -> dict[str, np.ndarray]:
+        """Columns from this layout's structured records (see :func:`finish_fixed`)."""
+        return finish_fixed(self, raw)
 
 
 @lru_cache(maxsize=65536)
@@ -163,12 +167,22 @@ def _wire_format(c: Column) -> str:
 
 def decode_fixed(layout: Layout, body: memoryview) -> tuple[int, dict[str, np.ndarray]]:
     """Decode every whole record of a data set at once (fast path)."""
+    raw = fixed_records(layout, body)
+    return len(raw), finish_fixed(layout, raw)
+
+
+def fixed_records(layout: Layout, body: memoryview) -> np.ndarray:
+    """The whole records of a data set as one structured array (a view, no copy)."""
     assert layout.dtype is not None and layout.record_length
     count = len(body) // layout.record_length
-    if count == 0:
-        return 0, {}
-    raw = np.frombuffer(body, dtype=layout.dtype, count=count)
-    return count, {c.name: _finish_fixed(c, raw[c.name]) for c in layout.columns}
+    return np.frombuffer(body, dtype=layout.dtype, count=count)
+
+
+def finish_fixed(layout: Layout, raw: np.ndarray) -> dict[str, np.ndarray]:
+    """Columns from structured records (one set, or many sets of the template concatenated)."""
+    if len(raw) == 0:
+        return {c.name: np.empty(0, c.out_dtype) for c in layout.columns}
+    return {c.name: _finish_fixed(c, raw[c.name]) for c in layout.columns}
 
 
 def _finish_fixed(c: Column, a: np.ndarray) -> np.ndarray:

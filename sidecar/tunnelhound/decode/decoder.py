@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tunnelhound.decode.columns import Layout, compile_template, decode_fixed, decode_records
+from tunnelhound.decode.columns import Layout, compile_template, decode_records, fixed_records
 from tunnelhound.decode.elements import V5_LAYOUT
 from tunnelhound.decode.messages import (
     V5_RECORD_LENGTH,
@@ -124,14 +124,14 @@ class Decoder:
             key = self.sessions.key(dg.exporter_ip, dg.exporter_port, 5, header.domain)
             self._check_sequence(key, dg.exporter_ip, header.sequence, header.sequence + header.count)
             body = memoryview(data)[start : start + count * V5_RECORD_LENGTH]
-            n, columns = self._columns(_V5_LAYOUT, _V5_TEMPLATE, body)
+            n, raw, columns = self._records(_V5_LAYOUT, _V5_TEMPLATE, body)
             interval = header.sampling & 0x3FFF
             opts = self.sessions.options(key)
             if interval > 1 and opts.sampling_default != float(interval):
                 opts.sampling_default = float(interval)
             out.flows.append(
                 self._batch(
-                    dg.exporter_ip, dg.exporter_port, header, 0, start, n, columns, _V5_LAYOUT.types, opts
+                    dg.exporter_ip, dg.exporter_port, header, 0, start, n, raw, columns, _V5_LAYOUT, opts
                 )
             )
 
@@ -243,13 +243,15 @@ class Decoder:
             return False
         layout = compile_template(template)
         body = memoryview(data)[span.start : span.end]
-        count, columns = self._columns(layout, template, body)
+        count, raw, columns = self._records(layout, template, body)
         if not count:
             # A set holds at least one record (RFC 7011 §3.3.1): bytes too few for one are a
             # truncated record; none, or only zeros, an empty set.
             reason = "truncated_record" if any(body) else "empty_set"
             raise DecodeError(reason, f"data set {span.set_id} at {span.offset}: no whole record")
         if template.is_options:
+            if columns is None:
+                columns = layout.finish(raw) if raw is not None else {}
             for record in _options_records(ip, port, header, template, layout, count, columns):
                 self.sessions.absorb_options(key, record)
                 out.options.append(record)
@@ -262,22 +264,25 @@ class Decoder:
                     span.set_id,
                     span.offset,
                     count,
+                    raw,
                     columns,
-                    layout.types,
+                    layout,
                     self.sessions.options(key),
                 )
             )
         return True
 
-    def _columns(
+    def _records(
         self, layout: Layout, template: Template, body: memoryview
-    ) -> tuple[int, dict[str, np.ndarray]]:
+    ) -> tuple[int, np.ndarray | None, dict[str, np.ndarray] | None]:
+        """(count, structured records, None) on the fast path; (count, None, columns) otherwise."""
         if self.fast_path and layout.dtype is not None:
-            return decode_fixed(layout, body)
+            raw = fixed_records(layout, body)
+            return len(raw), raw, None
         count, columns, truncated = decode_records(layout, template, body)
         if truncated:
             raise DecodeError("truncated_record", f"template {template.template_id}")
-        return count, columns
+        return count, None, columns
 
     @staticmethod
     def _batch(
@@ -287,8 +292,9 @@ class Decoder:
         template_id: int,
         set_offset: int,
         count: int,
-        columns: dict[str, np.ndarray],
-        types: dict[str, str],
+        raw: np.ndarray | None,
+        columns: dict[str, np.ndarray] | None,
+        layout: Layout,
         options: SessionOptions,
     ) -> FlowBatch:
         return FlowBatch(
@@ -303,8 +309,10 @@ class Decoder:
             sequence=header.sequence,
             set_offset=set_offset,
             count=count,
-            columns=columns,
-            types=types,
+            column_cache=columns,
+            raw=raw,
+            finish=layout.finish,
+            types=layout.types,
             options=options,
         )
 

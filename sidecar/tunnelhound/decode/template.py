@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tunnelhound.decode.elements import Element, ipfix_element, v9_element
 from tunnelhound.errors import DecodeError
@@ -34,6 +34,17 @@ class Template:
     scope_count: int = 0
     """Number of leading scope fields; > 0 only for options templates."""
     is_options: bool = False
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Templates key the compiled-layout cache on every data set; hashing the field tuple
+        # each time cost more than decoding small sets.
+        object.__setattr__(
+            self, "_hash", hash((self.template_id, self.fields, self.scope_count, self.is_options))
+        )
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def record_length(self) -> int | None:

@@ -243,7 +243,7 @@ def _integer_columns(batch: FlowBatch) -> FlowBatch:
     cols = batch.columns
     if all(c.dtype.kind in "iu" for c in cols.values()):
         return batch
-    return replace(batch, columns={k: c for k, c in cols.items() if c.dtype.kind in "iu"})
+    return replace(batch, column_cache={k: c for k, c in cols.items() if c.dtype.kind in "iu"}, raw=None)
 
 
 def _first(cols: dict[str, np.ndarray], names: Sequence[str], n: int) -> np.ndarray:
