@@ -58,3 +58,27 @@ def test_exporters_outside_the_allowlist_are_dropped_and_counted(tmp_path: Path)
     assert pipeline.counts.rejected_exporters == 1
     assert pipeline.counts.records == 30
     assert {d["observer"]["ip"] for d in sink.docs} == {"192.0.2.77"}
+
+
+def test_normalize_many_merges_sets_and_keeps_record_ids() -> None:
+    from replay import documents
+    from tunnelhound.decode.decoder import Decoder
+    from tunnelhound.normalize.ecs import Normalizer
+    from tunnelhound.sources.files import iter_replay
+
+    decoder, normalizer = Decoder(), Normalizer()
+    batches = [
+        b for dg in iter_replay([str(DATA / "lab" / "netflow_v9.pcap")]) for b in decoder.decode(dg).flows
+    ]
+    merged = normalizer.normalize_many(batches)
+    one_by_one = documents([DATA / "lab" / "netflow_v9.pcap"])
+    assert len(batches) > 100 and len(merged) == len(one_by_one) == 3375
+
+    def key(d: dict[str, Any]) -> str:
+        return str(d["event"]["id"])
+
+    def strip(d: dict[str, Any]) -> dict[str, Any]:
+        # event.created is the wall clock of the normalize call.
+        return {**d, "event": {k: v for k, v in d["event"].items() if k != "created"}}
+
+    assert sorted(map(strip, merged), key=key) == sorted(map(strip, one_by_one), key=key)

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from tunnelhound.config import Config
 from tunnelhound.decode.decoder import Decoder
 from tunnelhound.decode.sessions import SessionStore
-from tunnelhound.model import Datagram, OptionsRecord
+from tunnelhound.model import Datagram, FlowBatch, OptionsRecord
 from tunnelhound.normalize.biflow import BiflowStitcher
 from tunnelhound.normalize.ecs import NormalizeOptions, Normalizer
 from tunnelhound.normalize.locality import Networks
@@ -84,7 +84,7 @@ class FlowPipeline:
 
     def process(self, datagrams: Iterable[Datagram]) -> int:
         """Run a chunk of datagrams through every stage; returns documents written."""
-        docs: list[dict[str, Any]] = []
+        batches: list[FlowBatch] = []
         self.options = []
         for dg in datagrams:
             self.counts.datagrams += 1
@@ -96,7 +96,8 @@ class FlowPipeline:
             self.counts.options_records += len(decoded.options)
             for batch in decoded.flows:
                 self.counts.records += batch.count
-                docs.extend(self.normalizer.normalize(batch))
+                batches.append(batch)
+        docs = self.normalizer.normalize_many(batches)
         if self.stitcher is not None:
             docs = self.stitcher.push(docs)
         self._write(docs)

@@ -19,6 +19,7 @@ from tunnelhound.model import FlowBatch
 from tunnelhound.normalize.addresses import ipv4_packed, ipv4_text, ipv6_text, mac_text
 from tunnelhound.normalize.community_id import community_id
 from tunnelhound.normalize.flow_id import flow_id
+from tunnelhound.normalize.group import RecordHeaders, headers_of, merge_batches
 from tunnelhound.normalize.locality import DEFAULT_INTERNAL_NETWORKS, Networks, direction_array
 from tunnelhound.normalize.protocols import TRANSPORT_NAMES
 from tunnelhound.normalize.times import flow_times
@@ -59,6 +60,20 @@ class Normalizer:
 
     def normalize(self, batch: FlowBatch) -> list[dict[str, Any]]:
         """One ECS document per record of ``batch`` (uniflows; see :mod:`biflow` for pairing)."""
+        return self._normalize(batch, headers_of(batch))
+
+    def normalize_many(self, batches: list[FlowBatch]) -> list[dict[str, Any]]:
+        """Documents for many batches at once: sets of one template are merged first.
+
+        Documents come grouped by exporter session and template, in order of arrival within
+        a group.
+        """
+        docs: list[dict[str, Any]] = []
+        for batch, headers in merge_batches(batches):
+            docs.extend(self._normalize(batch, headers))
+        return docs
+
+    def _normalize(self, batch: FlowBatch, headers: RecordHeaders) -> list[dict[str, Any]]:
         n = batch.count
         if n == 0:
             return []
@@ -78,7 +93,7 @@ class Normalizer:
         is_biflow = rev_bytes_col is not None or rev_packets_col is not None
         dst_bytes = _scaled(rev_bytes_col, rate) if rev_bytes_col is not None else [0] * n
         dst_packets = _scaled(rev_packets_col, rate) if rev_packets_col is not None else [0] * n
-        start_ns, end_ns = flow_times(_integer_columns(batch))
+        start_ns, end_ns = flow_times(_integer_columns(batch), headers)
         start_iso = _iso(start_ns)
         end_iso = _iso(end_ns)
         duration = np.maximum(end_ns - start_ns, 0).tolist()
@@ -86,21 +101,14 @@ class Normalizer:
         dst_loc = np.where(dst_internal, "internal", "external").tolist()
         flow_loc = np.where(src_internal & dst_internal, "internal", "external").tolist()
         directions = direction_array(src_internal, dst_internal).tolist()
-        event_ids = self._event_ids(batch)
+        event_ids = self._event_ids(batch, headers)
         applications = _applications(batch)
         raw = _raw_fields(batch)
         rate_list = rate.tolist() if isinstance(rate, np.ndarray) else [rate] * n
         proto_l = proto.tolist()
         sport_l, dport_l = sport.tolist(), dport.tolist()
         seed = self.options.community_id_seed
-        exporter = {
-            "address": f"{batch.exporter_ip}:{batch.exporter_port}",
-            "source_id": batch.domain,
-            "version": batch.version,
-            "timestamp": _iso(np.array([batch.export_time * 1_000_000_000], dtype=np.int64))[0],
-        }
-        if batch.sys_uptime_ms is not None:
-            exporter["uptime_millis"] = batch.sys_uptime_ms
+        exporters = self._exporters(batch, headers)
         created = _iso(np.array([time.time_ns()], dtype=np.int64))[0]
         docs = []
         for i in range(n):
@@ -146,7 +154,7 @@ class Normalizer:
                 },
                 "observer": {"ip": batch.exporter_ip},
                 "related": {"ip": [sip, dip] if sip != dip else [sip]},
-                "netflow": {"exporter": exporter, **raw[i]},
+                "netflow": {"exporter": exporters[i], **raw[i]},
                 "tunnelhound": {"biflow": "exporter" if is_biflow else "uniflow"},
             }
             if applications is not None and applications[i]:
@@ -210,14 +218,47 @@ class Normalizer:
             dport = np.where(icmp, tc & 0xFF, dport)
         return sport, dport
 
-    def _event_ids(self, batch: FlowBatch) -> list[str]:
+    @staticmethod
+    def _event_ids(batch: FlowBatch, headers: RecordHeaders) -> list[str]:
         # Deterministic: a replay or a retried bulk request yields the same _id (DESIGN §7).
         prefix = (
             f"{batch.exporter_ip}|{batch.exporter_port}|{batch.version}|{batch.domain}|{batch.template_id}|"
-            f"{batch.export_time}|{batch.sequence}|{batch.set_offset}|"
         )
         digest = xxhash.xxh3_128_hexdigest
-        return [digest(f"{prefix}{i}".encode()) for i in range(batch.count)]
+        seconds = (headers.export_ns // 1_000_000_000).tolist()
+        return [
+            digest(f"{prefix}{t}|{q}|{o}|{i}".encode())
+            for t, q, o, i in zip(
+                seconds,
+                headers.sequence.tolist(),
+                headers.set_offset.tolist(),
+                headers.index.tolist(),
+                strict=True,
+            )
+        ]
+
+    @staticmethod
+    def _exporters(batch: FlowBatch, headers: RecordHeaders) -> list[dict[str, Any]]:
+        """``netflow.exporter`` per record; records of one message share one dict."""
+        seconds = headers.export_ns // 1_000_000_000
+        uptime = (
+            headers.uptime_ms if headers.uptime_ms is not None else np.full(batch.count, -1, dtype=np.int64)
+        )
+        pairs = np.stack([seconds, uptime], axis=1)
+        unique, inverse = np.unique(pairs, axis=0, return_inverse=True)
+        stamps = _iso(unique[:, 0] * 1_000_000_000)
+        shared = []
+        for (_sec, up), stamp in zip(unique.tolist(), stamps, strict=True):
+            exporter: dict[str, Any] = {
+                "address": f"{batch.exporter_ip}:{batch.exporter_port}",
+                "source_id": batch.domain,
+                "version": batch.version,
+                "timestamp": stamp,
+            }
+            if up >= 0:
+                exporter["uptime_millis"] = up
+            shared.append(exporter)
+        return [shared[k] for k in inverse.reshape(-1).tolist()]
 
 
 _V16 = np.dtype("V16")

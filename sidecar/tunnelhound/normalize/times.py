@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tunnelhound.model import FlowBatch
+from tunnelhound.normalize.group import RecordHeaders
 
 _NS_PER_MS = 1_000_000
 
@@ -17,7 +18,7 @@ _ABSOLUTE: tuple[tuple[str, str, int], ...] = (
 )
 
 
-def flow_times(batch: FlowBatch) -> tuple[np.ndarray, np.ndarray]:
+def flow_times(batch: FlowBatch, headers: RecordHeaders) -> tuple[np.ndarray, np.ndarray]:
     """Return (start, end) as int64 nanoseconds since the Unix epoch, one pair per record.
 
     Preference: absolute elements (µs/ns elements are already converted by the decoder),
@@ -25,10 +26,9 @@ def flow_times(batch: FlowBatch) -> tuple[np.ndarray, np.ndarray]:
     systemInitTimeMilliseconds), then delta-microseconds, then the export time.
     """
     cols = batch.columns
-    n = batch.count
-    export_ns = np.full(n, batch.export_time * 1_000_000_000 + batch.export_nanos, dtype=np.int64)
-    start = _pick_start(batch, cols, export_ns)
-    end = _pick_end(batch, cols, export_ns)
+    export_ns = headers.export_ns
+    start = _pick(headers, cols, export_ns, 0)
+    end = _pick(headers, cols, export_ns, 1)
     if start is None:
         start = end if end is not None else export_ns
     if end is None:
@@ -37,7 +37,7 @@ def flow_times(batch: FlowBatch) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _pick(
-    batch: FlowBatch, cols: dict[str, np.ndarray], export_ns: np.ndarray, index: int
+    headers: RecordHeaders, cols: dict[str, np.ndarray], export_ns: np.ndarray, index: int
 ) -> np.ndarray | None:
     for start_name, end_name, unit in _ABSOLUTE:
         values = cols.get(end_name if index else start_name)
@@ -46,8 +46,8 @@ def _pick(
     uptime_name = ("flow_start_sys_up_time", "flow_end_sys_up_time")[index]
     switched = cols.get(uptime_name)
     if switched is not None:
-        if batch.sys_uptime_ms is not None:
-            return _from_uptime(switched, batch.sys_uptime_ms, export_ns)
+        if headers.uptime_ms is not None:
+            return _from_uptime(switched, headers.uptime_ms, export_ns)
         init = cols.get("system_init_time_milliseconds")
         if init is not None:
             return (init.astype(np.int64) + switched.astype(np.int64)) * _NS_PER_MS
@@ -57,20 +57,12 @@ def _pick(
     return None
 
 
-def _pick_start(batch: FlowBatch, cols: dict[str, np.ndarray], export_ns: np.ndarray) -> np.ndarray | None:
-    return _pick(batch, cols, export_ns, 0)
-
-
-def _pick_end(batch: FlowBatch, cols: dict[str, np.ndarray], export_ns: np.ndarray) -> np.ndarray | None:
-    return _pick(batch, cols, export_ns, 1)
-
-
-def _from_uptime(switched: np.ndarray, uptime_ms: int, export_ns: np.ndarray) -> np.ndarray:
+def _from_uptime(switched: np.ndarray, uptime_ms: np.ndarray, export_ns: np.ndarray) -> np.ndarray:
     """Age from uptime difference taken as signed 32-bit: guards the 49.7-day uptime wrap.
 
     When the exporter's uptime wrapped after a flow started, ``uptime - switched`` is
     negative as plain integers but small modulo 2**32; a switched value a little after the
     header's uptime (exporter clock skew) comes out as a small negative age, not 49 days.
     """
-    age = (np.uint32(uptime_ms) - switched.astype(np.uint32)).astype(np.int32).astype(np.int64)
+    age = (uptime_ms.astype(np.uint32) - switched.astype(np.uint32)).astype(np.int32).astype(np.int64)
     return export_ns - age * _NS_PER_MS
