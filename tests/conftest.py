@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "real_exporter: runs Debian's softflowd and tshark (installed by scripts/test.sh)"
     )
+    config.addinivalue_line(
+        "markers", "elasticsearch: talks to a real Elasticsearch node that the test set-up starts"
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_started_elasticsearch() -> Iterator[None]:
+    """Nodes a test started are stopped at the end, so no daemon outlives the run."""
+    yield
+    from es_server import STARTED, stop_elasticsearch
+
+    for port in sorted(STARTED):
+        stop_elasticsearch(port)
 
 
 @pytest.fixture

@@ -35,6 +35,10 @@ START_TIMEOUT_S = 120
 ELASTIC_PASSWORD = os.environ.get("TUNNELHOUND_ES_PASSWORD", "tunnelhound-es")
 
 
+STARTED: set[int] = set()
+"""Ports of nodes this test session started (conftest stops them when the session ends)."""
+
+
 def run_dir(port: int = DEFAULT_PORT) -> Path:
     """Config, data, logs and (with security) certs/ca.crt of the node on that port."""
     return Path(os.environ.get("TUNNELHOUND_ES_RUN_DIR", f"/tmp/tunnelhound-es-{port}"))
@@ -117,6 +121,7 @@ def ensure_elasticsearch(
         raise RuntimeError(
             f"{' '.join(cmd)} failed with exit code {proc.returncode}:\n{proc.stdout}{proc.stderr}"
         )
+    STARTED.add(port)
     url = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else base_url(port, security)
     if cluster_health(port, security=security) is None:
         raise RuntimeError(f"{url} does not answer _cluster/health after start:\n{proc.stderr}")
