@@ -350,13 +350,41 @@ def _applications(batch: FlowBatch) -> list[str] | None:
     return None
 
 
+# Elements whose value the document already carries verbatim in ECS fields (DESIGN §4:
+# "every other decoded IE under netflow.*"). Counters and times stay: the ECS counters are
+# renormalized, and the raw times show what the exporter sent.
+_IN_ECS = frozenset(
+    {
+        "source_ipv4_address",
+        "destination_ipv4_address",
+        "source_ipv6_address",
+        "destination_ipv6_address",
+        *_SRC_PORT,
+        *_DST_PORT,
+        "protocol_identifier",
+        "source_mac_address",
+        "destination_mac_address",
+    }
+)
+
+
+_ECS_VOID = {
+    "source_ipv6_address": np.dtype("V16"),
+    "destination_ipv6_address": np.dtype("V16"),
+    "source_mac_address": np.dtype("V6"),
+    "destination_mac_address": np.dtype("V6"),
+}
+
+
 def _raw_fields(batch: FlowBatch) -> list[dict[str, Any]]:
-    """Every decoded element under ``netflow.*``, as JSON-ready values."""
+    """Every other decoded element under ``netflow.*``, as JSON-ready values."""
     n = batch.count
     names: list[str] = []
     lists: list[list[Any]] = []
     for name, col in batch.columns.items():
         etype = batch.types.get(name, "")
+        if name in _IN_ECS and col.dtype.kind == "u" or col.dtype == _ECS_VOID.get(name):
+            continue
         values, is_hex = _json_values(col, etype)
         if is_hex and etype not in _HEX_TYPES:
             # Encoded with a length its type does not allow (H3C sends 2-byte "addresses"):
