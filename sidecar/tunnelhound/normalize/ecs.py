@@ -383,7 +383,7 @@ def _raw_fields(batch: FlowBatch) -> list[dict[str, Any]]:
     lists: list[list[Any]] = []
     for name, col in batch.columns.items():
         etype = batch.types.get(name, "")
-        if name in _IN_ECS and col.dtype.kind == "u" or col.dtype == _ECS_VOID.get(name):
+        if (name in _IN_ECS and col.dtype.kind == "u") or col.dtype == _ECS_VOID.get(name):
             continue
         values, is_hex = _json_values(col, etype)
         if is_hex and etype not in _HEX_TYPES:
