@@ -153,3 +153,14 @@ def test_filebeat_flow_ids_and_community_ids_on_documents() -> None:
             assert doc["network"]["community_id"] == v["community_id"]
             matched += 1
     assert matched >= 5
+
+
+def test_unsampled_counter_past_int64_saturates_instead_of_turning_negative() -> None:
+    from tunnelhound.normalize.ecs import Normalizer
+
+    record = _RECORD.pack(0x0A000001, 0xC6336401, 2**64 - 1, 5, 6, 1_700_000_000_000)
+    data = ipfix([ipfix_template(), struct.pack("!HH", 256, 4 + len(record)) + record])
+    (batch,) = Decoder().decode(dg(data)).flows
+    (doc,) = Normalizer().normalize(batch)
+    assert doc["source"]["bytes"] == 2**63 - 1
+    assert doc["netflow"]["octet_delta_count"] == 2**64 - 1

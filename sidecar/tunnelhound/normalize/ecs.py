@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -93,7 +93,7 @@ class Normalizer:
         is_biflow = rev_bytes_col is not None or rev_packets_col is not None
         dst_bytes = _scaled(rev_bytes_col, rate) if rev_bytes_col is not None else [0] * n
         dst_packets = _scaled(rev_packets_col, rate) if rev_packets_col is not None else [0] * n
-        start_ns, end_ns = flow_times(_integer_columns(batch), headers)
+        start_ns, end_ns = flow_times(batch, headers)
         start_iso = _iso(start_ns)
         end_iso = _iso(end_ns)
         duration = np.maximum(end_ns - start_ns, 0).tolist()
@@ -275,18 +275,6 @@ def _hashable_tuples(proto: np.ndarray, sport: np.ndarray, dport: np.ndarray) ->
     )
 
 
-def _integer_columns(batch: FlowBatch) -> FlowBatch:
-    """The batch with only its integer columns, as :func:`flow_times` does arithmetic on them.
-
-    A time element sent with a length its type cannot have arrives as raw bytes; it is
-    skipped like a missing element, so the next source of time (or the export time) applies.
-    """
-    cols = batch.columns
-    if all(c.dtype.kind in "iu" for c in cols.values()):
-        return batch
-    return replace(batch, column_cache={k: c for k, c in cols.items() if c.dtype.kind in "iu"}, raw=None)
-
-
 def _first(cols: dict[str, np.ndarray], names: Sequence[str], n: int) -> np.ndarray:
     for name in names:
         col = cols.get(name)
@@ -318,8 +306,14 @@ _INT64_BOUND = float(2**63 - 1024)
 """Largest float64 below 2**63: the widest a scaled counter may be and still cast to int64."""
 
 
+_INT64_MAX = 2**63 - 1
+
+
 def _scaled(raw: np.ndarray, rate: np.ndarray | float) -> list[int]:
     if isinstance(rate, float) and rate == 1.0:
+        if raw.dtype == np.uint64:
+            # A 64-bit counter past 2**63 (garbage, or a wrapped total) must not turn negative.
+            raw = np.minimum(raw, np.uint64(_INT64_MAX))
         return raw.astype(np.int64).tolist()
     # A garbage counter times a sampling rate can pass int64: saturate instead of letting
     # the cast produce INT64_MIN (with a RuntimeWarning).

@@ -40,21 +40,27 @@ def _pick(
     headers: RecordHeaders, cols: dict[str, np.ndarray], export_ns: np.ndarray, index: int
 ) -> np.ndarray | None:
     for start_name, end_name, unit in _ABSOLUTE:
-        values = cols.get(end_name if index else start_name)
+        values = _integer(cols, end_name if index else start_name)
         if values is not None:
             return values.astype(np.int64) * unit
-    uptime_name = ("flow_start_sys_up_time", "flow_end_sys_up_time")[index]
-    switched = cols.get(uptime_name)
+    switched = _integer(cols, ("flow_start_sys_up_time", "flow_end_sys_up_time")[index])
     if switched is not None:
         if headers.uptime_ms is not None:
             return _from_uptime(switched, headers.uptime_ms, export_ns)
-        init = cols.get("system_init_time_milliseconds")
+        init = _integer(cols, "system_init_time_milliseconds")
         if init is not None:
             return (init.astype(np.int64) + switched.astype(np.int64)) * _NS_PER_MS
-    delta = cols.get(("flow_start_delta_microseconds", "flow_end_delta_microseconds")[index])
+    delta = _integer(cols, ("flow_start_delta_microseconds", "flow_end_delta_microseconds")[index])
     if delta is not None:
         return export_ns - delta.astype(np.int64) * 1000
     return None
+
+
+def _integer(cols: dict[str, np.ndarray], name: str) -> np.ndarray | None:
+    """The column if it holds integers: a time element sent with a length its type cannot
+    have arrives as raw bytes and counts as missing, so the next source of time applies."""
+    values = cols.get(name)
+    return values if values is not None and values.dtype.kind in "iu" else None
 
 
 def _from_uptime(switched: np.ndarray, uptime_ms: np.ndarray, export_ns: np.ndarray) -> np.ndarray:
