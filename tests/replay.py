@@ -9,6 +9,7 @@ from tunnelhound.decode.decoder import Decoder
 from tunnelhound.model import Datagram
 from tunnelhound.normalize.biflow import BiflowStitcher
 from tunnelhound.normalize.ecs import Normalizer
+from tunnelhound.normalize.frame import FlowFrame
 from tunnelhound.sources.files import iter_replay
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -18,14 +19,12 @@ def documents(paths: list[Path], *, stitch: bool = False, fast_path: bool = True
     """ECS documents for captures or .dat files replayed in order from one decoder."""
     decoder = Decoder(fast_path=fast_path)
     normalizer = Normalizer()
-    docs: list[dict[str, Any]] = []
-    for dg in iter_replay([str(p) for p in paths]):
-        for batch in decoder.decode(dg).flows:
-            docs.extend(normalizer.normalize(batch))
+    frames = [normalizer.frames(decoder.decode(dg).flows) for dg in iter_replay([str(p) for p in paths])]
+    frame = FlowFrame.concat(frames)
     if stitch:
         stitcher = BiflowStitcher()
-        docs = stitcher.push(docs) + stitcher.flush()
-    return docs
+        frame = FlowFrame.concat([stitcher.push(frame), stitcher.flush()])
+    return frame.documents()
 
 
 def dat_documents(files: list[str], exporter: tuple[str, int] = ("192.0.2.1", 4444)) -> list[dict[str, Any]]:

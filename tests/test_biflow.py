@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import copy
 import struct
 from typing import Any
 
+import numpy as np
 import pytest
 
 from exports import MIXED, export
@@ -13,8 +13,9 @@ from replay import DATA, documents
 from traffic import read_pcap
 from tunnelhound.decode.decoder import Decoder
 from tunnelhound.model import Datagram
-from tunnelhound.normalize.biflow import BiflowStitcher, StitchStats, merge, swap_sides
+from tunnelhound.normalize.biflow import BiflowStitcher, merge_pairs, swap_sides
 from tunnelhound.normalize.ecs import Normalizer
+from tunnelhound.normalize.frame import ABSENT, COLUMNS, FlowFrame
 
 __all__ = ["export"]
 MIB = 1024 * 1024
@@ -84,11 +85,10 @@ def test_softflowd_biflows_are_oriented_by_initiator(export: Any) -> None:
     # softflowd -b puts the lower address first, whoever spoke first; we must swap back.
     run = export("v10_biflow")
     decoder, normalizer, stitcher = Decoder(), Normalizer(), BiflowStitcher()
-    docs: list[dict[str, Any]] = []
-    for data, arrived in run.datagrams:
-        for batch in decoder.decode(Datagram(data, "127.0.0.1", 9995, arrived)).flows:
-            docs.extend(normalizer.normalize(batch))
-    oriented = stitcher.push(docs) + stitcher.flush()
+    batches = [
+        b for data, at in run.datagrams for b in decoder.decode(Datagram(data, "127.0.0.1", 9995, at)).flows
+    ]
+    oriented = FlowFrame.concat([stitcher.push(normalizer.frames(batches)), stitcher.flush()]).documents()
     first = _first_senders()
     checked = 0
     for doc in oriented:
@@ -105,48 +105,78 @@ def test_softflowd_biflows_are_oriented_by_initiator(export: Any) -> None:
 # ---------------------------------------------------------------------------- units
 
 
-def _uni(src: str, sport: int, dst: str, dport: int, *, flags: int = 0, start: str = "2026-01-01T00:00:00.000Z",
-         end: str = "2026-01-01T00:00:01.000Z", nbytes: int = 100) -> dict[str, Any]:  # fmt: skip
+def _frame(rows: list[dict[str, Any]]) -> FlowFrame:
+    """A frame from a few hand-written rows (columns not given take neutral values)."""
+    n = len(rows)
+    neutral: dict[str, Any] = {"i8": ABSENT, "?": False, "i1": 0, "f8": 1.0, "O": None}
+    cols = {}
+    for name, dtype in COLUMNS.items():
+        values = [row.get(name, neutral[dtype]) for row in rows]
+        col = np.empty(n, dtype=dtype)
+        col[:] = values
+        cols[name] = col
+    return FlowFrame(n, cols)
+
+
+def _uni(src: str, sport: int, dst: str, dport: int, *, flags: int = 0, start: int = 0, end: int = 1,
+         nbytes: int = 100) -> dict[str, Any]:  # fmt: skip
     return {
-        "event": {"id": f"{src}:{sport}", "start": start, "end": end, "duration": 1_000_000_000},
-        "source": {"ip": src, "port": sport, "bytes": nbytes, "packets": 1, "locality": "internal"},
-        "destination": {"ip": dst, "port": dport, "bytes": 0, "packets": 0, "locality": "external"},
-        "network": {"transport": "tcp", "bytes": nbytes, "packets": 1, "direction": "outbound"},
-        "observer": {"ip": "192.0.2.1"},
-        "related": {"ip": [src, dst]},
-        "netflow": {"tcp_control_bits": flags},
-        "tunnelhound": {"biflow": "uniflow"},
-        "@timestamp": end,
-    }
+        "event_id": f"{src}:{sport}", "start_ns": start * NS, "end_ns": end * NS,
+        "start_iso": f"start{start}", "end_iso": f"end{end}",
+        "src_ip": src, "src_port": sport, "dst_ip": dst, "dst_port": dport,
+        "src_bytes": nbytes, "src_packets": 1, "dst_bytes": 0, "dst_packets": 0,
+        "src_internal": src.startswith("10."), "dst_internal": dst.startswith("10."),
+        "proto": 6, "flags": flags, "observer": "192.0.2.1", "netflow": "", "created": "c",
+    }  # fmt: skip
+
+
+NS = 1_000_000_000
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    (doc,) = merge_pairs(_frame([a]), _frame([b])).documents()
+    return doc
 
 
 def test_syn_side_wins_over_earlier_start() -> None:
-    client = _uni("10.0.0.1", 40000, "198.51.100.1", 443, flags=0x02 | 0x10, start="2026-01-01T00:00:00.500Z")
-    server = _uni("198.51.100.1", 443, "10.0.0.1", 40000, flags=0x02 | 0x12 | 0x10, nbytes=5000)
-    server["netflow"]["tcp_control_bits"] = 0x12  # SYN+ACK only: the answer
-    client["netflow"]["tcp_control_bits"] = 0x02  # SYN only: the opener
-    merged = merge(copy.deepcopy(server), copy.deepcopy(client), StitchStats())
+    client = _uni("10.0.0.1", 40000, "198.51.100.1", 443, flags=0x02, start=5)
+    server = _uni("198.51.100.1", 443, "10.0.0.1", 40000, flags=0x12, nbytes=5000, start=0)
+    merged = _merge(server, client)
     assert (merged["source"]["ip"], merged["destination"]["bytes"], merged["network"]["bytes"]) == (
         "10.0.0.1",
         5000,
         5100,
     )
-    assert merged["event"]["start"] == "2026-01-01T00:00:00.000Z"
+    assert merged["event"]["start"] == "start0" and merged["event"]["duration"] == NS
     assert merged["tunnelhound"] == {"biflow": "stitched", "reverse_event_id": "198.51.100.1:443"}
 
 
 def test_service_port_then_lower_port_decide_without_flags() -> None:
-    a = _uni("10.0.0.1", 53, "10.0.0.2", 51000)
-    b = _uni("10.0.0.2", 51000, "10.0.0.1", 53)
-    assert merge(a, b, StitchStats())["source"]["port"] == 51000
-    c = _uni("10.0.0.1", 30000, "10.0.0.2", 31000)
-    d = _uni("10.0.0.2", 31000, "10.0.0.1", 30000)
-    assert merge(c, d, StitchStats())["source"]["port"] == 31000
+    assert (
+        _merge(_uni("10.0.0.1", 53, "10.0.0.2", 51000), _uni("10.0.0.2", 51000, "10.0.0.1", 53))["source"][
+            "port"
+        ]
+        == 51000
+    )
+    assert (
+        _merge(_uni("10.0.0.1", 30000, "10.0.0.2", 31000), _uni("10.0.0.2", 31000, "10.0.0.1", 30000))[
+            "source"
+        ]["port"]
+        == 31000
+    )
+
+
+def test_icmp_request_side_initiates() -> None:
+    reply = {**_uni("198.51.100.1", ABSENT, "10.0.0.1", ABSENT), "proto": 1, "icmp_type": 0, "icmp_code": 0}
+    request = {**_uni("10.0.0.1", ABSENT, "198.51.100.1", ABSENT, start=3), "proto": 1, "icmp_type": 8}
+    request["icmp_code"] = 0
+    doc = _merge(reply, request)
+    assert (doc["source"]["ip"], doc["tunnelhound"]["icmp"]) == ("10.0.0.1", {"type": 8, "code": 0})
 
 
 def test_swap_recomputes_direction() -> None:
-    doc = _uni("10.0.0.1", 40000, "198.51.100.1", 443)
-    swap_sides(doc)
+    frame = swap_sides(_frame([_uni("10.0.0.1", 40000, "198.51.100.1", 443)]), np.array([True]))
+    (doc,) = frame.documents()
     assert (doc["source"]["ip"], doc["network"]["direction"], doc["related"]["ip"]) == (
         "198.51.100.1",
         "inbound",
@@ -156,27 +186,24 @@ def test_swap_recomputes_direction() -> None:
 
 def test_unmatched_uniflows_leave_after_timeout_and_cap() -> None:
     stitcher = BiflowStitcher(timeout=10, max_pending=2)
-    lone = _uni("10.0.0.1", 1, "10.0.0.2", 2, end="2026-01-01T00:00:01.000Z")
-    assert stitcher.push([lone]) == []
-    later = _uni(
-        "10.0.0.3", 1, "10.0.0.4", 2, start="2026-01-01T00:00:20.000Z", end="2026-01-01T00:00:20.000Z"
-    )
-    out = stitcher.push([later])
-    assert out == [lone] and stitcher.pending == 1 and stitcher.stats.unmatched == 1
-    more = [
-        _uni("10.0.0.5", p, "10.0.0.6", 2, start=later["event"]["start"], end=later["event"]["end"])
-        for p in (7, 8)
-    ]
-    evicted = stitcher.push(more)
-    assert evicted == [later] and stitcher.stats.evicted == 1 and stitcher.pending == 2
-    assert len(stitcher.flush()) == 2 and stitcher.pending == 0
+    lone = _uni("10.0.0.1", 1, "10.0.0.2", 2, end=1)
+    assert stitcher.push(_frame([lone])).n == 0
+    later = _uni("10.0.0.3", 1, "10.0.0.4", 2, start=20, end=20)
+    out = stitcher.push(_frame([later]))
+    assert out.cols["event_id"].tolist() == ["10.0.0.1:1"]
+    assert stitcher.pending == 1 and stitcher.stats.unmatched == 1
+    more = [_uni("10.0.0.5", p, "10.0.0.6", 2, start=20, end=20) for p in (7, 8)]
+    evicted = stitcher.push(_frame(more))
+    assert evicted.cols["event_id"].tolist() == ["10.0.0.3:1"]
+    assert stitcher.stats.evicted == 1 and stitcher.pending == 2
+    assert stitcher.flush().n == 2 and stitcher.pending == 0
 
 
-def test_partner_must_overlap_in_time() -> None:
+def test_partner_must_overlap_in_time_and_can_wait_across_pushes() -> None:
     stitcher = BiflowStitcher(timeout=1000)
-    a = _uni("10.0.0.1", 40000, "10.0.0.2", 80, end="2026-01-01T00:00:01.000Z")
-    b = _uni(
-        "10.0.0.2", 80, "10.0.0.1", 40000, start="2026-01-01T00:05:00.000Z", end="2026-01-01T00:05:01.000Z"
-    )
-    assert stitcher.push([a, b]) == []
-    assert stitcher.pending == 2
+    a = _uni("10.0.0.1", 40000, "10.0.0.2", 80, end=1)
+    far = _uni("10.0.0.2", 80, "10.0.0.1", 40000, start=300, end=301)
+    assert stitcher.push(_frame([a, far])).n == 0 and stitcher.pending == 2
+    near = _uni("10.0.0.2", 80, "10.0.0.1", 40000, start=0, end=1)
+    (doc,) = stitcher.push(_frame([near])).documents()
+    assert doc["tunnelhound"]["biflow"] == "stitched" and stitcher.pending == 1

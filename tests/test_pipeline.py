@@ -8,6 +8,7 @@ from typing import Any
 from replay import DATA
 from tunnelhound.config import Config, InputsConfig
 from tunnelhound.model import Datagram
+from tunnelhound.normalize.frame import FlowFrame
 from tunnelhound.pipeline import STATE_FILE, FlowPipeline
 
 
@@ -16,8 +17,8 @@ class ListSink:
         self.docs: list[dict[str, Any]] = []
         self.closed = False
 
-    def write_docs(self, docs: list[dict[str, Any]]) -> None:
-        self.docs.extend(docs)
+    def write_frame(self, frame: FlowFrame) -> None:
+        self.docs.extend(frame.documents())
 
     def close(self) -> None:
         self.closed = True

@@ -9,7 +9,7 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from tunnelhound.config import Config
 from tunnelhound.decode.decoder import Decoder
@@ -17,6 +17,7 @@ from tunnelhound.decode.sessions import SessionStore
 from tunnelhound.model import Datagram, FlowBatch, OptionsRecord
 from tunnelhound.normalize.biflow import BiflowStitcher
 from tunnelhound.normalize.ecs import NormalizeOptions, Normalizer
+from tunnelhound.normalize.frame import FlowFrame
 from tunnelhound.normalize.locality import Networks
 
 STATE_FILE = "decoder-state.json"
@@ -24,10 +25,10 @@ STATE_FILE = "decoder-state.json"
 
 
 class FlowSink(Protocol):
-    """Anything that takes ECS flow documents."""
+    """Anything that takes normalized flows."""
 
-    def write_docs(self, docs: list[dict[str, Any]]) -> None:
-        """Write a batch of documents."""
+    def write_frame(self, frame: FlowFrame) -> None:
+        """Write the rows of a frame."""
 
     def close(self) -> None:
         """Flush and release."""
@@ -97,15 +98,15 @@ class FlowPipeline:
             for batch in decoded.flows:
                 self.counts.records += batch.count
                 batches.append(batch)
-        docs = self.normalizer.normalize_many(batches)
+        frame = self.normalizer.frames(batches)
         if self.stitcher is not None:
-            docs = self.stitcher.push(docs)
-        self._write(docs)
+            frame = self.stitcher.push(frame)
+        self._write(frame)
         # Save as soon as a template changes: data arriving right after a crash or restart
         # must decode at once (templates change rarely, so this costs nothing in steady state).
         if self.sessions.dirty:
             self.sessions.save(self.state_path)
-        return len(docs)
+        return frame.n
 
     def _is_allowed(self, ip: str) -> bool:
         allowed = self._allowed_cache.get(ip)
@@ -119,9 +120,11 @@ class FlowPipeline:
 
     def flush(self) -> int:
         """Emit every waiting uniflow (end of input)."""
-        docs = self.stitcher.flush() if self.stitcher is not None else []
-        self._write(docs)
-        return len(docs)
+        if self.stitcher is None:
+            return 0
+        frame = self.stitcher.flush()
+        self._write(frame)
+        return frame.n
 
     def close(self) -> None:
         """Flush, persist decoder state and close the sink."""
@@ -129,7 +132,7 @@ class FlowPipeline:
         self.sessions.save(self.state_path)
         self.sink.close()
 
-    def _write(self, docs: list[dict[str, Any]]) -> None:
-        if docs:
-            self.sink.write_docs(docs)
-            self.counts.documents += len(docs)
+    def _write(self, frame: FlowFrame) -> None:
+        if frame.n:
+            self.sink.write_frame(frame)
+            self.counts.documents += frame.n

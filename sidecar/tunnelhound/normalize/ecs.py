@@ -1,8 +1,7 @@
-"""FlowBatch → ECS flow documents (DESIGN §4).
+"""FlowBatch → normalized flows (DESIGN §4), computed a column at a time.
 
-Vectorized where numpy helps (times, counters, locality); the document dicts themselves
-are assembled per record because every later stage (features, rules, sinks) works on
-documents.
+The result is a :class:`~tunnelhound.normalize.frame.FlowFrame`; the ECS document layout
+lives in ``frame.py``.
 """
 
 from __future__ import annotations
@@ -13,19 +12,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 import xxhash
+from numpy.dtypes import StringDType
 
 from tunnelhound.model import FlowBatch
 from tunnelhound.normalize.addresses import ipv4_packed, ipv4_text, ipv6_text, mac_text
 from tunnelhound.normalize.community_id import community_id
 from tunnelhound.normalize.flow_id import flow_id
+from tunnelhound.normalize.frame import ABSENT, FlowFrame
 from tunnelhound.normalize.group import RecordHeaders, headers_of, merge_batches
-from tunnelhound.normalize.locality import DEFAULT_INTERNAL_NETWORKS, Networks, direction_array
-from tunnelhound.normalize.protocols import TRANSPORT_NAMES
+from tunnelhound.normalize.locality import DEFAULT_INTERNAL_NETWORKS, Networks
 from tunnelhound.normalize.times import flow_times
-
-ECS_VERSION = "8.17.0"
-DATASET = "tunnelhound.flow"
 
 # Counter elements in order of preference: delta counts, totals, then NSEL/initiator forms.
 _BYTES = ("octet_delta_count", "octet_total_count", "initiator_octets", "post_octet_delta_count")
@@ -51,128 +49,108 @@ class NormalizeOptions:
 
 
 class Normalizer:
-    """Turn decoded batches into ECS flow documents."""
+    """Turn decoded batches into normalized flows (:class:`FlowFrame`) or ECS documents."""
 
     def __init__(self, options: NormalizeOptions | None = None) -> None:
         self.options = options or NormalizeOptions()
         self.networks = Networks(self.options.internal_networks)
-        self._data_stream = {"type": "logs", "dataset": DATASET, "namespace": self.options.namespace}
 
     def normalize(self, batch: FlowBatch) -> list[dict[str, Any]]:
         """One ECS document per record of ``batch`` (uniflows; see :mod:`biflow` for pairing)."""
-        return self._normalize(batch, headers_of(batch))
+        return self.frame(batch, headers_of(batch)).documents()
 
     def normalize_many(self, batches: list[FlowBatch]) -> list[dict[str, Any]]:
-        """Documents for many batches at once: sets of one template are merged first.
+        """Documents for many batches at once (see :meth:`frames`)."""
+        return self.frames(batches).documents()
 
-        Documents come grouped by exporter session and template, in order of arrival within
-        a group.
+    def frames(self, batches: list[FlowBatch]) -> FlowFrame:
+        """Normalized flows of many batches: sets of one template are merged first.
+
+        Rows come grouped by exporter session and template, in order of arrival within a group.
         """
-        docs: list[dict[str, Any]] = []
-        for batch, headers in merge_batches(batches):
-            docs.extend(self._normalize(batch, headers))
-        return docs
+        parts = [self.frame(batch, headers) for batch, headers in merge_batches(batches)]
+        return FlowFrame.concat(parts, self.options.namespace)
 
-    def _normalize(self, batch: FlowBatch, headers: RecordHeaders) -> list[dict[str, Any]]:
+    def frame(self, batch: FlowBatch, headers: RecordHeaders) -> FlowFrame:
+        """Normalized flows of one batch (or one merged group of batches)."""
         n = batch.count
         if n == 0:
-            return []
+            return FlowFrame.empty(self.options.namespace)
         cols = batch.columns
-        src_packed, src_text, src_internal, ip_type = self._addresses(batch, "source")
+        src_packed, src_text, src_internal, is_v6 = self._addresses(batch, "source")
         dst_packed, dst_text, dst_internal, _ = self._addresses(batch, "destination")
         proto = _first(cols, ("protocol_identifier",), n).astype(np.int64)
         sport, dport = self._ports(cols, proto, n)
-        hashable = _hashable_tuples(proto, sport, dport).tolist()
+        hashable = _hashable_tuples(proto, sport, dport)
         rate = _sampling_rate(batch)
-        raw_bytes = _first(cols, _BYTES, n)
-        raw_packets = _first(cols, _PACKETS, n)
-        rev_bytes_col = _first_or_none(cols, _REV_BYTES)
-        rev_packets_col = _first_or_none(cols, _REV_PACKETS)
-        src_bytes = _scaled(raw_bytes, rate)
-        src_packets = _scaled(raw_packets, rate)
-        is_biflow = rev_bytes_col is not None or rev_packets_col is not None
-        dst_bytes = _scaled(rev_bytes_col, rate) if rev_bytes_col is not None else [0] * n
-        dst_packets = _scaled(rev_packets_col, rate) if rev_packets_col is not None else [0] * n
+        rev_bytes = _first_or_none(cols, _REV_BYTES)
+        rev_packets = _first_or_none(cols, _REV_PACKETS)
         start_ns, end_ns = flow_times(batch, headers)
-        start_iso = _iso(start_ns)
-        end_iso = _iso(end_ns)
-        duration = np.maximum(end_ns - start_ns, 0).tolist()
-        src_loc = np.where(src_internal, "internal", "external").tolist()
-        dst_loc = np.where(dst_internal, "internal", "external").tolist()
-        flow_loc = np.where(src_internal & dst_internal, "internal", "external").tolist()
-        directions = direction_array(src_internal, dst_internal).tolist()
-        event_ids = self._event_ids(batch, headers)
-        applications = _applications(batch)
-        raw = _raw_fields(batch)
-        rate_list = rate.tolist() if isinstance(rate, np.ndarray) else [rate] * n
-        proto_l = proto.tolist()
-        sport_l, dport_l = sport.tolist(), dport.tolist()
+        icmp = np.isin(proto, _ICMP)
         seed = self.options.community_id_seed
-        exporters = self._exporters(batch, headers)
+        p_l, sp_l, dp_l = proto.tolist(), sport.tolist(), dport.tolist()
+        ok = hashable.tolist()
+        community = [
+            community_id(p, s, d, a, b, seed) if k and len(s) == len(d) else None
+            for p, s, d, a, b, k in zip(p_l, src_packed, dst_packed, sp_l, dp_l, ok, strict=True)
+        ]
+        flows = [
+            flow_id(s, d, a, b, p) if k else None
+            for p, s, d, a, b, k in zip(p_l, src_packed, dst_packed, sp_l, dp_l, ok, strict=True)
+        ]
+        zeros = np.zeros(n, dtype=np.int64)
+        absent = np.full(n, ABSENT, dtype=np.int64)
+        none = np.full(n, None, dtype=object)
+        applications = _applications(batch)
         created = _iso(np.array([time.time_ns()], dtype=np.int64))[0]
-        docs = []
-        for i in range(n):
-            p = proto_l[i]
-            sb, db = src_bytes[i], dst_bytes[i]
-            sp, dp = src_packets[i], dst_packets[i]
-            sip, dip = src_text[i], dst_text[i]
-            transport = TRANSPORT_NAMES.get(p, str(p))
-            spi, dpi = sport_l[i], dport_l[i]
-            doc: dict[str, Any] = {
-                "@timestamp": end_iso[i],
-                "ecs": {"version": ECS_VERSION},
-                "data_stream": self._data_stream,
-                "event": {
-                    "kind": "event",
-                    "category": ["network"],
-                    "type": ["connection"],
-                    "action": "network_flow",
-                    "dataset": DATASET,
-                    "module": "tunnelhound",
-                    "id": event_ids[i],
-                    "start": start_iso[i],
-                    "end": end_iso[i],
-                    "duration": duration[i],
-                    "created": created,
-                },
-                "source": {"ip": sip, "port": spi, "bytes": sb, "packets": sp, "locality": src_loc[i]},
-                "destination": {"ip": dip, "port": dpi, "bytes": db, "packets": dp, "locality": dst_loc[i]},
-                "network": {
-                    "transport": transport,
-                    "iana_number": str(p),
-                    "type": ip_type[i],
-                    "bytes": sb + db,
-                    "packets": sp + dp,
-                    "community_id": community_id(p, src_packed[i], dst_packed[i], spi, dpi, seed)
-                    if hashable[i] and len(src_packed[i]) == len(dst_packed[i])
-                    else None,
-                    "direction": directions[i],
-                },
-                "flow": {
-                    "id": flow_id(src_packed[i], dst_packed[i], spi, dpi, p) if hashable[i] else None,
-                    "locality": flow_loc[i],
-                },
-                "observer": {"ip": batch.exporter_ip},
-                "related": {"ip": [sip, dip] if sip != dip else [sip]},
-                "netflow": {"exporter": exporters[i], **raw[i]},
-                "tunnelhound": {"biflow": "exporter" if is_biflow else "uniflow"},
-            }
-            if applications is not None and applications[i]:
-                doc["network"]["application"] = applications[i]
-            if rate_list[i] != 1.0:
-                doc["tunnelhound"]["sampling_rate"] = rate_list[i]
-            if p in _ICMP:
-                # ICMP has no ports: type and code go to their own fields (they were only
-                # port-shaped for Community ID and flow.id above).
-                del doc["source"]["port"], doc["destination"]["port"]
-                _icmp_fields(doc, p, spi, dpi)
-            docs.append(doc)
-        _macs(batch, docs)
-        return docs
+        flags = _first_or_none(cols, ("tcp_control_bits",))
+        rev_flags = _first_or_none(cols, ("reverse_tcp_control_bits",))
+        initial = _first_or_none(cols, ("initial_tcp_flags",))
+        declared = _first_or_none(cols, ("biflow_direction",))
+        src_mac, dst_mac = _mac_column(batch, "source"), _mac_column(batch, "destination")
+        out = {
+            "start_ns": start_ns,
+            "end_ns": end_ns,
+            "src_port": np.where(icmp, ABSENT, sport),
+            "dst_port": np.where(icmp, ABSENT, dport),
+            "src_bytes": _scaled(_first(cols, _BYTES, n), rate),
+            "src_packets": _scaled(_first(cols, _PACKETS, n), rate),
+            "dst_bytes": _scaled(rev_bytes, rate) if rev_bytes is not None else zeros,
+            "dst_packets": _scaled(rev_packets, rate) if rev_packets is not None else zeros,
+            "proto": proto,
+            "icmp_type": np.where(icmp, sport, ABSENT),
+            "icmp_code": np.where(icmp, dport, ABSENT),
+            "flags": flags.astype(np.int64) if flags is not None else absent,
+            "rev_flags": rev_flags.astype(np.int64) if rev_flags is not None else absent,
+            "initial_flags": initial.astype(np.int64) if initial is not None else absent,
+            "biflow_direction": declared.astype(np.int64) if declared is not None else absent,
+            "src_internal": np.asarray(src_internal, dtype=bool),
+            "dst_internal": np.asarray(dst_internal, dtype=bool),
+            "is_v6": np.asarray(is_v6, dtype=bool),
+            "biflow": np.full(n, 1 if rev_bytes is not None or rev_packets is not None else 0, dtype=np.int8),
+            "sampling_rate": np.broadcast_to(np.asarray(rate, dtype=np.float64), (n,)).copy(),
+            "start_iso": _objects(_iso(start_ns)),
+            "end_iso": _objects(_iso(end_ns)),
+            "event_id": _objects(self._event_ids(batch, headers)),
+            "src_ip": _objects(src_text),
+            "dst_ip": _objects(dst_text),
+            "community_id": _objects(community),
+            "flow_id": _objects(flows),
+            "application": _objects(applications) if applications is not None else none,
+            "src_mac": src_mac if src_mac is not None else none,
+            "dst_mac": dst_mac if dst_mac is not None else none,
+            "reverse_event_id": none.copy(),
+            "observer": np.full(n, batch.exporter_ip, dtype=object),
+            "netflow": _objects(_netflow_fragments(batch, headers)),
+            "created": np.full(n, created, dtype=object),
+        }
+        return FlowFrame(n, out, self.options.namespace)
 
     # ------------------------------------------------------------------ pieces
 
-    def _addresses(self, batch: FlowBatch, side: str) -> tuple[list[bytes], list[str], np.ndarray, list[str]]:
+    def _addresses(
+        self, batch: FlowBatch, side: str
+    ) -> tuple[list[bytes], list[str], np.ndarray, np.ndarray]:
         cols, n = batch.columns, batch.count
         v4 = cols.get(f"{side}_ipv4_address")
         v6 = cols.get(f"{side}_ipv6_address")
@@ -184,23 +162,31 @@ class Normalizer:
             v6 = None
         if v4 is not None and v6 is None:
             packed = ipv4_packed(v4)
-            return packed, ipv4_text(packed), self.networks.contains_v4(v4), ["ipv4"] * n
+            return packed, ipv4_text(packed), self.networks.contains_v4(v4), np.zeros(n, dtype=bool)
         if v6 is not None and v4 is None:
             packed6: list[bytes] = v6.tolist()
-            return packed6, ipv6_text(packed6), self.networks.contains_v6(v6.view("S16")), ["ipv6"] * n
+            return (
+                packed6,
+                ipv6_text(packed6),
+                self.networks.contains_v6(v6.view("S16")),
+                np.ones(n, dtype=bool),
+            )
         if v4 is not None and v6 is not None:
             # Mixed templates (some firewalls): a zero IPv4 address means the record is IPv6.
             p4 = ipv4_packed(v4)
             p6: list[bytes] = v6.tolist()
-            use6 = (v4 == 0).tolist()
-            packed = [b6 if u else b4 for b4, b6, u in zip(p4, p6, use6, strict=True)]
-            text = [ipv6_text([p])[0] if u else ipv4_text([p])[0] for p, u in zip(packed, use6, strict=True)]
+            use6 = v4 == 0
+            packed = [b6 if u else b4 for b4, b6, u in zip(p4, p6, use6.tolist(), strict=True)]
+            text = [
+                ipv6_text([p])[0] if u else ipv4_text([p])[0]
+                for p, u in zip(packed, use6.tolist(), strict=True)
+            ]
             internal = np.where(
                 use6, self.networks.contains_v6(v6.view("S16")), self.networks.contains_v4(v4)
             )
-            return packed, text, internal, ["ipv6" if u else "ipv4" for u in use6]
+            return packed, text, internal, use6
         zero = [b"\0\0\0\0"] * n
-        return zero, ["0.0.0.0"] * n, np.zeros(n, dtype=bool), ["ipv4"] * n
+        return zero, ["0.0.0.0"] * n, np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
 
     @staticmethod
     def _ports(cols: dict[str, np.ndarray], proto: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -236,29 +222,6 @@ class Normalizer:
                 strict=True,
             )
         ]
-
-    @staticmethod
-    def _exporters(batch: FlowBatch, headers: RecordHeaders) -> list[dict[str, Any]]:
-        """``netflow.exporter`` per record; records of one message share one dict."""
-        seconds = headers.export_ns // 1_000_000_000
-        uptime = (
-            headers.uptime_ms if headers.uptime_ms is not None else np.full(batch.count, -1, dtype=np.int64)
-        )
-        pairs = np.stack([seconds, uptime], axis=1)
-        unique, inverse = np.unique(pairs, axis=0, return_inverse=True)
-        stamps = _iso(unique[:, 0] * 1_000_000_000)
-        shared = []
-        for (_sec, up), stamp in zip(unique.tolist(), stamps, strict=True):
-            exporter: dict[str, Any] = {
-                "address": f"{batch.exporter_ip}:{batch.exporter_port}",
-                "source_id": batch.domain,
-                "version": batch.version,
-                "timestamp": stamp,
-            }
-            if up >= 0:
-                exporter["uptime_millis"] = up
-            shared.append(exporter)
-        return [shared[k] for k in inverse.reshape(-1).tolist()]
 
 
 _V16 = np.dtype("V16")
@@ -309,16 +272,16 @@ _INT64_BOUND = float(2**63 - 1024)
 _INT64_MAX = 2**63 - 1
 
 
-def _scaled(raw: np.ndarray, rate: np.ndarray | float) -> list[int]:
+def _scaled(raw: np.ndarray, rate: np.ndarray | float) -> np.ndarray:
     if isinstance(rate, float) and rate == 1.0:
         if raw.dtype == np.uint64:
             # A 64-bit counter past 2**63 (garbage, or a wrapped total) must not turn negative.
             raw = np.minimum(raw, np.uint64(_INT64_MAX))
-        return raw.astype(np.int64).tolist()
+        return raw.astype(np.int64)
     # A garbage counter times a sampling rate can pass int64: saturate instead of letting
     # the cast produce INT64_MIN (with a RuntimeWarning).
     scaled = np.clip(np.rint(raw.astype(np.float64) * rate), -_INT64_BOUND, _INT64_BOUND)
-    return scaled.astype(np.int64).tolist()
+    return scaled.astype(np.int64)
 
 
 def _iso(ns: np.ndarray) -> list[str]:
@@ -328,20 +291,29 @@ def _iso(ns: np.ndarray) -> list[str]:
     ).tolist()
 
 
-def _applications(batch: FlowBatch) -> list[str] | None:
+def _applications(batch: FlowBatch) -> list[str | None] | None:
     """``network.application``: only names the exporter gave (DPI), never guessed from ports."""
     cols = batch.columns
+    names: list[str] | None = None
     name = cols.get("application_name")
-    if name is not None and name.dtype == object:
-        return [str(v).lower() for v in name.tolist()]
     pan = cols.get("app_id")
-    if pan is not None and pan.dtype == object:
-        return [str(v).lower() for v in pan.tolist()]
     app_id = cols.get("application_id")
-    if app_id is not None and batch.options and batch.options.application_names:
-        names = batch.options.application_names
-        return [names.get(v, "").lower() for v in app_id.tolist()]
-    return None
+    if name is not None and name.dtype == object:
+        names = [str(v) for v in name.tolist()]
+    elif pan is not None and pan.dtype == object:
+        names = [str(v) for v in pan.tolist()]
+    elif app_id is not None and batch.options and batch.options.application_names:
+        table = batch.options.application_names
+        names = [table.get(v, "") for v in app_id.tolist()]
+    if names is None:
+        return None
+    return [v.lower() or None for v in names]
+
+
+def _objects(values: list[Any]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
 
 
 # Elements whose value the document already carries verbatim in ECS fields (DESIGN §4:
@@ -370,61 +342,78 @@ _ECS_VOID = {
 }
 
 
-def _raw_fields(batch: FlowBatch) -> list[dict[str, Any]]:
-    """Every other decoded element under ``netflow.*``, as JSON-ready values."""
+def _netflow_fragments(batch: FlowBatch, headers: RecordHeaders) -> list[str]:
+    """Per record, the body of the ``netflow`` object: the exporter header, then every other
+    decoded element (JSON text, built column by column)."""
     n = batch.count
-    names: list[str] = []
-    lists: list[list[Any]] = []
+    pieces: list[list[str]] = [_exporter_fragments(batch, headers)]
     for name, col in batch.columns.items():
         etype = batch.types.get(name, "")
         if (name in _IN_ECS and col.dtype.kind == "u") or col.dtype == _ECS_VOID.get(name):
             continue
-        values, is_hex = _json_values(col, etype)
+        values, is_hex = _json_texts(col, etype)
         if is_hex and etype not in _HEX_TYPES:
             # Encoded with a length its type does not allow (H3C sends 2-byte "addresses"):
             # keep the bytes, under a name whose mapping is keyword.
             name = f"{name}_hex"
-        names.append(name)
-        lists.append(values)
-    return (
-        [dict(zip(names, values, strict=True)) for values in zip(*lists, strict=True)] if names else [{}] * n
+        key = f',"{name}":'
+        pieces.append([key + v for v in values])
+    return ["".join(row) for row in zip(*pieces, strict=True)] if n else []
+
+
+def _exporter_fragments(batch: FlowBatch, headers: RecordHeaders) -> list[str]:
+    """``"exporter":{...}`` per record; records of one message share one string."""
+    seconds = headers.export_ns // 1_000_000_000
+    uptime = headers.uptime_ms if headers.uptime_ms is not None else np.full(batch.count, -1, dtype=np.int64)
+    unique, inverse = np.unique(np.stack([seconds, uptime], axis=1), axis=0, return_inverse=True)
+    stamps = _iso(unique[:, 0] * 1_000_000_000)
+    head = (
+        f'"exporter":{{"address":"{batch.exporter_ip}:{batch.exporter_port}",'
+        f'"source_id":{batch.domain},"version":{batch.version},"timestamp":"'
     )
+    shared = [
+        head + stamp + ('"}' if up < 0 else f'","uptime_millis":{up}}}')
+        for (_sec, up), stamp in zip(unique.tolist(), stamps, strict=True)
+    ]
+    return [shared[k] for k in inverse.reshape(-1).tolist()]
 
 
 _HEX_TYPES = ("octetArray", "")
+_STR = StringDType()
 
 
-def _json_values(col: np.ndarray, etype: str) -> tuple[list[Any], bool]:
-    """JSON values for a column, and whether they are hex renderings of raw bytes."""
+def _json_texts(col: np.ndarray, etype: str) -> tuple[list[str], bool]:
+    """JSON text of each value of a column, and whether they are hex renderings of raw bytes."""
     kind = col.dtype.kind
     if etype == "ipv4Address" and kind == "u":
-        return ipv4_text(ipv4_packed(col)), False
+        return _quote(ipv4_text(ipv4_packed(col))), False
     if etype == "ipv6Address" and kind == "V" and col.dtype.itemsize == 16:
-        return ipv6_text(col.tolist()), False
+        return _quote(ipv6_text(col.tolist())), False
     if etype == "macAddress" and kind == "V" and col.dtype.itemsize == 6:
-        return mac_text(col, ecs=False), False
+        return _quote(mac_text(col, ecs=False)), False
     if etype in _DATE_TYPES and kind == "u":
-        return _iso(col.astype(np.int64) * _DATE_TYPES[etype]), False
+        return _quote(_iso(col.astype(np.int64) * _DATE_TYPES[etype])), False
     if etype in _NTP_TYPES and kind == "i":
-        return _iso(col), False
+        return _quote(_iso(col)), False
     if kind == "V" or (kind == "O" and col.size and isinstance(col[0], bytes)):
-        return [bytes(v).hex() for v in col.tolist()], True
-    return col.tolist(), False
+        return _quote([bytes(v).hex() for v in col.tolist()]), True
+    if kind in "iu":
+        return col.astype(_STR).tolist(), False
+    if kind == "b":
+        return ["true" if v else "false" for v in col.tolist()], False
+    # Strings from the exporter, floats (NaN becomes null): orjson does the escaping.
+    dumps = orjson.dumps
+    return [dumps(v).decode() for v in col.tolist()], False
 
 
-def _icmp_fields(doc: dict[str, Any], proto: int, icmp_type: int, icmp_code: int) -> None:
-    key = "icmp" if proto == 1 else "icmpv6"
-    doc["tunnelhound"][key] = {"type": icmp_type, "code": icmp_code}
+def _quote(values: list[str]) -> list[str]:
+    return [f'"{v}"' for v in values]
 
 
-def _macs(batch: FlowBatch, docs: list[dict[str, Any]]) -> None:
-    for side, names in (
-        ("source", ("source_mac_address", "post_source_mac_address")),
-        ("destination", ("destination_mac_address", "post_destination_mac_address")),
-    ):
-        for name in names:
-            col = batch.columns.get(name)
-            if col is not None and col.dtype.kind == "V":
-                for doc, mac in zip(docs, mac_text(col, ecs=True), strict=True):
-                    doc[side]["mac"] = mac
-                break
+def _mac_column(batch: FlowBatch, side: str) -> np.ndarray | None:
+    """ECS ``source.mac``/``destination.mac`` (upper-case, dashes) from the first MAC element."""
+    for name in (f"{side}_mac_address", f"post_{side}_mac_address"):
+        col = batch.columns.get(name)
+        if col is not None and col.dtype.kind == "V":
+            return _objects(mac_text(col, ecs=True))
+    return None

@@ -20,6 +20,8 @@ from typing import Any
 
 import orjson
 
+from tunnelhound.normalize.frame import FlowFrame, encode_ndjson
+
 __all__ = ["NdjsonSink"]
 
 _STAMP = "%Y%m%dT%H%M%S"
@@ -114,6 +116,10 @@ class NdjsonSink:
             self._rotate_if_due()
         self.lines_written += len(lines)
         self.bytes_written += len(data)
+
+    def write_frame(self, frame: FlowFrame) -> None:
+        """Write normalized flows, one ECS document per line."""
+        self.write(encode_ndjson(frame))
 
     def write_docs(self, docs: Sequence[dict[str, Any]]) -> None:
         """Serialize documents with orjson and :meth:`write` them."""

@@ -1,0 +1,68 @@
+"""The NDJSON encoder writes exactly the documents FlowFrame.documents() describes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+import pytest
+
+from exports import SPECS, export
+from replay import DATA
+from tunnelhound.decode.decoder import Decoder
+from tunnelhound.model import Datagram
+from tunnelhound.normalize.biflow import BiflowStitcher
+from tunnelhound.normalize.ecs import Normalizer
+from tunnelhound.normalize.frame import FlowFrame, encode_ndjson
+from tunnelhound.sources.files import iter_replay
+
+__all__ = ["export"]
+CASES = json.loads((DATA / "vendors" / "expectations.json").read_text())
+
+
+def assert_encoded_equals_documents(frame: FlowFrame) -> None:
+    lines = encode_ndjson(frame)
+    assert len(lines) == frame.n
+    assert [orjson.loads(line) for line in lines] == frame.documents()
+
+
+def stitched(frame: FlowFrame) -> FlowFrame:
+    stitcher = BiflowStitcher()
+    return FlowFrame.concat([stitcher.push(frame), stitcher.flush()])
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_vendor_cases(case: dict[str, Any]) -> None:
+    decoder, normalizer = Decoder(), Normalizer()
+    batches = []
+    for i, name in enumerate(case["files"]):
+        data = (DATA / "vendors" / "dat" / name).read_bytes()
+        batches += decoder.decode(Datagram(data, "192.0.2.1", 4444, float(i))).flows
+    frame = normalizer.frames(batches)
+    assert_encoded_equals_documents(frame)
+    assert_encoded_equals_documents(stitched(frame))
+
+
+@pytest.mark.parametrize("capture", ["netflow_v5.pcap", "netflow_v9.pcap", "ipfix.pcap"])
+def test_lab_captures_stitched(capture: str) -> None:
+    decoder, normalizer = Decoder(), Normalizer()
+    batches = [b for dg in iter_replay([str(DATA / "lab" / capture)]) for b in decoder.decode(dg).flows]
+    frame = stitched(normalizer.frames(batches))
+    assert frame.n == 1919
+    assert_encoded_equals_documents(frame)
+
+
+@pytest.mark.real_exporter
+@pytest.mark.parametrize("name", list(SPECS))
+def test_softflowd_exports(export: Any, name: str) -> None:
+    decoder, normalizer = Decoder(), Normalizer()
+    run = export(name)
+    batches = [
+        b for data, at in run.datagrams for b in decoder.decode(Datagram(data, "127.0.0.1", 9995, at)).flows
+    ]
+    assert_encoded_equals_documents(stitched(normalizer.frames(batches)))
+
+
+def test_empty_frame() -> None:
+    assert encode_ndjson(FlowFrame.empty()) == [] and FlowFrame.empty().documents() == []
