@@ -124,28 +124,76 @@ def decode_all(datagrams: Sequence[Datagram], *, fast_path: bool, check: bool = 
     )
 
 
-def decode_normalize(datagrams: Sequence[Datagram]) -> int:
-    """Decode and normalize; the documents are built and dropped."""
+def chunks(datagrams: Sequence[Datagram], size: int) -> list[Sequence[Datagram]]:
+    """Datagrams in the groups the pipeline normalizes together (``tunnelhound replay``: 256)."""
+    size = max(1, size)
+    return [datagrams[i : i + size] for i in range(0, len(datagrams), size)]
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizePath:
+    """How the pipeline turns a chunk's batches into NDJSON lines, whatever its current API.
+
+    Newest first: ``Normalizer.frames`` + ``encode_ndjson`` (columnar flows, per-column
+    text); ``normalize_many`` + ``orjson.dumps`` per document; ``normalize`` per batch.
+    """
+
+    name: str
+    normalize: Callable[[list[FlowBatch]], Any]
+    count: Callable[[Any], int]
+    encode: Callable[[Any], list[bytes]]
+
+
+def normalize_path() -> NormalizePath:
+    """The pipeline's normalize and encode steps (see :class:`NormalizePath`)."""
+    normalizer = Normalizer()
+    frames = getattr(normalizer, "frames", None)
+    encode_frame: Callable[[Any], list[bytes]] | None = None
+    try:
+        from tunnelhound.normalize.frame import encode_ndjson
+
+        encode_frame = encode_ndjson
+    except ImportError:
+        pass
+    if frames is not None and encode_frame is not None:
+        return NormalizePath("Normalizer.frames + encode_ndjson", frames, lambda f: int(f.n), encode_frame)
+    dumps, opt = orjson.dumps, orjson.OPT_SERIALIZE_NUMPY
+
+    def orjson_lines(docs: list[dict[str, Any]]) -> list[bytes]:
+        return [dumps(d, option=opt) for d in docs]
+
+    many = getattr(normalizer, "normalize_many", None)
+    if many is not None:
+        return NormalizePath("Normalizer.normalize_many + orjson.dumps", many, len, orjson_lines)
+
+    def one_by_one(batches: list[FlowBatch]) -> list[dict[str, Any]]:
+        return [doc for batch in batches for doc in normalizer.normalize(batch)]
+
+    return NormalizePath("Normalizer.normalize per batch + orjson.dumps", one_by_one, len, orjson_lines)
+
+
+def decode_normalize(groups: Sequence[Sequence[Datagram]]) -> int:
+    """Decode and normalize a chunk at a time, as the pipeline does; the result is dropped."""
     decode = Decoder().decode
-    normalize = Normalizer().normalize
+    path = normalize_path()
+    normalize, count = path.normalize, path.count
     records = 0
-    for dg in datagrams:
-        for batch in decode(dg).flows:
-            records += len(normalize(batch))
+    for group in groups:
+        records += count(normalize([batch for dg in group for batch in decode(dg).flows]))
     return records
 
 
-def decode_normalize_ndjson(datagrams: Sequence[Datagram], sink_root: Path) -> tuple[int, int]:
-    """Decode, normalize, serialize each document with orjson and write the lines to files."""
+def decode_normalize_ndjson(groups: Sequence[Sequence[Datagram]], sink_root: Path) -> tuple[int, int]:
+    """Decode, normalize, encode as JSON lines and write them to files, a chunk at a time."""
     decode = Decoder().decode
-    normalize = Normalizer().normalize
+    path = normalize_path()
+    normalize, encode = path.normalize, path.encode
     directory = Path(tempfile.mkdtemp(prefix="run-", dir=sink_root))
     try:
         with NdjsonSink(str(directory), rotate_bytes=ROTATE_BYTES, max_files=1, prefix="bench") as sink:
-            write_docs = sink.write_docs
-            for dg in datagrams:
-                for batch in decode(dg).flows:
-                    write_docs(normalize(batch))
+            write = sink.write
+            for group in groups:
+                write(encode(normalize([batch for dg in group for batch in decode(dg).flows])))
         return sink.lines_written, sink.bytes_written
     finally:
         shutil.rmtree(directory, ignore_errors=True)
@@ -239,16 +287,18 @@ def bench_stream(stream: Stream, args: argparse.Namespace, sink_root: Path | Non
     out["decode_reference_rps"] = ref.records / seconds
     out["fast_vs_reference"] = out["decode_fast_rps"] / out["decode_reference_rps"]
 
+    groups, warm_groups = chunks(datagrams, args.chunk), chunks(warm, args.chunk)
+    out["normalize_path"] = normalize_path().name
     seconds, records = best_of(
-        args.repeat, lambda: decode_normalize(datagrams), lambda: decode_normalize(warm)
+        args.repeat, lambda: decode_normalize(groups), lambda: decode_normalize(warm_groups)
     )
     out["decode_normalize_rps"] = records / seconds
 
     if sink_root is not None:
         seconds, (lines, nbytes) = best_of(
             args.repeat,
-            lambda: decode_normalize_ndjson(datagrams, sink_root),
-            lambda: decode_normalize_ndjson(warm, sink_root),
+            lambda: decode_normalize_ndjson(groups, sink_root),
+            lambda: decode_normalize_ndjson(warm_groups, sink_root),
         )
         out["ndjson_lines"] = lines
         out["ndjson_bytes_per_record"] = nbytes / max(1, lines)
@@ -281,97 +331,175 @@ def bench_stream(stream: Stream, args: argparse.Namespace, sink_root: Path | Non
 # --------------------------------------------------------------------------- profile
 
 
-def cost_breakdown(stream: Stream, records: int) -> dict[str, Any]:
+def cost_breakdown(stream: Stream, records: int, chunk: int) -> dict[str, Any]:
     """Time the pieces of decode + normalize + NDJSON on the first ``records`` of ``stream``.
 
-    Each piece is timed alone, calling the same functions normalize calls with arguments
-    prepared beforehand (untimed), over the same batches. ``dict_assembly_and_rest`` is the
-    normalize time the named pieces do not explain: the per-record dict literal, the loop,
-    column ``tolist`` calls and the per-batch numpy set-up.
+    First the pipeline's own order, a chunk of datagrams at a time: decode, normalize,
+    encoding the JSON lines and the sink write are timed apart. Then each piece of normalize
+    is timed alone, calling the functions normalize calls on the same merged batches with
+    arguments prepared beforehand; ``normalize.rest`` is the normalize time those pieces do
+    not explain (per-record dicts or columns, ``tolist`` calls, per-batch numpy set-up).
+    Pieces that no longer match the normalizer's internals are reported as ``None``.
     """
     datagrams, _ = slice_for(datagrams_of(stream), stream, records)
     root = _default_sink_root()
-    decode_normalize_ndjson(datagrams[:50], root)  # warm-up
-    decoder, normalizer = Decoder(), Normalizer()
-    dumps, opt = orjson.dumps, orjson.OPT_SERIALIZE_NUMPY
-    batches: list[FlowBatch] = []
-    t_decode = t_normalize = t_orjson = t_sink = 0.0
+    decode_normalize_ndjson(chunks(datagrams[:50], chunk), root)  # warm-up
+    decoder, path = Decoder(), normalize_path()
+    normalize, encode = path.normalize, path.encode
+    groups: list[list[FlowBatch]] = []
+    t_decode = t_normalize = t_encode = t_sink = 0.0
     clock = time.perf_counter
     gc.collect()
-    # The pipeline's own order, one datagram at a time, so no stage holds more than a batch
-    # (holding a million documents would time the garbage collector, not the code).
     with (
         tempfile.TemporaryDirectory(dir=root) as tmp,
         NdjsonSink(tmp, rotate_bytes=ROTATE_BYTES, max_files=1, prefix="bench") as sink,
     ):
-        for dg in datagrams:
+        for group in chunks(datagrams, chunk):
             t0 = clock()
-            flows = decoder.decode(dg).flows
+            batches = [batch for dg in group for batch in decoder.decode(dg).flows]
+            for batch in batches:
+                _ = batch.columns  # a lazily finished batch is finished here, as decode
             t1 = clock()
+            normalized = normalize(batches)
+            t2 = clock()
+            lines = encode(normalized)
+            t3 = clock()
+            sink.write(lines)
+            t4 = clock()
             t_decode += t1 - t0
-            for batch in flows:
-                t1 = clock()
-                docs = normalizer.normalize(batch)
-                t2 = clock()
-                lines = [dumps(d, option=opt) for d in docs]
-                t3 = clock()
-                sink.write(lines)
-                t4 = clock()
-                t_normalize += t2 - t1
-                t_orjson += t3 - t2
-                t_sink += t4 - t3
-            batches.extend(flows)
-    n = sum(b.count for b in batches)
+            t_normalize += t2 - t1
+            t_encode += t3 - t2
+            t_sink += t4 - t3
+            groups.append(batches)
+    n = sum(b.count for group in groups for b in group)
+    merged = [pair for group in groups for pair in _merged(group)]
+    timed = {name: _time_piece(piece, merged) for name, piece in _PIECES.items()}
+    explained = sum(v for v in timed.values() if v is not None)
+    rows: dict[str, float | None] = {
+        "decode_fast": t_decode,
+        **{f"normalize.{k}": v for k, v in timed.items()},
+        "normalize.rest": max(0.0, t_normalize - explained),
+        "encode_ndjson_lines": t_encode,
+        "ndjson_sink_write": t_sink,
+    }
+    total = t_decode + t_normalize + t_encode + t_sink
+    return {
+        "path": path.name,
+        "records": n,
+        "chunk_datagrams": chunk,
+        "normalize_calls": len(merged),
+        "total_seconds": total,
+        "records_per_s": n / total,
+        "normalize_seconds": t_normalize,
+        "pieces": {
+            name: None
+            if sec is None
+            else {
+                "us_per_record": 1e6 * sec / n,
+                "share": sec / total,
+                "mrps_alone": n / sec / 1e6 if sec else None,
+            }
+            for name, sec in rows.items()
+        },
+    }
 
-    # Arguments as normalize derives them (untimed).
-    tuples = []
-    for b in batches:
-        src = ipv4_packed(b.columns["source_ipv4_address"])
-        dst = ipv4_packed(b.columns["destination_ipv4_address"])
-        proto = b.columns["protocol_identifier"].astype(np.int64)
-        sport, dport = Normalizer._ports(b.columns, proto, b.count)
-        tuples.append((proto.tolist(), src, dst, sport.tolist(), dport.tolist()))
 
-    def t_community_id() -> None:
-        for protos, src, dst, sports, dports in tuples:
+Merged = list[tuple[FlowBatch, Any]]
+
+
+def _merged(batches: list[FlowBatch]) -> Merged:
+    """(batch, per-record headers) pairs as ``normalize_many`` forms them, if it does."""
+    try:
+        from tunnelhound.normalize.group import merge_batches
+    except ImportError:
+        return [(b, None) for b in batches]
+    return list(merge_batches(batches))
+
+
+def _id_args(merged: Merged) -> list[tuple[list[int], list[bytes], list[bytes], list[int], list[int]]]:
+    out = []
+    for b, _ in merged:
+        cols = b.columns
+        proto = cols["protocol_identifier"].astype(np.int64)
+        sport, dport = Normalizer._ports(cols, proto, b.count)
+        src = ipv4_packed(cols["source_ipv4_address"])
+        dst = ipv4_packed(cols["destination_ipv4_address"])
+        out.append((proto.tolist(), src, dst, sport.tolist(), dport.tolist()))
+    return out
+
+
+def _piece_community_id(merged: Merged) -> Callable[[], None]:
+    args = _id_args(merged)
+
+    def run() -> None:
+        for protos, src, dst, sports, dports in args:
             for p, s, d, sp, dp in zip(protos, src, dst, sports, dports, strict=True):
                 community_id(p, s, d, sp, dp, 0)
 
-    def t_flow_id() -> None:
-        for protos, src, dst, sports, dports in tuples:
+    return run
+
+
+def _piece_flow_id(merged: Merged) -> Callable[[], None]:
+    args = _id_args(merged)
+
+    def run() -> None:
+        for protos, src, dst, sports, dports in args:
             for p, s, d, sp, dp in zip(protos, src, dst, sports, dports, strict=True):
                 flow_id(s, d, sp, dp, p)
 
-    def t_event_id() -> None:
-        for b in batches:
-            normalizer._event_ids(b)
+    return run
 
-    times = [flow_times(b) for b in batches]
-    iso = getattr(ecs, "_iso", None)
 
-    def t_iso() -> None:
-        if iso is None:
-            return
+def _piece_event_id(merged: Merged) -> Callable[[], None]:
+    event_ids = Normalizer._event_ids
+
+    def run() -> None:
+        for b, headers in merged:
+            event_ids(b, headers)
+
+    return run
+
+
+def _times(merged: Merged) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [flow_times(b, headers) for b, headers in merged]
+
+
+def _piece_iso(merged: Merged) -> Callable[[], None]:
+    iso = ecs._iso
+    times = _times(merged)
+
+    def run() -> None:
         for start_ns, end_ns in times:
             iso(start_ns)
             iso(end_ns)
-            iso(np.array([0], dtype=np.int64))  # netflow.exporter.timestamp
             iso(np.array([time.time_ns()], dtype=np.int64))  # event.created
 
-    def t_flow_times() -> None:
-        for b in batches:
-            flow_times(b)
+    return run
 
-    def t_addresses() -> None:
-        # source/destination.ip text and packed forms (inet_ntoa), as normalize's _addresses does.
-        for b in batches:
+
+def _piece_flow_times(merged: Merged) -> Callable[[], None]:
+    def run() -> None:
+        for b, headers in merged:
+            flow_times(b, headers)
+
+    return run
+
+
+def _piece_address_text(merged: Merged) -> Callable[[], None]:
+    def run() -> None:
+        # source/destination.ip: packed and text forms (inet_ntoa), as normalize makes them.
+        for b, _ in merged:
             ipv4_text(ipv4_packed(b.columns["source_ipv4_address"]))
             ipv4_text(ipv4_packed(b.columns["destination_ipv4_address"]))
 
-    networks = normalizer.networks
+    return run
 
-    def t_locality() -> None:
-        for b in batches:
+
+def _piece_locality(merged: Merged) -> Callable[[], None]:
+    networks = Normalizer().networks
+
+    def run() -> None:
+        for b, _ in merged:
             si = networks.contains_v4(b.columns["source_ipv4_address"])
             di = networks.contains_v4(b.columns["destination_ipv4_address"])
             np.where(si, "internal", "external").tolist()
@@ -379,45 +507,48 @@ def cost_breakdown(stream: Stream, records: int) -> dict[str, Any]:
             np.where(si & di, "internal", "external").tolist()
             direction_array(si, di).tolist()
 
-    raw_fields = getattr(ecs, "_raw_fields", None)
+    return run
 
-    def t_raw_fields() -> None:
-        if raw_fields is None:
-            return
-        for b in batches:
-            raw_fields(b)
 
-    pieces: dict[str, Callable[[], None]] = {
-        "community_id": t_community_id,
-        "flow_id": t_flow_id,
-        "event_id_xxh3": t_event_id,
-        "iso_time_formatting": t_iso,
-        "flow_times": t_flow_times,
-        "address_text": t_addresses,
-        "locality_direction": t_locality,
-        "raw_netflow_fields": t_raw_fields,
-    }
-    timed = {name: _time_once(fn) for name, fn in pieces.items()}
-    explained = sum(timed.values())
-    rows: dict[str, float] = {
-        "decode_fast": t_decode,
-        **{f"normalize.{k}": v for k, v in timed.items()},
-        "normalize.dict_assembly_and_rest": max(0.0, t_normalize - explained),
-        "orjson_dumps": t_orjson,
-        "ndjson_sink_write": t_sink,
-    }
-    total = t_decode + t_normalize + t_orjson + t_sink
-    return {
-        "records": n,
-        "batches": len(batches),
-        "total_seconds": total,
-        "records_per_s": n / total,
-        "normalize_seconds": t_normalize,
-        "pieces": {
-            name: {"us_per_record": 1e6 * s / n, "share": s / total, "mrps_alone": n / s / 1e6 if s else None}
-            for name, s in rows.items()
-        },
-    }
+def _piece_raw_fields(merged: Merged) -> Callable[[], None]:
+    # netflow.*: the exporter block and the elements not already in ECS fields.
+    fragments: Callable[..., object] | None = getattr(ecs, "_netflow_fragments", None)
+    raw_fields: Callable[..., object] | None = getattr(ecs, "_raw_fields", None)
+    exporters: Callable[..., object] | None = getattr(Normalizer, "_exporters", None)
+
+    def run() -> None:
+        for b, headers in merged:
+            if fragments is not None:
+                fragments(b, headers)
+            elif raw_fields is not None:
+                raw_fields(b)
+                if exporters is not None:
+                    exporters(b, headers)
+            else:
+                raise LookupError("normalize has neither _netflow_fragments nor _raw_fields")
+
+    return run
+
+
+_PIECES: dict[str, Callable[[Merged], Callable[[], None]]] = {
+    "community_id": _piece_community_id,
+    "flow_id": _piece_flow_id,
+    "event_id_xxh3": _piece_event_id,
+    "iso_time_formatting": _piece_iso,
+    "flow_times": _piece_flow_times,
+    "address_text": _piece_address_text,
+    "locality_direction": _piece_locality,
+    "netflow_raw_fields": _piece_raw_fields,
+}
+"""Pieces of normalize timed alone; each builds its arguments, then returns the timed call."""
+
+
+def _time_piece(piece: Callable[[Merged], Callable[[], None]], merged: Merged) -> float | None:
+    # Internals of normalize move; a piece that no longer fits is reported, not fatal.
+    try:
+        return _time_once(piece(merged))
+    except Exception:
+        return None
 
 
 def _time_once(fn: Callable[[], None]) -> float:
@@ -427,14 +558,14 @@ def _time_once(fn: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
-def cprofile_top(stream: Stream, records: int, limit: int) -> str:
+def cprofile_top(stream: Stream, records: int, chunk: int, limit: int) -> str:
     """cProfile of decode + normalize + orjson + sink on a slice, top functions by own time."""
     datagrams, _ = slice_for(datagrams_of(stream), stream, records)
     root = _default_sink_root()
-    decode_normalize_ndjson(datagrams[:50], root)
+    decode_normalize_ndjson(chunks(datagrams[:50], chunk), root)
     profiler = cProfile.Profile()
     profiler.enable()
-    decode_normalize_ndjson(datagrams, root)
+    decode_normalize_ndjson(chunks(datagrams, chunk), root)
     profiler.disable()
     text = io.StringIO()
     stats = pstats.Stats(profiler, stream=text)
@@ -519,22 +650,26 @@ def print_table(report: dict[str, Any]) -> None:
     for line in report["stream_descriptions"]:
         print(f"stream   {line}")
     print(f"sink:    {report['sink']}")
-    print(f"timing:  best of {report['repeat']} after a warm-up, time.perf_counter, one process")
+    print(f"path:    {report['normalize_path']}")
+    print(
+        f"timing:  best of {report['repeat']} after a warm-up, time.perf_counter, one process; "
+        f"normalize on chunks of {report['chunk_datagrams']} datagrams, as the pipeline does"
+    )
     print(
         f"load:    1/5/15-min load average {_load(m['loadavg'])} before, {_load(report['loadavg_after'])} after\n"
     )
     streams = report["streams"]
     names = list(streams)
-    print(f"{'records/s':<44}" + "".join(f"{n:>16}" for n in names))
+    print(f"{'records/s':<44}" + "".join(f"{n:>21}" for n in names))
     rows = (
         ("decode, numpy fast path", "decode_fast_rps"),
         ("decode, reference path (slice)", "decode_reference_rps"),
-        ("decode + normalize (ECS dicts)", "decode_normalize_rps"),
-        ("decode + normalize + orjson + NdjsonSink", "decode_normalize_ndjson_rps"),
+        ("decode + normalize", "decode_normalize_rps"),
+        ("decode + normalize + NDJSON lines + sink", "decode_normalize_ndjson_rps"),
         (f"PyPI netflow {m['netflow'] or ''} parse_packet", "netflow_pkg_rps"),
     )
     for label, key in rows:
-        print(f"{label:<44}" + "".join(f"{_rate(streams[n][key]):>16}" for n in names))
+        print(f"{label:<44}" + "".join(f"{_rate(streams[n][key]):>21}" for n in names))
     print()
     extra = (
         ("records decoded / built", lambda s: f"{s['decoded_records']:,}/{s['records_built']:,}"),
@@ -546,25 +681,31 @@ def print_table(report: dict[str, Any]) -> None:
         ("peak RSS so far, MiB", lambda s: f"{s['peak_rss_mb']:.0f}"),
     )
     for label, fn in extra:
-        print(f"{label:<44}" + "".join(f"{fn(streams[n]):>16}" for n in names))
+        print(f"{label:<44}" + "".join(f"{fn(streams[n]):>21}" for n in names))
     verdict = "MET" if report["meets_target"] else "NOT MET"
     print(
         f"\ntarget ≥ {TARGET_RPS:,} records/s decode + normalize + NDJSON on one core: {verdict} "
         + ", ".join(f"({n}: {_rate(streams[n]['decode_normalize_ndjson_rps']).strip()})" for n in names)
     )
-    profile = report.get("profile")
-    if profile:
-        for name, data in profile["breakdown"].items():
-            print(
-                f"\ncost breakdown, {name}, {data['records']:,} records in {data['batches']:,} batches: "
-                f"{data['records_per_s']:,.0f} records/s end to end (pieces timed alone)"
-            )
-            print(f"  {'piece':<40}{'µs/record':>10}{'share':>8}{'M rec/s alone':>15}")
-            for piece, row in data["pieces"].items():
-                alone = "" if row["mrps_alone"] is None else f"{row['mrps_alone']:.2f}"
-                print(f"  {piece:<40}{row['us_per_record']:>10.2f}{row['share']:>8.1%}{alone:>15}")
-        for name, text in profile["cprofile"].items():
-            print(f"\ncProfile, decode + normalize + NDJSON, {name}:\n{text}")
+
+
+def print_profile(profile: dict[str, Any]) -> None:
+    """The cost breakdown and cProfile listings."""
+    for name, data in profile["breakdown"].items():
+        print(
+            f"\ncost breakdown, {name}, {data['path']}, {data['records']:,} records, "
+            f"{data['chunk_datagrams']} datagrams a chunk "
+            f"({data['normalize_calls']:,} merged batches): {data['records_per_s']:,.0f} records/s end to end"
+        )
+        print(f"  {'piece (normalize.* timed alone)':<40}{'µs/record':>10}{'share':>8}{'M rec/s alone':>15}")
+        for piece, row in data["pieces"].items():
+            if row is None:
+                print(f"  {piece:<40}{'n/a':>10}")
+                continue
+            alone = "" if row["mrps_alone"] is None else f"{row['mrps_alone']:.2f}"
+            print(f"  {piece:<40}{row['us_per_record']:>10.2f}{row['share']:>8.1%}{alone:>15}")
+    for name, text in profile["cprofile"].items():
+        print(f"\ncProfile, decode + normalize + NDJSON, {name}:\n{text.rstrip()}")
 
 
 def _load(values: list[float] | None) -> str:
@@ -593,6 +734,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--sink-dir", type=Path, default=None, help="where NdjsonSink writes (default /dev/shm)"
     )
     parser.add_argument("--no-sink", action="store_true", help="skip the decode + normalize + NDJSON figure")
+    parser.add_argument(
+        "--chunk", type=int, default=256, help="datagrams normalized together (tunnelhound replay: 256)"
+    )
     parser.add_argument("--profile", action="store_true", help="add a cost breakdown and a cProfile listing")
     parser.add_argument("--profile-records", type=int, default=200_000)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
@@ -620,6 +764,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": machine(),
         "records": args.records,
         "repeat": args.repeat,
+        "chunk_datagrams": args.chunk,
+        "normalize_path": normalize_path().name,
         "sink": sink,
         "target_rps": TARGET_RPS,
         "stream_descriptions": [describe(s) for s in streams],
@@ -629,18 +775,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     report["loadavg_after"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     rates = [v["decode_normalize_ndjson_rps"] for v in report["streams"].values()]
     report["meets_target"] = all(r is not None and r >= TARGET_RPS for r in rates)
+    if not args.json:
+        print_table(report)  # before the profile, which takes a while
+        sys.stdout.flush()
     if args.profile:
         report["profile"] = {
-            "breakdown": {s.name: cost_breakdown(s, args.profile_records) for s in streams},
-            "cprofile": {s.name: cprofile_top(s, args.profile_records, 30) for s in streams},
+            "breakdown": {s.name: cost_breakdown(s, args.profile_records, args.chunk) for s in streams},
+            "cprofile": {s.name: cprofile_top(s, args.profile_records, args.chunk, 30) for s in streams},
         }
+        if not args.json:
+            print_profile(report["profile"])
     encoded = orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n"
     if args.json_out is not None:
         args.json_out.write_bytes(encoded)
     if args.json:
         sys.stdout.write(encoded.decode())
-    else:
-        print_table(report)
     return 0
 
 
