@@ -46,6 +46,7 @@ from tunnelhound.decode.decoder import Decoded, Decoder
 from tunnelhound.decode.template import Template
 from tunnelhound.model import Datagram, FlowBatch
 from tunnelhound.normalize.ecs import Normalizer
+from tunnelhound.normalize.frame import encode_ndjson
 
 # A numpy RuntimeWarning in decode or normalize (an invalid cast, an overflow) is a bug too.
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
@@ -192,9 +193,9 @@ NORMALIZER = Normalizer()
 def check_datagram(decoders: dict[bool, Decoder], data: bytes, received: float) -> dict[bool, Outcome]:
     """Run one datagram through both paths, compare them, normalize and serialize every batch.
 
-    The fast path's batches go through ``normalize`` one by one, the reference path's
-    through ``normalize_many`` (what the pipeline calls: sets of one template merged), so
-    both entry points see every kind of fuzzed column.
+    The fast path's batches go through ``normalize`` one by one into documents, the
+    reference path's through ``frames`` and the NDJSON encoder (what the pipeline does:
+    sets of one template merged), so both renderings see every kind of fuzzed column.
     """
     outs: dict[bool, Decoded] = {}
     outcomes: dict[bool, Outcome] = {}
@@ -203,10 +204,12 @@ def check_datagram(decoders: dict[bool, Decoder], data: bytes, received: float) 
         flows = outs[fast].flows
         if fast:
             docs = [doc for batch in flows for doc in NORMALIZER.normalize(batch)]
+            orjson.dumps(docs)
         else:
-            docs = NORMALIZER.normalize_many(flows)
+            # What the pipeline writes: merged sets, encoded straight to NDJSON lines.
+            lines = encode_ndjson(NORMALIZER.frames(flows))
+            docs = [orjson.loads(line) for line in lines]
         assert len(docs) == outcomes[fast].records
-        orjson.dumps(docs)
     assert outcomes[True] == outcomes[False], f"paths disagree: {outcomes[True]} != {outcomes[False]}"
     why = _same_batches(outs[True].flows, outs[False].flows)
     assert why is None, f"paths decode different columns: {why}"
