@@ -7,8 +7,9 @@ lives in ``frame.py``.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -346,7 +347,7 @@ def _netflow_fragments(batch: FlowBatch, headers: RecordHeaders) -> list[str]:
     """Per record, the body of the ``netflow`` object: the exporter header, then every other
     decoded element (JSON text, built column by column)."""
     n = batch.count
-    pieces: list[list[str]] = [_exporter_fragments(batch, headers)]
+    pieces: list[Iterable[str]] = [_exporter_fragments(batch, headers)]
     for name, col in batch.columns.items():
         etype = batch.types.get(name, "")
         if (name in _IN_ECS and col.dtype.kind == "u") or col.dtype == _ECS_VOID.get(name):
@@ -356,8 +357,7 @@ def _netflow_fragments(batch: FlowBatch, headers: RecordHeaders) -> list[str]:
             # Encoded with a length its type does not allow (H3C sends 2-byte "addresses"):
             # keep the bytes, under a name whose mapping is keyword.
             name = f"{name}_hex"
-        key = f',"{name}":'
-        pieces.append([key + v for v in values])
+        pieces += (repeat(f',"{name}":', n), values)
     return ["".join(row) for row in zip(*pieces, strict=True)] if n else []
 
 
