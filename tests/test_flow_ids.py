@@ -9,6 +9,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import communityid
 import pytest
 import xxhash
 from hypothesis import given, settings
@@ -122,7 +123,6 @@ def test_community_id_rejects_bad_lengths_for_icmp_and_portless() -> None:
 
 
 def test_community_id_matches_reference_package_on_random_tuples() -> None:
-    communityid = pytest.importorskip("communityid", reason="test dependency: pip install communityid")
     rng = random.Random(20240611)
     protos = [6, 17, 132, 1, 58, 46, 47, 50]
     calcs = {seed: communityid.CommunityID(seed) for seed in (0, 1, 4242)}
