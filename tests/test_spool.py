@@ -1,0 +1,129 @@
+"""The disk spool: durable batches, found again after a crash, deleted only on ack, bounded."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tunnelhound.sinks.spool import Spool, SpoolFullError
+
+HEADER = 24
+
+
+def test_append_then_reopen_finds_pending_batches_oldest_first(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=10_000)
+    first = spool.append(b"a\nb\n", items=1)
+    second = spool.append(b"c\nd\ne\nf\n", items=2)
+    assert (first, second) == (1, 2)
+    assert spool.batches == 2
+    assert spool.bytes == 2 * HEADER + 4 + 8
+
+    # A new Spool on the same directory is what a restart after kill -9 sees.
+    reopened = Spool(tmp_path, max_bytes=10_000)
+    assert [(b.batch_id, b.items, b.size) for b in reopened.pending()] == [
+        (1, 1, HEADER + 4),
+        (2, 2, HEADER + 8),
+    ]
+    assert reopened.read(1) == b"a\nb\n"
+    assert reopened.read(2) == b"c\nd\ne\nf\n"
+    # Ids keep increasing after a restart, so age order survives it.
+    assert reopened.append(b"g\nh\n", items=1) == 3
+
+
+def test_ack_deletes_only_that_batch(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    one = spool.append(b"1\n", items=1)
+    two = spool.append(b"2\n", items=1)
+    spool.ack(one)
+    assert [b.batch_id for b in spool.pending()] == [two]
+    assert sorted(os.listdir(tmp_path)) == [f"{two:020d}.batch"]
+    assert spool.read(one) is None
+    spool.ack(one)  # a second ack (a retried sender) is harmless
+    assert spool.bytes == HEADER + 2
+    assert [b.batch_id for b in Spool(tmp_path).pending()] == [two]
+
+
+def test_torn_last_write_is_skipped_and_counted(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.append(b"whole\n" * 10, items=5)
+    torn_id = spool.append(b"torn\n" * 10, items=5)
+    path = tmp_path / f"{torn_id:020d}.batch"
+    # Cut the last batch in the middle of its payload, as a torn write leaves it.
+    with open(path, "r+b") as fh:
+        fh.truncate(HEADER + 7)
+    (tmp_path / f"{torn_id + 1:020d}.tmp").write_bytes(b"THSP")  # a crash before the rename
+
+    reopened = Spool(tmp_path)
+    assert reopened.torn == 1
+    assert [b.batch_id for b in reopened.pending()] == [1]
+    assert reopened.read(1) == b"whole\n" * 10
+    assert sorted(os.listdir(tmp_path)) == [f"{1:020d}.batch", f"{torn_id:020d}.torn"]
+    # Neither the torn file's id nor the crashed write's is reused: the next batch sorts after both.
+    assert reopened.append(b"next\n", items=1) == torn_id + 2
+
+
+def test_corrupted_payload_is_detected_on_read(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    batch_id = spool.append(b"0123456789\n", items=1)
+    path = tmp_path / f"{batch_id:020d}.batch"
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF  # same length, wrong CRC
+    path.write_bytes(bytes(data))
+    assert spool.read(batch_id) is None
+    assert (spool.torn, spool.batches, spool.bytes) == (1, 0, 0)
+
+
+def test_drop_oldest_deletes_and_counts(tmp_path: Path) -> None:
+    payload = b"x" * 76  # 100 bytes a batch with the header
+    spool = Spool(tmp_path, max_bytes=300, full_policy="drop_oldest")
+    ids = [spool.append(payload, items=7) for _ in range(5)]
+    assert [b.batch_id for b in spool.pending()] == ids[2:]
+    assert (spool.dropped, spool.dropped_items, spool.bytes, spool.batches) == (2, 14, 300, 3)
+
+
+def test_block_times_out_with_a_clear_error(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=200, full_policy="block", block_timeout=0.2)
+    spool.append(b"x" * 76, items=1)
+    spool.append(b"x" * 76, items=1)
+    start = time.monotonic()
+    with pytest.raises(SpoolFullError, match=r"spool .* full: 200 of 200 bytes pending for 0.2 s"):
+        spool.append(b"x" * 76, items=1)
+    assert 0.15 < time.monotonic() - start < 2.0
+    assert (spool.batches, spool.dropped) == (2, 0)
+
+
+def test_block_resumes_when_an_ack_frees_room(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=200, full_policy="block", block_timeout=5.0)
+    first = spool.append(b"x" * 76, items=1)
+    spool.append(b"x" * 76, items=1)
+    timer = threading.Timer(0.2, spool.ack, args=(first,))
+    timer.start()
+    try:
+        start = time.monotonic()
+        third = spool.append(b"y" * 76, items=1)
+        waited = time.monotonic() - start
+    finally:
+        timer.join(5)
+    assert third == 3
+    assert 0.1 < waited < 4.0
+    assert [b.batch_id for b in spool.pending()] == [2, 3]
+    assert spool.blocked_seconds > 0.1
+
+
+def test_an_oversized_batch_fits_an_empty_spool(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=50, full_policy="block", block_timeout=0)
+    batch_id = spool.append(b"z" * 100, items=1)
+    assert spool.read(batch_id) == b"z" * 100
+    with pytest.raises(SpoolFullError):
+        spool.append(b"z", items=1)
+
+
+def test_bad_arguments_are_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="full_policy must be one of block, drop_oldest"):
+        Spool(tmp_path, full_policy="drop_newest")
+    with pytest.raises(ValueError, match="max_bytes must be >= 1"):
+        Spool(tmp_path, max_bytes=0)
