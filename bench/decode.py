@@ -682,6 +682,9 @@ def print_table(report: dict[str, Any]) -> None:
     )
     for label, fn in extra:
         print(f"{label:<44}" + "".join(f"{fn(streams[n]):>21}" for n in names))
+    print(
+        f"{'peak RSS right after building both streams, MiB':<44}{report['peak_rss_mb_after_build']:>21.0f}"
+    )
     verdict = "MET" if report["meets_target"] else "NOT MET"
     print(
         f"\ntarget ≥ {TARGET_RPS:,} records/s decode + normalize + NDJSON on one core: {verdict} "
