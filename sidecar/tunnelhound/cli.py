@@ -79,6 +79,15 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("-o", "--output", default="-", help="NDJSON directory, or '-' for stdout (default)")
     d.add_argument("--state-dir", help="where templates are kept (default: a temporary directory)")
     d.set_defaults(func=_demo, config=None, no_progress=True, exporter=None)
+
+    st = sub.add_parser("setup", help="install the Elasticsearch templates (and ILM policy) idempotently")
+    st.add_argument("--es-url", required=True, help="Elasticsearch URL, e.g. https://127.0.0.1:9200")
+    st.add_argument("--es-ca", help="CA certificate file (PEM) to verify the server with")
+    st.add_argument("--es-user", help="basic auth user (password from --es-password-env)")
+    st.add_argument("--es-password-env", help="environment variable holding the basic auth password")
+    st.add_argument("--es-api-key-env", help="environment variable holding an API key (base64 id:key)")
+    st.add_argument("--dry-run", action="store_true", help="report what would change, write nothing")
+    st.set_defaults(func=_setup)
     return p
 
 
@@ -184,6 +193,43 @@ def _run(args: argparse.Namespace) -> int:
             pipeline.close()
     _summary(pipeline)
     return 0
+
+
+def _setup(args: argparse.Namespace) -> int:
+    """`tunnelhound setup`: one line per asset, or one line of error and exit 1."""
+    # Imported here: the client costs import time the other commands do not need.
+    from elastic_transport import TransportError
+
+    from tunnelhound.setup.elasticsearch import ApiError, SetupError, describe_error, install_assets
+
+    if not args.verbose:
+        # The transport logs every failed attempt as a warning; the one-line error says it all.
+        logging.getLogger("elastic_transport").setLevel(logging.ERROR)
+
+    def env(name: str) -> str:
+        value = os.environ.get(name)
+        if not value:
+            raise SetupError(f"environment variable {name} is not set")
+        return value
+
+    try:
+        if args.es_user and not args.es_password_env:
+            raise SetupError("--es-user needs --es-password-env")
+        if args.es_ca and not Path(args.es_ca).is_file():
+            raise SetupError(f"CA file {args.es_ca} not found")
+        basic_auth = (args.es_user, env(args.es_password_env)) if args.es_user else None
+        api_key = env(args.es_api_key_env) if args.es_api_key_env else None
+        report = install_assets(
+            args.es_url, ca_certs=args.es_ca, basic_auth=basic_auth, api_key=api_key, dry_run=args.dry_run
+        )
+    except SetupError as exc:
+        print(f"tunnelhound: {exc}", file=sys.stderr)
+        return 1
+    except (ApiError, TransportError) as exc:
+        print(f"tunnelhound: {describe_error(exc, args.es_url)}", file=sys.stderr)
+        return 1
+    print("\n".join(report.lines()))
+    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

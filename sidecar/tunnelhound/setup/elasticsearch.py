@@ -212,16 +212,20 @@ def install_assets(
 
 def describe_error(exc: Exception, url: str) -> str:
     """A one-line, stack-trace-free description of a client exception."""
-    text = str(exc)
-    if isinstance(exc, SSLError) or "CERTIFICATE_VERIFY_FAILED" in text or "SSL" in type(exc).__name__:
-        reason = "certificate verify failed" if "CERTIFICATE_VERIFY_FAILED" in text else _short(text)
-        return f"TLS verification of {url} failed: {reason} (check --es-ca)"
+    # Transport errors say "Connection error" in str() and the cause in .message.
+    text = " ".join(str(part) for part in (exc, getattr(exc, "message", "")))
+    if isinstance(exc, SSLError) or "SSL" in text:
+        if "CERTIFICATE_VERIFY_FAILED" in text:
+            return f"TLS verification of {url} failed: certificate verify failed (check --es-ca)"
+        if "WRONG_VERSION_NUMBER" in text:
+            return f"TLS with {url} failed: the server does not speak TLS there (use http://?)"
+        return f"TLS with {url} failed: {_short(getattr(exc, 'message', text))}"
     if isinstance(exc, EsConnectionError):
         if "refused" in text.lower():
             return f"cannot connect to {url}: connection refused"
         if "timed out" in text.lower() or "timeout" in type(exc).__name__.lower():
             return f"cannot connect to {url}: timed out"
-        return f"cannot connect to {url}: {_short(text)}"
+        return f"cannot connect to {url}: {_short(getattr(exc, 'message', text))}"
     if isinstance(exc, AuthenticationException):
         return f"{url} rejected the credentials (401): {_reason(exc)}"
     if isinstance(exc, AuthorizationException):
