@@ -54,6 +54,8 @@ from tunnelhound.normalize.addresses import ipv4_packed, ipv4_text
 from tunnelhound.normalize.community_id import community_id
 from tunnelhound.normalize.ecs import Normalizer
 from tunnelhound.normalize.flow_id import flow_id
+from tunnelhound.normalize.frame import encode_ndjson
+from tunnelhound.normalize.group import merge_batches
 from tunnelhound.normalize.locality import direction_array
 from tunnelhound.normalize.times import flow_times
 from tunnelhound.sinks.ndjson import NdjsonSink
@@ -130,70 +132,28 @@ def chunks(datagrams: Sequence[Datagram], size: int) -> list[Sequence[Datagram]]
     return [datagrams[i : i + size] for i in range(0, len(datagrams), size)]
 
 
-@dataclass(frozen=True, slots=True)
-class NormalizePath:
-    """How the pipeline turns a chunk's batches into NDJSON lines, whatever its current API.
-
-    Newest first: ``Normalizer.frames`` + ``encode_ndjson`` (columnar flows, per-column
-    text); ``normalize_many`` + ``orjson.dumps`` per document; ``normalize`` per batch.
-    """
-
-    name: str
-    normalize: Callable[[list[FlowBatch]], Any]
-    count: Callable[[Any], int]
-    encode: Callable[[Any], list[bytes]]
-
-
-def normalize_path() -> NormalizePath:
-    """The pipeline's normalize and encode steps (see :class:`NormalizePath`)."""
-    normalizer = Normalizer()
-    frames = getattr(normalizer, "frames", None)
-    encode_frame: Callable[[Any], list[bytes]] | None = None
-    try:
-        from tunnelhound.normalize.frame import encode_ndjson
-
-        encode_frame = encode_ndjson
-    except ImportError:
-        pass
-    if frames is not None and encode_frame is not None:
-        return NormalizePath("Normalizer.frames + encode_ndjson", frames, lambda f: int(f.n), encode_frame)
-    dumps, opt = orjson.dumps, orjson.OPT_SERIALIZE_NUMPY
-
-    def orjson_lines(docs: list[dict[str, Any]]) -> list[bytes]:
-        return [dumps(d, option=opt) for d in docs]
-
-    many = getattr(normalizer, "normalize_many", None)
-    if many is not None:
-        return NormalizePath("Normalizer.normalize_many + orjson.dumps", many, len, orjson_lines)
-
-    def one_by_one(batches: list[FlowBatch]) -> list[dict[str, Any]]:
-        return [doc for batch in batches for doc in normalizer.normalize(batch)]
-
-    return NormalizePath("Normalizer.normalize per batch + orjson.dumps", one_by_one, len, orjson_lines)
+NORMALIZE_PATH = "Normalizer.frames + encode_ndjson"
+"""What the pipeline does with a chunk's batches: columnar flows, then NDJSON lines."""
 
 
 def decode_normalize(groups: Sequence[Sequence[Datagram]]) -> int:
     """Decode and normalize a chunk at a time, as the pipeline does; the result is dropped."""
-    decode = Decoder().decode
-    path = normalize_path()
-    normalize, count = path.normalize, path.count
+    decode, frames = Decoder().decode, Normalizer().frames
     records = 0
     for group in groups:
-        records += count(normalize([batch for dg in group for batch in decode(dg).flows]))
+        records += frames([batch for dg in group for batch in decode(dg).flows]).n
     return records
 
 
 def decode_normalize_ndjson(groups: Sequence[Sequence[Datagram]], sink_root: Path) -> tuple[int, int]:
     """Decode, normalize, encode as JSON lines and write them to files, a chunk at a time."""
-    decode = Decoder().decode
-    path = normalize_path()
-    normalize, encode = path.normalize, path.encode
+    decode, frames = Decoder().decode, Normalizer().frames
     directory = Path(tempfile.mkdtemp(prefix="run-", dir=sink_root))
     try:
         with NdjsonSink(str(directory), rotate_bytes=ROTATE_BYTES, max_files=1, prefix="bench") as sink:
             write = sink.write
             for group in groups:
-                write(encode(normalize([batch for dg in group for batch in decode(dg).flows])))
+                write(encode_ndjson(frames([batch for dg in group for batch in decode(dg).flows])))
         return sink.lines_written, sink.bytes_written
     finally:
         shutil.rmtree(directory, ignore_errors=True)
@@ -288,7 +248,7 @@ def bench_stream(stream: Stream, args: argparse.Namespace, sink_root: Path | Non
     out["fast_vs_reference"] = out["decode_fast_rps"] / out["decode_reference_rps"]
 
     groups, warm_groups = chunks(datagrams, args.chunk), chunks(warm, args.chunk)
-    out["normalize_path"] = normalize_path().name
+    out["normalize_path"] = NORMALIZE_PATH
     seconds, records = best_of(
         args.repeat, lambda: decode_normalize(groups), lambda: decode_normalize(warm_groups)
     )
@@ -344,8 +304,7 @@ def cost_breakdown(stream: Stream, records: int, chunk: int) -> dict[str, Any]:
     datagrams, _ = slice_for(datagrams_of(stream), stream, records)
     root = _default_sink_root()
     decode_normalize_ndjson(chunks(datagrams[:50], chunk), root)  # warm-up
-    decoder, path = Decoder(), normalize_path()
-    normalize, encode = path.normalize, path.encode
+    decoder, normalize, encode = Decoder(), Normalizer().frames, encode_ndjson
     groups: list[list[FlowBatch]] = []
     t_decode = t_normalize = t_encode = t_sink = 0.0
     clock = time.perf_counter
@@ -374,8 +333,8 @@ def cost_breakdown(stream: Stream, records: int, chunk: int) -> dict[str, Any]:
     n = sum(b.count for group in groups for b in group)
     merged = [pair for group in groups for pair in _merged(group)]
     timed = {name: _time_piece(piece, merged) for name, piece in _PIECES.items()}
-    explained = sum(v for v in timed.values() if v is not None)
-    rows: dict[str, float | None] = {
+    explained = sum(timed.values())
+    rows: dict[str, float] = {
         "decode_fast": t_decode,
         **{f"normalize.{k}": v for k, v in timed.items()},
         "normalize.rest": max(0.0, t_normalize - explained),
@@ -384,7 +343,7 @@ def cost_breakdown(stream: Stream, records: int, chunk: int) -> dict[str, Any]:
     }
     total = t_decode + t_normalize + t_encode + t_sink
     return {
-        "path": path.name,
+        "path": NORMALIZE_PATH,
         "records": n,
         "chunk_datagrams": chunk,
         "normalize_calls": len(merged),
@@ -392,9 +351,7 @@ def cost_breakdown(stream: Stream, records: int, chunk: int) -> dict[str, Any]:
         "records_per_s": n / total,
         "normalize_seconds": t_normalize,
         "pieces": {
-            name: None
-            if sec is None
-            else {
+            name: {
                 "us_per_record": 1e6 * sec / n,
                 "share": sec / total,
                 "mrps_alone": n / sec / 1e6 if sec else None,
@@ -408,11 +365,7 @@ Merged = list[tuple[FlowBatch, Any]]
 
 
 def _merged(batches: list[FlowBatch]) -> Merged:
-    """(batch, per-record headers) pairs as ``normalize_many`` forms them, if it does."""
-    try:
-        from tunnelhound.normalize.group import merge_batches
-    except ImportError:
-        return [(b, None) for b in batches]
+    """(batch, per-record headers) pairs as ``Normalizer.frames`` forms them."""
     return list(merge_batches(batches))
 
 
@@ -512,20 +465,11 @@ def _piece_locality(merged: Merged) -> Callable[[], None]:
 
 def _piece_raw_fields(merged: Merged) -> Callable[[], None]:
     # netflow.*: the exporter block and the elements not already in ECS fields.
-    fragments: Callable[..., object] | None = getattr(ecs, "_netflow_fragments", None)
-    raw_fields: Callable[..., object] | None = getattr(ecs, "_raw_fields", None)
-    exporters: Callable[..., object] | None = getattr(Normalizer, "_exporters", None)
+    fragments = ecs._netflow_fragments
 
     def run() -> None:
         for b, headers in merged:
-            if fragments is not None:
-                fragments(b, headers)
-            elif raw_fields is not None:
-                raw_fields(b)
-                if exporters is not None:
-                    exporters(b, headers)
-            else:
-                raise LookupError("normalize has neither _netflow_fragments nor _raw_fields")
+            fragments(b, headers)
 
     return run
 
@@ -543,12 +487,8 @@ _PIECES: dict[str, Callable[[Merged], Callable[[], None]]] = {
 """Pieces of normalize timed alone; each builds its arguments, then returns the timed call."""
 
 
-def _time_piece(piece: Callable[[Merged], Callable[[], None]], merged: Merged) -> float | None:
-    # Internals of normalize move; a piece that no longer fits is reported, not fatal.
-    try:
-        return _time_once(piece(merged))
-    except Exception:
-        return None
+def _time_piece(piece: Callable[[Merged], Callable[[], None]], merged: Merged) -> float:
+    return _time_once(piece(merged))
 
 
 def _time_once(fn: Callable[[], None]) -> float:
@@ -702,9 +642,6 @@ def print_profile(profile: dict[str, Any]) -> None:
         )
         print(f"  {'piece (normalize.* timed alone)':<40}{'µs/record':>10}{'share':>8}{'M rec/s alone':>15}")
         for piece, row in data["pieces"].items():
-            if row is None:
-                print(f"  {piece:<40}{'n/a':>10}")
-                continue
             alone = "" if row["mrps_alone"] is None else f"{row['mrps_alone']:.2f}"
             print(f"  {piece:<40}{row['us_per_record']:>10.2f}{row['share']:>8.1%}{alone:>15}")
     for name, text in profile["cprofile"].items():
@@ -768,7 +705,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "records": args.records,
         "repeat": args.repeat,
         "chunk_datagrams": args.chunk,
-        "normalize_path": normalize_path().name,
+        "normalize_path": NORMALIZE_PATH,
         "sink": sink,
         "target_rps": TARGET_RPS,
         "stream_descriptions": [describe(s) for s in streams],
