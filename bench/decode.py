@@ -151,9 +151,9 @@ def decode_normalize_ndjson(groups: Sequence[Sequence[Datagram]], sink_root: Pat
     directory = Path(tempfile.mkdtemp(prefix="run-", dir=sink_root))
     try:
         with NdjsonSink(str(directory), rotate_bytes=ROTATE_BYTES, max_files=1, prefix="bench") as sink:
-            write = sink.write
+            write_frame = sink.write_frame
             for group in groups:
-                write(encode_ndjson(frames([batch for dg in group for batch in decode(dg).flows])))
+                write_frame(frames([batch for dg in group for batch in decode(dg).flows]))
         return sink.lines_written, sink.bytes_written
     finally:
         shutil.rmtree(directory, ignore_errors=True)

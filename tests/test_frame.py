@@ -14,7 +14,7 @@ from tunnelhound.decode.decoder import Decoder
 from tunnelhound.model import Datagram
 from tunnelhound.normalize.biflow import BiflowStitcher
 from tunnelhound.normalize.ecs import Normalizer
-from tunnelhound.normalize.frame import FlowFrame, encode_ndjson
+from tunnelhound.normalize.frame import FlowFrame, encode_ndjson, encode_ndjson_block
 from tunnelhound.sources.files import iter_replay
 
 __all__ = ["export"]
@@ -66,3 +66,11 @@ def test_softflowd_exports(export: Any, name: str) -> None:
 
 def test_empty_frame() -> None:
     assert encode_ndjson(FlowFrame.empty()) == [] and FlowFrame.empty().documents() == []
+
+
+def test_block_encoding_is_the_lines_with_newlines() -> None:
+    decoder, normalizer = Decoder(), Normalizer()
+    batches = [b for dg in iter_replay([str(DATA / "lab" / "ipfix.pcap")]) for b in decoder.decode(dg).flows]
+    frame = normalizer.frames(batches)
+    assert encode_ndjson_block(frame) == b"".join(line + b"\n" for line in encode_ndjson(frame))
+    assert encode_ndjson_block(FlowFrame.empty()) == b""

@@ -9,6 +9,7 @@ document; a test holds them equal on every capture.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
@@ -188,9 +189,16 @@ def _flow_locality(src_internal: bool, dst_internal: bool) -> str:
 
 def encode_ndjson(frame: FlowFrame) -> list[bytes]:
     """One JSON line per row (no newline), equal as JSON to :meth:`FlowFrame.documents`."""
+    return _lines(frame).render() if frame.n else []
+
+
+def encode_ndjson_block(frame: FlowFrame) -> bytes:
+    """All rows as one NDJSON block, each line ending in a newline (one encode for the lot)."""
+    return _lines(frame).render_block() if frame.n else b""
+
+
+def _lines(frame: FlowFrame) -> _Line:
     n = frame.n
-    if n == 0:
-        return []
     c = frame.cols
     line = _Line(n)
     end = c["end_iso"].tolist()
@@ -247,7 +255,7 @@ def encode_ndjson(frame: FlowFrame) -> list[bytes]:
         ]
         line.col(pieces)
     line.lit("}}")
-    return line.render()
+    return line
 
 
 class _Line:
@@ -276,10 +284,15 @@ class _Line:
             self.parts.append([key + v if p else "" for p, v in zip(present.tolist(), values, strict=True)])
         return self
 
+    def _rows(self) -> Iterator[tuple[str, ...]]:
+        return zip(*[repeat(p, self.n) if isinstance(p, str) else p for p in self.parts], strict=True)
+
     def render(self) -> list[bytes]:
-        columns = [repeat(p, self.n) if isinstance(p, str) else p for p in self.parts]
-        # repeat() is endless; the column lists all have n items and end the zip.
-        return ["".join(row).encode() for row in zip(*columns)]  # noqa: B905
+        return ["".join(row).encode() for row in self._rows()]
+
+    def render_block(self) -> bytes:
+        # One join and one encode for the whole frame instead of one per line.
+        return ("\n".join(map("".join, self._rows())) + "\n").encode()
 
 
 _STR = StringDType()

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from tunnelhound.normalize.frame import FlowFrame, encode_ndjson
+from tunnelhound.normalize.frame import FlowFrame, encode_ndjson_block
 
 __all__ = ["NdjsonSink"]
 
@@ -96,9 +96,18 @@ class NdjsonSink:
             raise ValueError("write to a closed NdjsonSink")
         if not lines:
             return
-        data = b"\n".join(lines) + b"\n"
+        self._append(b"\n".join(lines) + b"\n", len(lines))
+
+    def write_frame(self, frame: FlowFrame) -> None:
+        """Write normalized flows, one ECS document per line."""
+        if self._closed:
+            raise ValueError("write to a closed NdjsonSink")
+        if frame.n:
+            self._append(encode_ndjson_block(frame), frame.n)
+
+    def _append(self, data: bytes, lines: int) -> None:
         # One C-speed pass catches a pretty-printed document that would break every reader.
-        if data.count(b"\n") != len(lines):
+        if data.count(b"\n") != lines:
             raise ValueError("a line contains a newline; NDJSON documents must be serialized on one line")
         if self._stdout:
             sys.stdout.buffer.write(data)
@@ -114,12 +123,8 @@ class NdjsonSink:
             self._file_bytes += len(data)
             # Finish a full file now rather than on the next batch, so readers get it promptly.
             self._rotate_if_due()
-        self.lines_written += len(lines)
+        self.lines_written += lines
         self.bytes_written += len(data)
-
-    def write_frame(self, frame: FlowFrame) -> None:
-        """Write normalized flows, one ECS document per line."""
-        self.write(encode_ndjson(frame))
 
     def write_docs(self, docs: Sequence[dict[str, Any]]) -> None:
         """Serialize documents with orjson and :meth:`write` them."""
