@@ -1,0 +1,603 @@
+"""Elasticsearch bulk sink that loses nothing (DESIGN §7).
+
+Flow of a row::
+
+    write_frame -> buffer (<= batch_docs rows or flush_interval s) -> Spool (fsync)
+                -> sender thread(s) -> POST _bulk (op_type create, deterministic _id)
+                -> every item resolved -> Spool.ack (file deleted)
+
+Item outcomes: 200/201 created and 409 conflict (a retried create that had landed) are
+success; 429, 5xx and connection errors are retried forever with capped exponential backoff
+and jitter, re-sending only the failed items; other 4xx (mapping errors such as
+``document_parsing_exception``) go to the dead-letter NDJSON file with the server's reason and
+are never retried.  Two 4xx are retried instead because they are operator errors that a fix
+outside the sidecar resolves without losing data: 401/403 (credentials, privileges) and 404
+``index_not_found_exception`` (no data stream template yet: run ``tunnelhound setup``).
+
+Durability contract: rows are on disk once :meth:`ElasticsearchSink.flush` returns (the sink
+also flushes by itself every ``batch_docs`` rows and ``flush_interval`` seconds).  After a
+crash, a new sink on the same ``spool_dir`` sends what the old one left; ``_id`` makes that
+replay idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import ssl
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import orjson
+from elastic_transport import TlsError, TransportError
+from elasticsearch import ApiError, Elasticsearch
+from elasticsearch.serializer import JsonSerializer, NdjsonSerializer
+
+from tunnelhound.errors import TunnelhoundError
+from tunnelhound.normalize.frame import FlowFrame, encode_ndjson
+from tunnelhound.sinks.spool import Spool, SpoolBatch
+
+__all__ = ["Capabilities", "ElasticsearchSink", "ElasticsearchSinkError", "bulk_pairs", "flow_index"]
+
+log = logging.getLogger(__name__)
+
+# Only what the sender reads; a 5,000-item response shrinks to a list of statuses.
+_FILTER_PATH = "errors,items.*.status,items.*.error"
+# Item statuses that a later attempt can turn into success.
+_RETRY_STATUSES = frozenset({401, 403, 408, 429})
+_LOG_EVERY_S = 10.0
+
+
+class ElasticsearchSinkError(TunnelhoundError):
+    """Elasticsearch cannot be used as configured (bad CA, bad credentials, too old)."""
+
+
+def flow_index(namespace: str) -> str:
+    """The data stream flows of a namespace go to."""
+    return f"logs-tunnelhound.flow-{namespace}"
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What the cluster can do, from the lowest node version in ``GET _nodes``."""
+
+    version: tuple[int, int, int]
+    require_data_stream: bool
+    include_source_on_error: bool
+
+    @staticmethod
+    def from_version(version: tuple[int, int, int]) -> Capabilities:
+        """Gate ``_bulk`` extras by the release that introduced them."""
+        return Capabilities(
+            version=version,
+            # 8.13: refuse to auto-create a plain index where a data stream is expected.
+            require_data_stream=version >= (8, 13, 0),
+            # 8.18: errors without a copy of the document (we keep it in the dead letter).
+            include_source_on_error=version >= (8, 18, 0),
+        )
+
+
+_UNKNOWN = Capabilities((0, 0, 0), False, False)
+
+
+class _Orjson(JsonSerializer):
+    """orjson for JSON bodies and responses (the client's own needs orjson's numpy option)."""
+
+    def json_dumps(self, data: Any) -> bytes:
+        return orjson.dumps(data, default=self.default, option=orjson.OPT_SERIALIZE_NUMPY)
+
+    def json_loads(self, data: bytes) -> Any:
+        return orjson.loads(data)
+
+
+class _OrjsonNdjson(NdjsonSerializer, _Orjson):
+    """NDJSON with orjson; a bytes body (our spooled batch) is passed through untouched."""
+
+
+class ElasticsearchSink:
+    """Write flows to ``logs-tunnelhound.flow-<namespace>`` through a disk spool.
+
+    ``url_or_client`` is a URL (``https://host:9200``) or a ready ``Elasticsearch`` client.
+    ``senders`` threads each keep one ``_bulk`` in flight.  ``full_policy`` is the spool's
+    (``block`` waits ``block_timeout`` s, then raises; ``drop_oldest`` drops, counted).
+    Backoff after a failure: ``min(backoff_max, backoff_initial * 2**n)`` with equal jitter.
+
+    A wrong CA or bad credentials raise :class:`ElasticsearchSinkError` (one line) from the
+    constructor; an unreachable node does not: data waits in the spool until it answers.
+    """
+
+    def __init__(
+        self,
+        url_or_client: str | Elasticsearch,
+        *,
+        spool_dir: str | os.PathLike[str],
+        spool_max_bytes: int = 1024**3,
+        full_policy: str = "block",
+        block_timeout: float = 60.0,
+        batch_docs: int = 2000,
+        flush_interval: float = 1.0,
+        senders: int = 2,
+        ca_certs: str | os.PathLike[str] | None = None,
+        basic_auth: tuple[str, str] | None = None,
+        api_key: str | tuple[str, str] | None = None,
+        verify_certs: bool = True,
+        request_timeout: float = 60.0,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        dead_letter_path: str | os.PathLike[str] | None = None,
+        probe_timeout: float = 10.0,
+    ) -> None:
+        if batch_docs < 1:
+            raise ValueError(f"batch_docs must be >= 1, got {batch_docs}")
+        if flush_interval <= 0:
+            raise ValueError(f"flush_interval must be > 0, got {flush_interval}")
+        if senders < 1:
+            raise ValueError(f"senders must be >= 1, got {senders}")
+        if not 0 < backoff_initial <= backoff_max:
+            raise ValueError("need 0 < backoff_initial <= backoff_max")
+        self.spool = Spool(
+            spool_dir, max_bytes=spool_max_bytes, full_policy=full_policy, block_timeout=block_timeout
+        )
+        self.batch_docs = batch_docs
+        self.flush_interval = flush_interval
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.dead_letter_path = (
+            Path(dead_letter_path) if dead_letter_path else Path(spool_dir) / "dead-letter.ndjson"
+        )
+        self.capabilities: Capabilities | None = None
+        self.client, self._url = _make_client(
+            url_or_client, ca_certs, basic_auth, api_key, verify_certs, request_timeout
+        )
+        # counters (read them with metrics())
+        self.docs_written = 0
+        self.docs_sent = 0
+        self.docs_acked = 0
+        self.docs_conflict = 0
+        self.retries = 0
+        self.item_retries = 0
+        self.dead_letters = 0
+        self.bulk_requests = 0
+        self.bulk_failures = 0
+        self.last_bulk_latency_s = 0.0
+        self._mlock = threading.Lock()
+        self._buf: list[bytes] = []
+        self._buf_rows = 0
+        self._buf_since = 0.0
+        self._buf_lock = threading.Lock()
+        self._dl_lock = threading.Lock()
+        self._claimed: set[int] = set()
+        self._claim_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closing = threading.Event()
+        self._stop_now = threading.Event()
+        self._last_log: dict[str, float] = {}
+        self._closed = False
+        self._probe(probe_timeout, fatal=True)
+        self._threads = [
+            threading.Thread(target=self._sender, name=f"es-sender-{i}", daemon=True) for i in range(senders)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    # ------------------------------------------------------------------ FlowSink
+
+    def write_frame(self, frame: FlowFrame) -> None:
+        """Queue a frame's rows; full batches go to the spool before this returns."""
+        if self._closed:
+            raise ValueError("write to a closed ElasticsearchSink")
+        if frame.n == 0:
+            return
+        self.write_pairs(bulk_pairs(frame))
+
+    def write_pairs(self, pairs: list[bytes]) -> None:
+        """Queue ready ``action\\ndocument\\n`` pairs (what :meth:`write_frame` builds)."""
+        with self._buf_lock:
+            if not self._buf:
+                self._buf_since = time.monotonic()
+            self._buf.extend(pairs)
+            self._buf_rows += len(pairs)
+            while self._buf_rows >= self.batch_docs:
+                self._spool_buffer(self.batch_docs, timeout=None)
+        with self._mlock:
+            self.docs_written += len(pairs)
+
+    def flush(self) -> None:
+        """Put every buffered row in the spool (durable once this returns)."""
+        with self._buf_lock:
+            while self._buf_rows:
+                self._spool_buffer(self.batch_docs, timeout=None)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Spool the buffer, send for up to ``timeout`` s, then stop; the rest waits in the spool."""
+        if self._closed:
+            return
+        self.flush()
+        self._closed = True
+        self._closing.set()
+        self._wake.set()
+        deadline = time.monotonic() + timeout
+        while self.spool.batches and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self._stop_now.set()
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()) + 1.0)
+        if self.spool.batches:
+            log.warning(
+                "elasticsearch sink closed with %d batches (%d bytes) in %s; they are sent on the next start",
+                self.spool.batches,
+                self.spool.bytes,
+                self.spool.directory,
+            )
+        self.client.close()
+
+    def metrics(self) -> dict[str, float]:
+        """Counters and gauges, for the metrics endpoint and summaries."""
+        with self._mlock:
+            values: dict[str, float] = {
+                "docs_written": self.docs_written,
+                "docs_sent": self.docs_sent,
+                "docs_acked": self.docs_acked,
+                "docs_conflict": self.docs_conflict,
+                "retries": self.retries,
+                "item_retries": self.item_retries,
+                "dead_letters": self.dead_letters,
+                "bulk_requests": self.bulk_requests,
+                "bulk_failures": self.bulk_failures,
+                "last_bulk_latency_s": self.last_bulk_latency_s,
+            }
+        values.update(
+            spool_bytes=self.spool.bytes,
+            spool_batches=self.spool.batches,
+            spool_dropped=self.spool.dropped,
+            spool_dropped_docs=self.spool.dropped_items,
+            spool_torn=self.spool.torn,
+            buffered_docs=self._buf_rows,
+        )
+        return values
+
+    # ------------------------------------------------------------------ buffer -> spool
+
+    def _spool_buffer(self, rows: int, timeout: float | None) -> None:
+        """Move up to ``rows`` buffered pairs into one spool batch (caller holds _buf_lock)."""
+        take = self._buf[:rows]
+        self.spool.append(b"".join(take), items=len(take), timeout=timeout)
+        # Only after a successful append: a SpoolFullError leaves the rows buffered.
+        del self._buf[:rows]
+        self._buf_rows = len(self._buf)
+        self._buf_since = time.monotonic()
+        self._wake.set()
+
+    def _timed_flush(self) -> None:
+        """Spool a buffer older than flush_interval, without ever waiting on a full spool.
+
+        Called from sender threads: blocking here on a full spool would wait for acks that only
+        senders produce, so a writer already holding the lock, or a full spool, means skip.
+        """
+        if not self._buf_rows or time.monotonic() - self._buf_since < self.flush_interval:
+            return
+        if not self._buf_lock.acquire(blocking=False):
+            return
+        try:
+            if self._buf_rows and time.monotonic() - self._buf_since >= self.flush_interval:
+                self._spool_buffer(self.batch_docs, timeout=0)
+        except TunnelhoundError:
+            pass  # full: the writer's next call applies the policy
+        finally:
+            self._buf_lock.release()
+
+    # ------------------------------------------------------------------ senders
+
+    def _sender(self) -> None:
+        failures = 0
+        while not self._stop_now.is_set():
+            batch = self._claim()
+            if batch is None:
+                if self._closing.is_set() and not self.spool.batches:
+                    return
+                self._timed_flush()
+                self._wake.wait(0.05)
+                self._wake.clear()
+                continue
+            try:
+                failures = self._deliver(batch, failures)
+            except Exception:  # a bug must not kill the only path out of the spool
+                log.exception("elasticsearch sender: unexpected error on batch %d", batch.batch_id)
+                failures += 1
+                self._sleep(failures)
+            finally:
+                with self._claim_lock:
+                    self._claimed.discard(batch.batch_id)
+
+    def _claim(self) -> SpoolBatch | None:
+        """The oldest pending batch no other sender holds."""
+        with self._claim_lock:
+            for batch in self.spool.pending():
+                if batch.batch_id not in self._claimed:
+                    self._claimed.add(batch.batch_id)
+                    return batch
+        return None
+
+    def _deliver(self, batch: SpoolBatch, failures: int) -> int:
+        """Send a batch until every item is resolved, then ack it; returns the failure streak."""
+        payload = self.spool.read(batch.batch_id)
+        if payload is None:
+            return failures  # dropped by drop_oldest or torn: counted by the spool
+        lines = payload.split(b"\n")
+        actions, docs = lines[0:-1:2], lines[1:-1:2]
+        todo = list(range(len(actions)))
+        while todo:
+            if self._stop_now.is_set():
+                return failures  # not acked: the next start sends it again
+            if self.capabilities is None and not self._probe(10.0, fatal=False):
+                failures += 1
+                self._sleep(failures)
+                continue
+            body = b"".join([actions[i] + b"\n" + docs[i] + b"\n" for i in todo])
+            items = self._bulk(body, len(todo))
+            if items is None:
+                failures += 1
+                with self._mlock:
+                    self.retries += len(todo)
+                self._sleep(failures)
+                continue
+            retry, dead, acked, conflicts = [], [], 0, 0
+            for pos, item in zip(todo, items, strict=True):
+                result = next(iter(item.values()))
+                status = result.get("status", 0)
+                if status in (200, 201):
+                    acked += 1
+                elif status == 409:
+                    conflicts += 1
+                elif _retryable(status, result.get("error")):
+                    retry.append(pos)
+                else:
+                    dead.append((pos, status, result.get("error")))
+            if dead:
+                self._dead_letter([(actions[p], docs[p], s, e) for p, s, e in dead])
+            with self._mlock:
+                self.docs_acked += acked + conflicts
+                self.docs_conflict += conflicts
+                self.dead_letters += len(dead)
+                self.retries += len(retry)
+                self.item_retries += len(retry)
+            if retry:
+                first = items[todo.index(retry[0])]
+                self._log_limited("item", "elasticsearch: %d items to retry, e.g. %s", len(retry), first)
+                failures += 1
+                self._sleep(failures)
+            else:
+                failures = 0
+            todo = retry
+        self.spool.ack(batch.batch_id)
+        return failures
+
+    def _bulk(self, body: bytes, count: int) -> list[dict[str, Any]] | None:
+        """One ``_bulk``: its items, or None when the whole request must be retried."""
+        caps = self.capabilities or _UNKNOWN
+        params: dict[str, Any] = {"filter_path": _FILTER_PATH}
+        if caps.require_data_stream:
+            params["require_data_stream"] = True
+        if caps.include_source_on_error:
+            params["include_source_on_error"] = False
+        with self._mlock:
+            self.docs_sent += count
+            self.bulk_requests += 1
+        start = time.monotonic()
+        try:
+            # The spooled bytes go out as they are: the NDJSON serializer passes bytes through.
+            resp = self.client.bulk(operations=cast(Any, body), **params)
+        except ApiError as err:
+            self._request_failed(f"HTTP {err.meta.status}: {_reason(err.body)}")
+            return None
+        except (TransportError, OSError) as err:
+            self._request_failed(_one_line(err))
+            return None
+        latency = time.monotonic() - start
+        items = resp.body.get("items", [])
+        with self._mlock:
+            self.last_bulk_latency_s = latency
+        if len(items) != count:
+            self._request_failed(f"answer has {len(items)} items for {count} sent")
+            return None
+        return cast(list[dict[str, Any]], items)
+
+    def _request_failed(self, why: str) -> None:
+        with self._mlock:
+            self.bulk_failures += 1
+        self._log_limited("request", "elasticsearch %s: bulk failed, retrying: %s", self._url, why)
+
+    def _sleep(self, failures: int) -> None:
+        """Capped exponential backoff with equal jitter (never zero, never in lockstep)."""
+        ceiling = min(self.backoff_max, self.backoff_initial * 2 ** min(failures - 1, 30))
+        self._stop_now.wait(ceiling / 2 + random.uniform(0, ceiling / 2))
+
+    def _dead_letter(self, rows: list[tuple[bytes, bytes, int, Any]]) -> None:
+        """Append rejected documents with the server's reason, synced before the batch is acked."""
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        out = []
+        for action, doc, status, error in rows:
+            meta = orjson.loads(action).get("create", {})
+            head = orjson.dumps(
+                {
+                    "@timestamp": now,
+                    "_index": meta.get("_index"),
+                    "_id": meta.get("_id"),
+                    "status": status,
+                    "error": error,
+                }
+            )
+            out.append(head[:-1] + b',"document":' + doc + b"}\n")
+        with self._dl_lock:
+            self.dead_letter_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.dead_letter_path, "ab") as fh:
+                fh.write(b"".join(out))
+                fh.flush()
+                os.fsync(fh.fileno())
+        first = rows[0][3] or {}
+        log.warning(
+            "elasticsearch: %d documents rejected to %s (%s: %s)",
+            len(rows),
+            self.dead_letter_path,
+            first.get("type"),
+            first.get("reason"),
+        )
+
+    def _log_limited(self, key: str, msg: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last_log.get(key, -_LOG_EVERY_S) >= _LOG_EVERY_S:
+            self._last_log[key] = now
+            log.warning(msg, *args)
+
+    # ------------------------------------------------------------------ probing
+
+    def _probe(self, timeout: float, *, fatal: bool) -> bool:
+        """Read node versions from ``GET _nodes``; True once capabilities are known.
+
+        ``fatal``: TLS and authentication failures raise a one-line error (start-up); an
+        unreachable node never does, the sender probes again before its first bulk.
+        """
+        try:
+            resp = self.client.options(request_timeout=timeout).nodes.info(filter_path="nodes.*.version")
+        except TlsError as err:
+            return self._probe_failed(
+                f"TLS to {self._url} failed: {_tls_reason(err)} (check ca_certs / verify_certs)", fatal
+            )
+        except ApiError as err:
+            status = err.meta.status
+            if status == 401:
+                return self._probe_failed(
+                    f"Elasticsearch {self._url} refused the credentials (401 {_reason(err.body)}); "
+                    "check basic_auth / api_key",
+                    fatal,
+                )
+            if status == 403:
+                # No `monitor` privilege: index without the version-gated extras.
+                log.warning("elasticsearch %s: GET _nodes forbidden (403), assuming no extras", self._url)
+                self.capabilities = _UNKNOWN
+                return True
+            self._log_limited("probe", "elasticsearch %s: GET _nodes: HTTP %s", self._url, status)
+            return False
+        except (TransportError, OSError) as err:
+            self._log_limited(
+                "probe", "elasticsearch %s unreachable (%s); spooling", self._url, _one_line(err)
+            )
+            return False
+        versions = [
+            _parse_version(str(node.get("version", "")))
+            for node in cast(Mapping[str, Any], resp.body.get("nodes", {})).values()
+        ]
+        lowest = min(versions, default=(0, 0, 0))
+        if lowest < (8, 0, 0):
+            raise ElasticsearchSinkError(
+                f"Elasticsearch {self._url} runs {'.'.join(map(str, lowest))}; Tunnelhound needs 8.0 or later"
+            )
+        self.capabilities = Capabilities.from_version(lowest)
+        return True
+
+    def _probe_failed(self, message: str, fatal: bool) -> bool:
+        if fatal:
+            raise ElasticsearchSinkError(message)
+        self._log_limited("probe", "%s", message)
+        return False
+
+
+def bulk_pairs(frame: FlowFrame) -> list[bytes]:
+    """``create`` action and document lines for each row, ``_id`` = the row's ``event.id``."""
+    docs = encode_ndjson(frame)
+    prefix = b'{"create":{"_index":"' + flow_index(frame.namespace).encode() + b'","_id":'
+    return [
+        prefix + orjson.dumps(eid) + b"}}\n" + doc + b"\n"
+        for eid, doc in zip(frame.cols["event_id"].tolist(), docs, strict=True)
+    ]
+
+
+def _make_client(
+    url_or_client: str | Elasticsearch,
+    ca_certs: str | os.PathLike[str] | None,
+    basic_auth: tuple[str, str] | None,
+    api_key: str | tuple[str, str] | None,
+    verify_certs: bool,
+    request_timeout: float,
+) -> tuple[Elasticsearch, str]:
+    if isinstance(url_or_client, Elasticsearch):
+        nodes = url_or_client.transport.node_pool.all()
+        return url_or_client, str(nodes[0].config) if nodes else "elasticsearch"
+    kwargs: dict[str, Any] = {
+        "request_timeout": request_timeout,
+        # The sink retries forever itself; transport-level retries would hide failures from it.
+        "max_retries": 0,
+        "retry_on_timeout": False,
+        "serializers": {
+            "application/json": _Orjson(),
+            "application/x-ndjson": _OrjsonNdjson(),
+            "application/vnd.elasticsearch+json": _Orjson(),
+            "application/vnd.elasticsearch+x-ndjson": _OrjsonNdjson(),
+        },
+        # bulk bodies of a few MB compress ~10x; the node's CPU is the bottleneck, not the wire
+        "http_compress": False,
+    }
+    if url_or_client.startswith("https:"):
+        kwargs["verify_certs"] = verify_certs
+        if ca_certs is not None:
+            kwargs["ca_certs"] = str(ca_certs)
+        if not verify_certs:
+            kwargs["ssl_show_warn"] = False
+    if basic_auth is not None:
+        kwargs["basic_auth"] = basic_auth
+    if api_key is not None:
+        kwargs["api_key"] = api_key
+    try:
+        return Elasticsearch(url_or_client, **kwargs), url_or_client
+    except (ValueError, OSError, ssl.SSLError) as err:
+        raise ElasticsearchSinkError(f"Elasticsearch {url_or_client}: {_one_line(err)}") from None
+
+
+def _retryable(status: int, error: Any) -> bool:
+    if status in _RETRY_STATUSES or status >= 500:
+        return True
+    # require_data_stream without a template: retry until `tunnelhound setup` has run.
+    return status == 404 and isinstance(error, dict) and error.get("type") == "index_not_found_exception"
+
+
+def _parse_version(text: str) -> tuple[int, int, int]:
+    parts = [*text.split("-")[0].split("."), "0", "0", "0"][:3]
+    try:
+        return int(parts[0]), int(parts[1]), int(parts[2])
+    except ValueError:
+        return (0, 0, 0)
+
+
+def _reason(body: Any) -> str:
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            return f"{error.get('type')}: {error.get('reason')}"
+        if error is not None:
+            return str(error)
+    return _one_line(body)
+
+
+def _tls_reason(err: BaseException) -> str:
+    """The innermost SSL reason (e.g. 'certificate verify failed: self-signed certificate')."""
+    seen: BaseException | None = err
+    for _ in range(10):
+        if seen is None:
+            break
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return f"certificate verify failed: {seen.verify_message}"
+        if isinstance(seen, ssl.SSLError):
+            return seen.reason or str(seen)
+        nested = getattr(seen, "errors", ())
+        seen = nested[0] if nested else (seen.__cause__ or seen.__context__)
+    return _one_line(err)
+
+
+def _one_line(value: object) -> str:
+    text = " ".join(str(value).split())
+    return text[:300]

@@ -1,0 +1,325 @@
+"""The Elasticsearch sink against a real node: exactly once through outages, crashes and 429s.
+
+Ports: 9200 is shared with other tests and left running; 9210 (outage), 9211 (tiny write
+queue) and 9212 (x-pack security) are this module's own and are stopped at the end.  Each test
+writes to a namespace of its own (data streams cannot be deleted on the integ-test build) under
+a priority-500 template of its own, so nothing here depends on `tunnelhound setup`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from es_server import ensure_elasticsearch, es_request, stop_elasticsearch
+from tunnelhound.decode.decoder import Decoder
+from tunnelhound.normalize.ecs import NormalizeOptions, Normalizer
+from tunnelhound.normalize.frame import FlowFrame
+from tunnelhound.sinks.elasticsearch import ElasticsearchSink, bulk_pairs, flow_index
+from tunnelhound.sources.files import iter_replay
+
+pytestmark = pytest.mark.elasticsearch
+
+LAB = Path(__file__).resolve().parent / "data" / "lab"
+OUTAGE_PORT = 9210
+PRESSURE_PORT = 9211
+SECURITY_PORT = 9212
+# Enough mapping for the checks: the rest is dynamic.
+MAPPINGS = {
+    "properties": {
+        "@timestamp": {"type": "date"},
+        "event": {"properties": {"id": {"type": "keyword"}}},
+        "source": {"properties": {"port": {"type": "long"}}},
+    }
+}
+
+
+def lab_frames(namespace: str) -> list[FlowFrame]:
+    """The lab captures decoded and normalized, one frame per datagram (empty ones left out)."""
+    decoder = Decoder()
+    normalizer = Normalizer(NormalizeOptions(namespace=namespace))
+    paths = [str(p) for p in sorted(LAB.glob("*.pcap"))]
+    frames = [normalizer.frames(decoder.decode(dg).flows) for dg in iter_replay(paths)]
+    return [f for f in frames if f.n]
+
+
+def relabel(frame: FlowFrame, namespace: str, prefix: str, start: int) -> FlowFrame:
+    """The frame in another namespace with ids ``prefix + zero-padded counter``: unique flows."""
+    cols = dict(frame.cols)
+    cols["event_id"] = np.array([f"{prefix}{start + i:09d}" for i in range(frame.n)], dtype=object)
+    return FlowFrame(frame.n, cols, namespace)
+
+
+def install_template(url: str, tag: str, **kw: Any) -> str:
+    """A data stream template for ``logs-tunnelhound.flow-<tag>*``; returns a fresh namespace."""
+    status, body = es_request(
+        url,
+        "PUT",
+        f"/_index_template/tunnelhound-sink-test-{tag}",
+        {
+            "index_patterns": [f"{flow_index(tag)}*"],
+            "data_stream": {},
+            "priority": 500,
+            "template": {"settings": {"number_of_replicas": 0}, "mappings": MAPPINGS},
+        },
+        **kw,
+    )
+    assert status == 200, body
+    return f"{tag}{time.time_ns()}"
+
+
+def stream_count(url: str, namespace: str, query: dict[str, Any] | None = None, **kw: Any) -> int:
+    es_request(url, "POST", f"/{flow_index(namespace)}/_refresh", **kw)
+    status, body = es_request(
+        url, "POST", f"/{flow_index(namespace)}/_count", {"query": query or {"match_all": {}}}, **kw
+    )
+    assert status == 200, body
+    return int(body["count"])
+
+
+def duplicate_ids(url: str, namespace: str, **kw: Any) -> list[Any]:
+    """event.id values held by more than one document (exact: one shard, min_doc_count 2)."""
+    status, body = es_request(
+        url,
+        "POST",
+        f"/{flow_index(namespace)}/_search",
+        {"size": 0, "aggs": {"dup": {"terms": {"field": "event.id", "min_doc_count": 2, "size": 10}}}},
+        **kw,
+    )
+    assert status == 200, body
+    return list(body["aggregations"]["dup"]["buckets"])
+
+
+@pytest.fixture(scope="module")
+def url() -> str:
+    return ensure_elasticsearch()
+
+
+@pytest.fixture(scope="module")
+def outage_url() -> Iterator[str]:
+    yield ensure_elasticsearch(OUTAGE_PORT)
+    stop_elasticsearch(OUTAGE_PORT)
+
+
+@pytest.fixture(scope="module")
+def pressure_url() -> Iterator[str]:
+    yield ensure_elasticsearch(
+        PRESSURE_PORT, settings={"thread_pool.write.queue_size": 1, "thread_pool.write.size": 1}
+    )
+    stop_elasticsearch(PRESSURE_PORT)
+
+
+def test_lab_frames_land_exactly_once_and_a_resend_adds_nothing(url: str, tmp_path: Path) -> None:
+    ns = install_template(url, "sinklab")
+    frames = lab_frames(ns)
+    rows = sum(f.n for f in frames)
+    sink = ElasticsearchSink(url, spool_dir=tmp_path / "spool", batch_docs=2000, flush_interval=0.5)
+    assert sink.capabilities is not None and sink.capabilities.version >= (8, 19, 0)
+    start = time.monotonic()
+    for frame in frames:
+        sink.write_frame(frame)
+    sink.close(timeout=120)
+    elapsed = time.monotonic() - start
+    print(f"\nlab corpus: {rows} flows in {elapsed:.2f} s = {rows / elapsed:.0f} docs/s")
+    m = sink.metrics()
+    assert (m["docs_acked"], m["docs_conflict"], m["dead_letters"], m["spool_batches"]) == (rows, 0, 0, 0)
+    assert stream_count(url, ns) == rows
+    assert duplicate_ids(url, ns) == []
+    assert sorted(os.listdir(tmp_path / "spool")) == []
+
+    # The same flows again (a replay after a crash): every create is a 409, nothing is added.
+    again = ElasticsearchSink(url, spool_dir=tmp_path / "spool", batch_docs=5000)
+    for frame in frames:
+        again.write_frame(frame)
+    again.close(timeout=120)
+    m = again.metrics()
+    assert (m["docs_acked"], m["docs_conflict"], m["dead_letters"]) == (rows, rows, 0)
+    assert stream_count(url, ns) == rows
+
+
+def test_mapping_conflict_goes_to_the_dead_letter_file_and_the_rest_is_indexed(
+    url: str, tmp_path: Path
+) -> None:
+    ns = install_template(url, "sinkdead")
+    frame = FlowFrame.concat(lab_frames(ns)[:40])
+    pairs = bulk_pairs(frame)
+    action, doc = pairs[7].rstrip(b"\n").split(b"\n")
+    bad = orjson.loads(doc)
+    bad["source"]["port"] = "not-a-port"  # the template maps source.port as long
+    pairs[7] = action + b"\n" + orjson.dumps(bad) + b"\n"
+    bad_id = frame.cols["event_id"][7]
+
+    sink = ElasticsearchSink(url, spool_dir=tmp_path / "spool", batch_docs=len(pairs))
+    sink.write_pairs(pairs)
+    sink.close(timeout=60)
+
+    assert (sink.dead_letters, sink.docs_acked, sink.retries, sink.spool.batches) == (1, frame.n - 1, 0, 0)
+    lines = (tmp_path / "spool" / "dead-letter.ndjson").read_bytes().splitlines()
+    assert len(lines) == 1
+    letter = orjson.loads(lines[0])
+    assert (letter["_index"], letter["_id"], letter["status"]) == (flow_index(ns), bad_id, 400)
+    assert letter["error"]["type"] == "document_parsing_exception"
+    assert "failed to parse field [source.port] of type [long]" in letter["error"]["reason"]
+    assert letter["document"]["source"]["port"] == "not-a-port"
+    assert letter["document"]["event"]["id"] == bad_id
+    assert stream_count(url, ns) == frame.n - 1
+    assert stream_count(url, ns, {"term": {"event.id": bad_id}}) == 0
+
+
+CRASH_WRITER = r"""
+import sys, numpy as np
+from pathlib import Path
+from tunnelhound.decode.decoder import Decoder
+from tunnelhound.normalize.ecs import NormalizeOptions, Normalizer
+from tunnelhound.normalize.frame import FlowFrame
+from tunnelhound.sinks.elasticsearch import ElasticsearchSink
+from tunnelhound.sources.files import iter_replay
+
+url, spool, ns, lab, limit = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+dec, norm = Decoder(), Normalizer(NormalizeOptions(namespace=ns))
+paths = [str(p) for p in sorted(Path(lab).glob("*.pcap"))]
+frames = [f for f in (norm.frames(dec.decode(d).flows) for d in iter_replay(paths)) if f.n]
+sink = ElasticsearchSink(url, spool_dir=spool, batch_docs=1000, senders=1)
+done = 0
+while done < limit:
+    for f in frames:
+        cols = dict(f.cols)
+        cols["event_id"] = np.array([f"crash-{done + i:09d}" for i in range(f.n)], dtype=object)
+        sink.write_frame(FlowFrame(f.n, cols, ns))
+        sink.flush()  # durable from here on: the parent may count these rows as sent
+        done += f.n
+        print(done, flush=True)
+"""
+
+
+def test_kill_9_mid_stream_then_a_new_sink_replays_the_spool(url: str, tmp_path: Path) -> None:
+    ns = install_template(url, "sinkcrash")
+    spool = tmp_path / "spool"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CRASH_WRITER, url, str(spool), ns, str(LAB), "200000"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    durable = 0
+    deadline = time.monotonic() + 60
+    try:
+        # Kill once a backlog exists: the writer outruns the node, so batches wait in the spool.
+        while durable < 25_000 and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            durable = int(line)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    assert durable >= 25_000, f"writer stopped early at {durable} rows (exit {proc.returncode})"
+    # The killed writer may have spooled part of the frame after its last report, no more.
+    most = durable + max(f.n for f in lab_frames(ns))
+
+    sink = ElasticsearchSink(url, spool_dir=spool, batch_docs=1000)
+    left = sink.spool.pending()
+    assert left, "nothing left in the spool: the kill came too late to test a replay"
+    sink.close(timeout=120)
+    assert (sink.spool.batches, sink.dead_letters) == (0, 0)
+    total = stream_count(url, ns)
+    print(f"\ncrash: {durable} rows reported durable, {sum(b.items for b in left)} replayed, {total} indexed")
+    assert durable <= total <= most
+    assert stream_count(url, ns, {"range": {"event.id": {"lte": f"crash-{durable - 1:09d}"}}}) == durable
+    assert duplicate_ids(url, ns) == []
+
+
+def test_outage_mid_stream_every_flow_lands_exactly_once(outage_url: str, tmp_path: Path) -> None:
+    ns = install_template(outage_url, "sinkoutage")
+    base = FlowFrame.concat(lab_frames(ns))
+    rate, seconds, tick = 5000, 30.0, 0.1
+    per_tick = int(rate * tick)
+    chunks = [base.take(np.arange(i, i + per_tick)) for i in range(0, base.n - per_tick + 1, per_tick)]
+    sink = ElasticsearchSink(
+        outage_url,
+        spool_dir=tmp_path / "spool",
+        batch_docs=2500,
+        flush_interval=0.5,
+        backoff_initial=0.25,
+        backoff_max=2.0,
+    )
+    sent = 0
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        nonlocal sent
+        start = time.monotonic()
+        try:
+            for k in range(int(seconds / tick)):
+                # Paced by the clock: a late tick is sent at once, never skipped.
+                time.sleep(max(0.0, start + k * tick - time.monotonic()))
+                sink.write_frame(relabel(chunks[k % len(chunks)], ns, "outage-", sent))
+                sent += per_tick
+        except BaseException as err:  # surfaced by the assertion below
+            errors.append(err)
+
+    thread = threading.Thread(target=writer, name="outage-writer")
+    t0 = time.monotonic()
+    thread.start()
+    time.sleep(5)
+    acked_before = sink.docs_acked
+    stop_elasticsearch(OUTAGE_PORT, keep_data=True)
+    down_at = time.monotonic()
+    time.sleep(20)
+    failures_while_down = sink.bulk_failures
+    ensure_elasticsearch(OUTAGE_PORT, keep_data=True)
+    outage = time.monotonic() - down_at
+    thread.join(seconds + 60)
+    assert not thread.is_alive() and errors == []
+    written_s = time.monotonic() - t0
+    sink.close(timeout=180)
+    total = stream_count(outage_url, ns)
+    print(
+        f"\noutage: {sent} flows written in {written_s:.1f} s, node down {outage:.1f} s, "
+        f"{acked_before} acked before, {total} indexed; metrics {sink.metrics()}"
+    )
+    assert sent == rate * seconds
+    assert outage >= 20
+    assert failures_while_down > 0
+    assert sink.metrics()["spool_batches"] == 0
+    assert (sink.docs_acked, sink.dead_letters, sink.spool.dropped) == (sent, 0, 0)
+    assert total == sent
+    assert duplicate_ids(outage_url, ns) == []
+
+
+def test_per_item_429s_are_retried_and_nothing_is_dropped(pressure_url: str, tmp_path: Path) -> None:
+    ns = install_template(pressure_url, "sinkpressure")
+    base = FlowFrame.concat(lab_frames(ns))
+    # Six senders with small batches against one write thread and a queue of one: 429s.
+    sink = ElasticsearchSink(
+        pressure_url,
+        spool_dir=tmp_path / "spool",
+        batch_docs=250,
+        senders=6,
+        backoff_initial=0.05,
+        backoff_max=0.5,
+    )
+    rows = 0
+    for _ in range(2):
+        sink.write_frame(relabel(base, ns, "pressure-", rows))
+        rows += base.n
+    sink.close(timeout=180)
+    m = sink.metrics()
+    print(f"\nback-pressure: {rows} flows, metrics {m}")
+    # Items answered 429 inside a 200 response, and re-sent on their own.
+    assert m["item_retries"] > 0
+    assert m["retries"] >= m["item_retries"]
+    assert (m["docs_acked"], m["dead_letters"], m["spool_batches"], m["spool_dropped"]) == (rows, 0, 0, 0)
+    assert stream_count(pressure_url, ns) == rows
+    assert duplicate_ids(pressure_url, ns) == []
