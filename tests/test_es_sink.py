@@ -18,15 +18,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import certifi
 import numpy as np
 import orjson
 import pytest
 
-from es_server import ensure_elasticsearch, es_request, stop_elasticsearch
+from es_server import ensure_elasticsearch, es_request, security_kwargs, stop_elasticsearch
 from tunnelhound.decode.decoder import Decoder
 from tunnelhound.normalize.ecs import NormalizeOptions, Normalizer
 from tunnelhound.normalize.frame import FlowFrame
-from tunnelhound.sinks.elasticsearch import ElasticsearchSink, bulk_pairs, flow_index
+from tunnelhound.sinks.elasticsearch import ElasticsearchSink, ElasticsearchSinkError, bulk_pairs, flow_index
 from tunnelhound.sources.files import iter_replay
 
 pytestmark = pytest.mark.elasticsearch
@@ -323,3 +324,46 @@ def test_per_item_429s_are_retried_and_nothing_is_dropped(pressure_url: str, tmp
     assert (m["docs_acked"], m["dead_letters"], m["spool_batches"], m["spool_dropped"]) == (rows, 0, 0, 0)
     assert stream_count(pressure_url, ns) == rows
     assert duplicate_ids(pressure_url, ns) == []
+
+
+@pytest.fixture(scope="module")
+def secure_url() -> Iterator[str]:
+    yield ensure_elasticsearch(SECURITY_PORT, security=True)
+    stop_elasticsearch(SECURITY_PORT)
+
+
+def test_tls_and_basic_auth_work_and_a_wrong_ca_or_bad_credentials_fail_in_one_line(
+    secure_url: str, tmp_path: Path
+) -> None:
+    kw = security_kwargs(SECURITY_PORT)
+    ns = install_template(secure_url, "sinktls", **kw)
+    frame = FlowFrame.concat(lab_frames(ns)[:30])
+    sink = ElasticsearchSink(
+        secure_url, spool_dir=tmp_path / "ok", ca_certs=kw["cafile"], basic_auth=kw["auth"]
+    )
+    sink.write_frame(frame)
+    sink.close(timeout=60)
+    assert (sink.docs_acked, sink.spool.batches) == (frame.n, 0)
+    assert stream_count(secure_url, ns, **kw) == frame.n
+
+    # certifi's public roots did not sign the node's certificate.
+    with pytest.raises(ElasticsearchSinkError) as wrong_ca:
+        ElasticsearchSink(
+            secure_url, spool_dir=tmp_path / "ca", ca_certs=certifi.where(), basic_auth=kw["auth"]
+        )
+    assert str(wrong_ca.value).startswith(f"TLS to {secure_url} failed: certificate verify failed")
+    assert str(wrong_ca.value).endswith("(check ca_certs / verify_certs)")
+
+    with pytest.raises(ElasticsearchSinkError) as bad_password:
+        ElasticsearchSink(
+            secure_url, spool_dir=tmp_path / "pw", ca_certs=kw["cafile"], basic_auth=("elastic", "wrong")
+        )
+    assert str(bad_password.value).startswith(f"Elasticsearch {secure_url} refused the credentials (401 ")
+    with pytest.raises(
+        ElasticsearchSinkError, match=r"refused the credentials \(401 .*check basic_auth / api_key"
+    ):
+        ElasticsearchSink(
+            secure_url, spool_dir=tmp_path / "key", ca_certs=kw["cafile"], api_key="bm9wZTpub3Bl"
+        )
+    for err in (wrong_ca.value, bad_password.value):
+        assert "\n" not in str(err) and len(str(err)) < 400

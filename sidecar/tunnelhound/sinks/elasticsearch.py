@@ -178,7 +178,11 @@ class ElasticsearchSink:
         self._stop_now = threading.Event()
         self._last_log: dict[str, float] = {}
         self._closed = False
-        self._probe(probe_timeout, fatal=True)
+        try:
+            self._probe(probe_timeout, fatal=True)
+        except ElasticsearchSinkError:
+            self.client.close()  # no sender threads yet: nothing else to stop
+            raise
         self._threads = [
             threading.Thread(target=self._sender, name=f"es-sender-{i}", daemon=True) for i in range(senders)
         ]
