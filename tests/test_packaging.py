@@ -1,0 +1,40 @@
+"""The built wheel carries every data file the installed commands read."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DATA = ROOT / "sidecar" / "tunnelhound" / "data"
+
+
+def test_wheel_contains_all_package_data(tmp_path: Path) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("tunnelhound-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {
+        f"tunnelhound/data/{p.relative_to(PACKAGE_DATA).as_posix()}"
+        for p in PACKAGE_DATA.rglob("*")
+        if p.is_file()
+    }
+    assert expected and expected <= names
+    assert "tunnelhound/py.typed" in names
