@@ -150,6 +150,7 @@ def test_exports() -> None:
             "Config",
             "DecodeConfig",
             "InputsConfig",
+            "ElasticsearchOutputConfig",
             "NdjsonOutputConfig",
             "NormalizeConfig",
             "OutputConfig",

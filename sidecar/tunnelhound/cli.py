@@ -15,9 +15,8 @@ from types import FrameType
 
 from tunnelhound import __version__
 from tunnelhound.config import Config, load_config, parse_host_port
-from tunnelhound.errors import ConfigError, SourceError
-from tunnelhound.pipeline import FlowPipeline
-from tunnelhound.sinks.ndjson import NdjsonSink
+from tunnelhound.errors import ConfigError, SourceError, TunnelhoundError
+from tunnelhound.pipeline import FlowPipeline, open_sinks
 from tunnelhound.sources.dat import parse_exporter
 from tunnelhound.sources.files import iter_replay
 from tunnelhound.sources.udp import UdpListener
@@ -41,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"tunnelhound: {exc}", file=sys.stderr)
         return 2
-    except (SourceError, ValueError, OSError) as exc:
+    except (TunnelhoundError, ValueError, OSError) as exc:
         print(f"tunnelhound: {exc}", file=sys.stderr)
         return 1
 
@@ -60,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
             "-o", "--output", help="NDJSON directory, or '-' for stdout (overrides output.ndjson.path)"
         )
         sp.add_argument("--state-dir", help="where templates are kept (overrides state_dir)")
+        sp.add_argument(
+            "--es-url",
+            help="also (or, without -o, only) write to Elasticsearch at this URL (run `tunnelhound setup` first)",
+        )
+        sp.add_argument("--es-ca", help="CA certificate (PEM) of the Elasticsearch cluster")
+        sp.add_argument("--es-user", help="basic-auth user; the password comes from $TUNNELHOUND_ES_PASSWORD")
 
     r = sub.add_parser("replay", help="decode pcap/pcapng captures of export packets or raw .dat datagrams")
     r.add_argument("files", nargs="+", help="pcap, pcapng or .dat files, in order")
@@ -99,14 +104,18 @@ def _config(args: argparse.Namespace) -> Config:
         )
     if getattr(args, "state_dir", None):
         config = replace(config, state_dir=args.state_dir)
+    if getattr(args, "es_url", None):
+        es = replace(
+            config.output.elasticsearch,
+            url=args.es_url,
+            ca_certs=args.es_ca or config.output.elasticsearch.ca_certs,
+            username=args.es_user or config.output.elasticsearch.username,
+        )
+        # Elasticsearch given on the command line replaces the NDJSON default unless -o asks for both.
+        config = replace(
+            config, output=replace(config.output, elasticsearch=es, ndjson_enabled=bool(args.output))
+        )
     return config
-
-
-def _sink(config: Config) -> NdjsonSink:
-    nd = config.output.ndjson
-    return NdjsonSink(
-        nd.path, rotate_bytes=nd.rotate_bytes, rotate_seconds=nd.rotate_seconds, max_files=nd.max_files
-    )
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -116,7 +125,7 @@ def _replay(args: argparse.Namespace) -> int:
         # Fail before any state or output is created.
         if not Path(name).is_file():
             raise SourceError(f"{name}: no such file")
-    pipeline = FlowPipeline(config, _sink(config))
+    pipeline = FlowPipeline(config, open_sinks(config))
     progress = not args.no_progress and sys.stderr.isatty()
     chunk = []
     try:
@@ -158,7 +167,7 @@ def _run(args: argparse.Namespace) -> int:
     config = _config(args)
     listen = args.listen or list(config.inputs.udp.listen)
     binds = [parse_host_port(x) for x in listen]
-    pipeline = FlowPipeline(config, _sink(config))
+    pipeline = FlowPipeline(config, open_sinks(config))
     stopping = False
 
     def stop(signum: int, _frame: FrameType | None) -> None:

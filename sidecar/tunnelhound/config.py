@@ -45,6 +45,7 @@ __all__ = [
     "BiflowConfig",
     "Config",
     "DecodeConfig",
+    "ElasticsearchOutputConfig",
     "InputsConfig",
     "NdjsonOutputConfig",
     "NormalizeConfig",
@@ -246,10 +247,37 @@ class NdjsonOutputConfig:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class ElasticsearchOutputConfig:
+    """The Elasticsearch bulk sink (off while ``url`` is empty). Secrets come from the
+    environment variables named here, never from the file itself."""
+
+    url: str = ""
+    """e.g. https://es.example:9200; empty disables the sink."""
+    ca_certs: str = ""
+    """PEM file of the CA that signed the cluster's certificate (system CAs when empty)."""
+    verify_certs: bool = True
+    username: str = ""
+    password_env: str = "TUNNELHOUND_ES_PASSWORD"
+    """Environment variable holding the password for ``username``."""
+    api_key_env: str = "TUNNELHOUND_ES_API_KEY"
+    """Environment variable holding an API key (used when set)."""
+    spool_dir: str = ""
+    """Disk spool of unacknowledged bulk batches; empty means <state_dir>/spool."""
+    spool_max_bytes: int = _int(1024**3, 1024 * 1024)
+    full_policy: Literal["block", "drop_oldest"] = "block"
+    """When the spool is full: make the collector wait, or drop the oldest batch (counted)."""
+    batch_docs: int = _int(2000, 1)
+    flush_interval: float = _float(1.0, above=0)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class OutputConfig:
     """Where documents go."""
 
     ndjson: NdjsonOutputConfig = field(default_factory=NdjsonOutputConfig)
+    ndjson_enabled: bool = True
+    """Write NDJSON files (the embedded default); turn off when Elasticsearch is the only sink."""
+    elasticsearch: ElasticsearchOutputConfig = field(default_factory=ElasticsearchOutputConfig)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

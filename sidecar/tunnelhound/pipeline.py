@@ -6,6 +6,7 @@ Stages never call each other; the pipeline hands each one the previous one's out
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +15,14 @@ from typing import Protocol
 from tunnelhound.config import Config
 from tunnelhound.decode.decoder import Decoder
 from tunnelhound.decode.sessions import SessionStore
+from tunnelhound.errors import ConfigError
 from tunnelhound.model import Datagram, FlowBatch, OptionsRecord
 from tunnelhound.normalize.biflow import BiflowStitcher
 from tunnelhound.normalize.ecs import NormalizeOptions, Normalizer
 from tunnelhound.normalize.frame import FlowFrame
 from tunnelhound.normalize.locality import Networks
+from tunnelhound.sinks.elasticsearch import ElasticsearchSink
+from tunnelhound.sinks.ndjson import NdjsonSink
 
 STATE_FILE = "decoder-state.json"
 """Templates and options data, under ``state_dir``."""
@@ -32,6 +36,66 @@ class FlowSink(Protocol):
 
     def close(self) -> None:
         """Flush and release."""
+
+
+class FanOut:
+    """Several sinks behind one: every frame goes to each."""
+
+    def __init__(self, sinks: list[FlowSink]) -> None:
+        self.sinks = sinks
+
+    def write_frame(self, frame: FlowFrame) -> None:
+        """Write the frame to every sink."""
+        for sink in self.sinks:
+            sink.write_frame(frame)
+
+    def close(self) -> None:
+        """Close every sink, even when one fails; the first failure is raised after."""
+        errors: list[Exception] = []
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+def open_sinks(config: Config) -> FlowSink:
+    """The flow sinks the configuration asks for (NDJSON files and/or Elasticsearch)."""
+    sinks: list[FlowSink] = []
+    out = config.output
+    if out.ndjson_enabled:
+        nd = out.ndjson
+        sinks.append(
+            NdjsonSink(
+                nd.path,
+                rotate_bytes=nd.rotate_bytes,
+                rotate_seconds=nd.rotate_seconds,
+                max_files=nd.max_files,
+            )
+        )
+    es = out.elasticsearch
+    if es.url:
+        api_key = os.environ.get(es.api_key_env) if es.api_key_env else None
+        password = os.environ.get(es.password_env, "") if es.password_env else ""
+        sinks.append(
+            ElasticsearchSink(
+                es.url,
+                spool_dir=es.spool_dir or str(Path(config.state_dir) / "spool"),
+                spool_max_bytes=es.spool_max_bytes,
+                full_policy=es.full_policy,
+                batch_docs=es.batch_docs,
+                flush_interval=es.flush_interval,
+                ca_certs=es.ca_certs or None,
+                verify_certs=es.verify_certs,
+                basic_auth=(es.username, password) if es.username else None,
+                api_key=api_key or None,
+            )
+        )
+    if not sinks:
+        raise ConfigError("output", "no sink enabled; set output.ndjson_enabled or output.elasticsearch.url")
+    return sinks[0] if len(sinks) == 1 else FanOut(sinks)
 
 
 @dataclass(slots=True)
