@@ -42,39 +42,11 @@ OUTPUT = ROOT / "sidecar" / "tunnelhound" / "data" / "elements.json"
 
 # One snake_case implementation for the generator and the runtime.
 sys.path.insert(0, str(ROOT / "sidecar"))
-from tunnelhound.decode.elements import snake_case  # noqa: E402
+from tunnelhound.decode.elements import ELEMENT_TYPES, snake_case  # noqa: E402
 
 IANA_PEN = 0
 REVERSE_PEN = 29305  # RFC 5103
 
-ABSTRACT_TYPES = frozenset(
-    {
-        "unsigned8",
-        "unsigned16",
-        "unsigned32",
-        "unsigned64",
-        "signed8",
-        "signed16",
-        "signed32",
-        "signed64",
-        "float32",
-        "float64",
-        "boolean",
-        "macAddress",
-        "octetArray",
-        "string",
-        "dateTimeSeconds",
-        "dateTimeMilliseconds",
-        "dateTimeMicroseconds",
-        "dateTimeNanoseconds",
-        "ipv4Address",
-        "ipv6Address",
-        "applicationId",
-        "basicList",
-        "subTemplateList",
-        "subTemplateMultiList",
-    }
-)
 
 # IANA types we deliberately override.
 IANA_TYPE_OVERRIDES = {95: "applicationId"}  # octetArray in IANA; RFC 6759 gives it structure
@@ -211,7 +183,7 @@ def build(definitions: Path) -> tuple[dict[str, object], list[str]]:
 
     for table in [*ipfix_out.values(), v9_out]:
         for eid, (_, typ) in table.items():
-            if typ not in ABSTRACT_TYPES:
+            if typ not in ELEMENT_TYPES:
                 raise SystemExit(f"element {eid}: unknown type {typ!r}")
 
     document: dict[str, object] = {

@@ -39,6 +39,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 import yaml
 
 from .errors import ConfigError
+from .normalize.locality import DEFAULT_INTERNAL_NETWORKS
 
 __all__ = [
     "DEFAULT_INTERNAL_NETWORKS",
@@ -58,17 +59,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-DEFAULT_INTERNAL_NETWORKS: tuple[str, ...] = (
-    "10.0.0.0/8",
-    "172.16.0.0/12",
-    "192.168.0.0/16",
-    "fc00::/7",
-    "127.0.0.0/8",
-    "::1/128",
-    "169.254.0.0/16",
-    "fe80::/10",
-)
-"""RFC 1918, unique-local, loopback and link-local ranges: what "internal" means by default."""
 
 # Longer values are cut so an error message stays one readable line.
 _MAX_SHOWN = 80

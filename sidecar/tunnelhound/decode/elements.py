@@ -18,7 +18,38 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
 
-__all__ = ["V5_LAYOUT", "Element", "ipfix_element", "snake_case", "v9_element"]
+__all__ = ["ELEMENT_TYPES", "V5_LAYOUT", "Element", "ipfix_element", "snake_case", "v9_element"]
+
+ELEMENT_TYPES = frozenset(
+    {
+        "unsigned8",
+        "unsigned16",
+        "unsigned32",
+        "unsigned64",
+        "signed8",
+        "signed16",
+        "signed32",
+        "signed64",
+        "float32",
+        "float64",
+        "boolean",
+        "macAddress",
+        "octetArray",
+        "string",
+        "dateTimeSeconds",
+        "dateTimeMilliseconds",
+        "dateTimeMicroseconds",
+        "dateTimeNanoseconds",
+        "ipv4Address",
+        "ipv6Address",
+        "applicationId",
+        "basicList",
+        "subTemplateList",
+        "subTemplateMultiList",
+    }
+)
+"""The IANA abstract data types (RFC 7012 §3.1) plus ``applicationId`` (RFC 6759), which
+the decoder formats as ``engine:selector``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -179,8 +179,11 @@ def _link_ethernet(data: bytes) -> _Decoded:
     """Ethernet II, stepping over any stack of VLAN tags."""
     if len(data) < 14:
         return "truncated"
-    ethertype = _U16BE.unpack_from(data, 12)[0]
-    offset = 14
+    return _after_vlans(data, 14, _U16BE.unpack_from(data, 12)[0])
+
+
+def _after_vlans(data: bytes, offset: int, ethertype: int) -> _Decoded:
+    """Step over any stack of 802.1Q/802.1ad tags, then dispatch on the inner ethertype."""
     while ethertype in _ETHERTYPE_VLAN:
         if len(data) < offset + 4:
             return "truncated"
@@ -227,14 +230,7 @@ def _link_sll(data: bytes) -> _Decoded:
     """Linux cooked capture v1: the protocol (an ethertype) sits at bytes 14-15 of 16."""
     if len(data) < 16:
         return "truncated"
-    ethertype = _U16BE.unpack_from(data, 14)[0]
-    offset = 16
-    while ethertype in _ETHERTYPE_VLAN:
-        if len(data) < offset + 4:
-            return "truncated"
-        ethertype = _U16BE.unpack_from(data, offset + 2)[0]
-        offset += 4
-    return _by_ethertype(data, offset, ethertype)
+    return _after_vlans(data, 16, _U16BE.unpack_from(data, 14)[0])
 
 
 def _link_sll2(data: bytes) -> _Decoded:
