@@ -1,7 +1,8 @@
 """The Elasticsearch sink against a real node: exactly once through outages, crashes and 429s.
 
 Ports: 9200 is shared with other tests and left running; 9210 (outage), 9211 (tiny write
-queue) and 9212 (x-pack security) are this module's own and are stopped at the end.  Each test
+queue), 9212 (x-pack security) and 9213 (small http.max_content_length) are this module's own
+and are stopped at the end.  Each test
 writes to a namespace of its own (data streams cannot be deleted on the integ-test build) under
 a priority-500 template of its own, so nothing here depends on `tunnelhound setup`.
 """
@@ -36,6 +37,8 @@ LAB = Path(__file__).resolve().parent / "data" / "lab"
 OUTAGE_PORT = 9210
 PRESSURE_PORT = 9211
 SECURITY_PORT = 9212
+SMALL_BODY_PORT = 9213
+MAX_CONTENT = 256 * 1024  # that node's http.max_content_length: ~180 lab documents a request
 # Enough mapping for the checks: the rest is dynamic.
 MAPPINGS = {
     "properties": {
@@ -119,6 +122,16 @@ def pressure_url() -> Iterator[str]:
         PRESSURE_PORT, settings={"thread_pool.write.queue_size": 1, "thread_pool.write.size": 1}
     )
     stop_elasticsearch(PRESSURE_PORT)
+
+
+@pytest.fixture(scope="module")
+def small_body_url() -> Iterator[str]:
+    yield ensure_elasticsearch(SMALL_BODY_PORT, settings={"http.max_content_length": f"{MAX_CONTENT}b"})
+    stop_elasticsearch(SMALL_BODY_PORT)
+
+
+def read_dead_letters(path: Path) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
 
 
 def test_lab_frames_land_exactly_once_and_a_resend_adds_nothing(url: str, tmp_path: Path) -> None:
@@ -368,3 +381,83 @@ def test_tls_and_basic_auth_work_and_a_wrong_ca_or_bad_credentials_fail_in_one_l
         )
     for err in (wrong_ca.value, bad_password.value):
         assert "\n" not in str(err) and len(str(err)) < 400
+
+
+def test_413_splits_the_request_down_to_what_fits_and_a_lone_oversized_document_is_a_dead_letter(
+    small_body_url: str, tmp_path: Path
+) -> None:
+    """A real node whose http.max_content_length (256 KiB) is smaller than a 2,000-document bulk
+    (about 2.8 MB) answers 413: the sink halves the request until the parts fit.  One document
+    of 300 KB cannot fit alone and is dead-lettered with status 413; the rest is indexed once."""
+    ns = install_template(small_body_url, "sink413")
+    frame = relabel(FlowFrame.concat(lab_frames(ns)).take(np.arange(2000)), ns, "big-", 0)
+    pairs = bulk_pairs(frame)
+    action, doc = pairs[1234].rstrip(b"\n").split(b"\n")
+    huge = orjson.loads(doc)
+    huge["message"] = "x" * 300_000
+    pairs[1234] = action + b"\n" + orjson.dumps(huge) + b"\n"
+    assert sum(map(len, pairs)) > 8 * MAX_CONTENT
+
+    sink = ElasticsearchSink(small_body_url, spool_dir=tmp_path / "spool", batch_docs=len(pairs))
+    sink.write_pairs(pairs)
+    sink.close(timeout=120)
+    m = sink.metrics()
+    print(f"\n413: {frame.n} documents, metrics {m}")
+
+    # 2000 -> 1000 -> 500 -> 250 -> 125 (fits): 1 + 2 + 4 + 8 refusals, then the 125 holding
+    # the big document and its halvings down to it (62/63, 31/32, 16, 8, 4, 2, 1): 8 more.
+    assert m["bulk_refused"] == 15 + 8
+    assert (m["docs_acked"], m["dead_letters"], m["bulk_failures"], m["spool_batches"]) == (
+        frame.n - 1,
+        1,
+        0,
+        0,
+    )
+    (letter,) = read_dead_letters(tmp_path / "spool" / "dead-letter.ndjson")
+    assert (letter["_index"], letter["_id"], letter["status"]) == (flow_index(ns), "big-000001234", 413)
+    assert letter["error"]["type"] == "request_entity_too_large"
+    assert letter["error"]["reason"].startswith("HTTP 413: a bulk of 1 documents (")
+    assert letter["document"]["message"] == "x" * 300_000
+    assert stream_count(small_body_url, ns) == frame.n - 1
+    assert stream_count(small_body_url, ns, {"term": {"event.id": "big-000001234"}}) == 0
+    assert duplicate_ids(small_body_url, ns) == []
+
+
+def test_malformed_bulk_400_is_split_and_only_the_bad_lines_are_dead_letters(
+    url: str, tmp_path: Path
+) -> None:
+    """Two action lines the node cannot parse (an unknown parameter; truncated JSON) make it
+    refuse the whole _bulk with 400.  The sink does not retry that forever: it halves the
+    request, indexes every good document and dead-letters the two bad lines with the reason."""
+    ns = install_template(url, "sink400")
+    frame = relabel(FlowFrame.concat(lab_frames(ns)).take(np.arange(300)), ns, "mal-", 0)
+    pairs = bulk_pairs(frame)
+    action, doc = pairs[17].rstrip(b"\n").split(b"\n")
+    pairs[17] = action[:-2] + b',"bogus":1}}\n' + doc + b"\n"
+    action, doc = pairs[250].rstrip(b"\n").split(b"\n")
+    pairs[250] = action[:-2] + b"\n" + doc + b"\n"  # {"create":{... without its closing braces
+
+    sink = ElasticsearchSink(url, spool_dir=tmp_path / "spool", batch_docs=len(pairs))
+    sink.write_pairs(pairs)
+    sink.close(timeout=60)
+    m = sink.metrics()
+    assert (m["docs_acked"], m["dead_letters"], m["bulk_failures"], m["spool_batches"]) == (
+        frame.n - 2,
+        2,
+        0,
+        0,
+    )
+    # Each bad line is refused on its way down: 300 -> 150 -> 75 -> ... -> 1, ~9 levels each.
+    assert 2 * 8 <= m["bulk_refused"] <= 2 * 10
+    first, second = read_dead_letters(tmp_path / "spool" / "dead-letter.ndjson")
+    assert (first["_index"], first["_id"], first["status"]) == (flow_index(ns), "mal-000000017", 400)
+    assert first["error"]["type"] == "illegal_argument_exception"
+    assert first["error"]["reason"] == "Action/metadata line [1] contains an unknown parameter [bogus]"
+    assert first["document"]["event"]["id"] == "mal-000000017"
+    # Not JSON: no _index or _id to read, the line itself is kept.
+    assert (second["_index"], second["_id"], second["status"]) == (None, None, 400)
+    assert second["action"].endswith('"_id":"mal-000000250"')
+    assert second["error"]["type"] in ("x_content_e_o_f_exception", "x_content_parse_exception")
+    assert second["document"]["event"]["id"] == "mal-000000250"
+    assert stream_count(url, ns) == frame.n - 2
+    assert duplicate_ids(url, ns) == []

@@ -10,7 +10,8 @@ Item outcomes: 200/201 created and 409 conflict (a retried create that had lande
 success; 429, 5xx and connection errors are retried forever with capped exponential backoff
 and jitter, re-sending only the failed items; other 4xx (mapping errors such as
 ``document_parsing_exception``) go to the dead-letter NDJSON file with the server's reason and
-are never retried.  Two 4xx are retried instead because they are operator errors that a fix
+are never retried.  A request refused as a whole with 413 (too large) or 400 (malformed bulk)
+is split in halves down to single documents; a single document still refused is a dead letter.  Two 4xx are retried instead because they are operator errors that a fix
 outside the sidecar resolves without losing data: 401/403 (credentials, privileges) and 404
 ``index_not_found_exception`` (no data stream template yet: run ``tunnelhound setup``).
 
@@ -28,6 +29,7 @@ import random
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +52,9 @@ log = logging.getLogger(__name__)
 _FILTER_PATH = "errors,items.*.status,items.*.error"
 # Item statuses that a later attempt can turn into success.
 _RETRY_STATUSES = frozenset({401, 403, 408, 429})
+# Whole-request answers that re-sending the same body cannot fix: 413 (body larger than the
+# node's http.max_content_length) and 400 (a malformed line): split the request instead.
+_REFUSED_STATUSES = frozenset({400, 413})
 _LOG_EVERY_S = 10.0
 
 
@@ -83,6 +88,14 @@ class Capabilities:
 
 
 _UNKNOWN = Capabilities((0, 0, 0), False, False)
+
+
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    """A ``_bulk`` refused as a whole (413 or 400): its status and the error for dead letters."""
+
+    status: int
+    error: dict[str, Any]
 
 
 class _Orjson(JsonSerializer):
@@ -164,6 +177,7 @@ class ElasticsearchSink:
         self.dead_letters = 0
         self.bulk_requests = 0
         self.bulk_failures = 0
+        self.bulk_refused = 0
         self.last_bulk_latency_s = 0.0
         self._mlock = threading.Lock()
         self._buf: list[bytes] = []
@@ -253,6 +267,7 @@ class ElasticsearchSink:
                 "dead_letters": self.dead_letters,
                 "bulk_requests": self.bulk_requests,
                 "bulk_failures": self.bulk_failures,
+                "bulk_refused": self.bulk_refused,
                 "last_bulk_latency_s": self.last_bulk_latency_s,
             }
         values.update(
@@ -328,30 +343,61 @@ class ElasticsearchSink:
         return None
 
     def _deliver(self, batch: SpoolBatch, failures: int) -> int:
-        """Send a batch until every item is resolved, then ack it; returns the failure streak."""
+        """Send a batch until every item is resolved, then ack it; returns the failure streak.
+
+        The batch goes out as a queue of requests (lists of item positions), first all of it.
+        A request refused as a whole with 413 (too large for ``http.max_content_length``) or
+        400 (malformed bulk) is split in halves and both are sent at once, down to single
+        documents: one still refused goes to the dead letter with the server's answer, so a bad
+        line never blocks the batch and the good ones around it are indexed.  Items answered
+        with a retryable status are collected and re-sent after a backoff.
+        """
         payload = self.spool.read(batch.batch_id)
         if payload is None:
             return failures  # dropped by drop_oldest or torn: counted by the spool
         lines = payload.split(b"\n")
         actions, docs = lines[0:-1:2], lines[1:-1:2]
-        todo = list(range(len(actions)))
-        while todo:
+        queue: deque[list[int]] = deque([list(range(len(actions)))])
+        retry: list[int] = []
+        example: Any = None  # one retryable item's answer, for the log
+        while queue or retry:
             if self._stop_now.is_set():
                 return failures  # not acked: the next start sends it again
+            if not queue:
+                # Every request of this round is answered: back off, re-send the retryable items.
+                self._log_limited("item", "elasticsearch: %d items to retry, e.g. %s", len(retry), example)
+                failures += 1
+                self._sleep(failures)
+                queue.append(retry)
+                retry = []
+                continue
             if self.capabilities is None and not self._probe(10.0, fatal=False):
                 failures += 1
                 self._sleep(failures)
                 continue
+            todo = queue[0]
             body = b"".join([actions[i] + b"\n" + docs[i] + b"\n" for i in todo])
-            items = self._bulk(body, len(todo))
-            if items is None:
+            outcome = self._bulk(body, len(todo))
+            if outcome is None:
                 failures += 1
                 with self._mlock:
                     self.retries += len(todo)
                 self._sleep(failures)
                 continue
-            retry, dead, acked, conflicts = [], [], 0, 0
-            for pos, item in zip(todo, items, strict=True):
+            queue.popleft()
+            if isinstance(outcome, _Refused):
+                if len(todo) > 1:
+                    half = len(todo) // 2
+                    queue.extendleft([todo[half:], todo[:half]])
+                    with self._mlock:
+                        self.retries += len(todo)
+                else:
+                    self._dead_letter([(actions[todo[0]], docs[todo[0]], outcome.status, outcome.error)])
+                    with self._mlock:
+                        self.dead_letters += 1
+                continue
+            dead, acked, conflicts, again = [], 0, 0, 0
+            for pos, item in zip(todo, outcome, strict=True):
                 result = next(iter(item.values()))
                 status = result.get("status", 0)
                 if status in (200, 201):
@@ -360,6 +406,8 @@ class ElasticsearchSink:
                     conflicts += 1
                 elif _retryable(status, result.get("error")):
                     retry.append(pos)
+                    again += 1
+                    example = item
                 else:
                     dead.append((pos, status, result.get("error")))
             if dead:
@@ -368,21 +416,16 @@ class ElasticsearchSink:
                 self.docs_acked += acked + conflicts
                 self.docs_conflict += conflicts
                 self.dead_letters += len(dead)
-                self.retries += len(retry)
-                self.item_retries += len(retry)
-            if retry:
-                first = items[todo.index(retry[0])]
-                self._log_limited("item", "elasticsearch: %d items to retry, e.g. %s", len(retry), first)
-                failures += 1
-                self._sleep(failures)
-            else:
+                self.retries += again
+                self.item_retries += again
+            if not again:
                 failures = 0
-            todo = retry
         self.spool.ack(batch.batch_id)
         return failures
 
-    def _bulk(self, body: bytes, count: int) -> list[dict[str, Any]] | None:
-        """One ``_bulk``: its items, or None when the whole request must be retried."""
+    def _bulk(self, body: bytes, count: int) -> list[dict[str, Any]] | _Refused | None:
+        """One ``_bulk``: its items; :class:`_Refused` for a 413 or 400 answer to the whole
+        request (split it, never re-send it as it is); None when it must be retried as it is."""
         caps = self.capabilities or _UNKNOWN
         params: dict[str, Any] = {"filter_path": _FILTER_PATH}
         if caps.require_data_stream:
@@ -397,7 +440,22 @@ class ElasticsearchSink:
             # The spooled bytes go out as they are: the NDJSON serializer passes bytes through.
             resp = self.client.bulk(operations=cast(Any, body), **params)
         except ApiError as err:
-            self._request_failed(f"HTTP {err.meta.status}: {_reason(err.body)}")
+            status = err.meta.status
+            if status in _REFUSED_STATUSES:
+                with self._mlock:
+                    self.bulk_refused += 1
+                error = _error_of(err.body, status, count, len(body))
+                self._log_limited(
+                    f"refused{status}",
+                    "elasticsearch %s: bulk of %d documents (%d bytes) refused, %s: %s; splitting it",
+                    self._url,
+                    count,
+                    len(body),
+                    error.get("type"),
+                    error.get("reason"),
+                )
+                return _Refused(status, error)
+            self._request_failed(f"HTTP {status}: {_reason(err.body)}")
             return None
         except (TransportError, OSError) as err:
             self._request_failed(_one_line(err))
@@ -426,24 +484,28 @@ class ElasticsearchSink:
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         out = []
         for action, doc, status, error in rows:
-            meta = orjson.loads(action).get("create", {})
-            head = orjson.dumps(
-                {
-                    "@timestamp": now,
-                    "_index": meta.get("_index"),
-                    "_id": meta.get("_id"),
-                    "status": status,
-                    "error": error,
-                }
-            )
-            out.append(head[:-1] + b',"document":' + doc + b"}\n")
+            meta = _action_meta(action)
+            fields: dict[str, Any] = {
+                "@timestamp": now,
+                "_index": meta.get("_index"),
+                "_id": meta.get("_id"),
+                "status": status,
+                "error": error,
+            }
+            if not meta:
+                fields["action"] = action.decode("utf-8", "replace")  # the malformed line itself
+            try:
+                orjson.loads(doc)
+            except orjson.JSONDecodeError:
+                doc = orjson.dumps(doc.decode("utf-8", "replace"))  # kept as a string
+            out.append(orjson.dumps(fields)[:-1] + b',"document":' + doc + b"}\n")
         with self._dl_lock:
             self.dead_letter_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.dead_letter_path, "ab") as fh:
                 fh.write(b"".join(out))
                 fh.flush()
                 os.fsync(fh.fileno())
-        first = rows[0][3] or {}
+        first = rows[0][3] if isinstance(rows[0][3], dict) else {}
         log.warning(
             "elasticsearch: %d documents rejected to %s (%s: %s)",
             len(rows),
@@ -567,6 +629,31 @@ def _retryable(status: int, error: Any) -> bool:
         return True
     # require_data_stream without a template: retry until `tunnelhound setup` has run.
     return status == 404 and isinstance(error, dict) and error.get("type") == "index_not_found_exception"
+
+
+def _action_meta(action: bytes) -> dict[str, Any]:
+    """``_index`` and ``_id`` of an action line; empty when the line is not a valid action."""
+    try:
+        parsed = orjson.loads(action)
+    except orjson.JSONDecodeError:
+        return {}
+    meta = next(iter(parsed.values()), None) if isinstance(parsed, dict) and len(parsed) == 1 else None
+    return meta if isinstance(meta, dict) else {}
+
+
+def _error_of(body: Any, status: int, count: int, size: int) -> dict[str, Any]:
+    """The server's error of a refused request (type, reason, caused_by), or one made up for
+    a 413, which comes without a body."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return {k: v for k, v in error.items() if k in ("type", "reason", "caused_by")}
+    if status == 413:
+        return {
+            "type": "request_entity_too_large",
+            "reason": f"HTTP 413: a bulk of {count} documents ({size} bytes) is larger than the node "
+            "accepts (http.max_content_length)",
+        }
+    return {"type": f"http_{status}", "reason": _reason(body) if body else f"HTTP {status}"}
 
 
 def _parse_version(text: str) -> tuple[int, int, int]:
