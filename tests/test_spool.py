@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -127,3 +128,70 @@ def test_bad_arguments_are_rejected(tmp_path: Path) -> None:
         Spool(tmp_path, full_policy="drop_newest")
     with pytest.raises(ValueError, match="max_bytes must be >= 1"):
         Spool(tmp_path, max_bytes=0)
+
+
+def test_drop_oldest_never_drops_a_batch_in_flight(tmp_path: Path) -> None:
+    payload = b"x" * 76  # 100 bytes a batch with the header
+    spool = Spool(tmp_path, max_bytes=300, full_policy="drop_oldest")
+    for _ in range(3):
+        spool.append(payload, items=7)
+    sending = spool.claim()
+    assert sending is not None and sending.batch_id == 1 and spool.in_flight == 1
+    # Full: the oldest batch is being sent, so the next oldest goes.
+    assert spool.append(payload, items=7) == 4
+    assert [b.batch_id for b in spool.pending()] == [1, 3, 4]
+    assert (spool.dropped, spool.dropped_items, spool.bytes) == (1, 7, 300)
+    assert spool.read(1) == payload  # the sender can still read what it holds
+
+    # Every batch in flight: nothing may be dropped, the new one goes beyond the bound.
+    assert [spool.claim().batch_id for _ in range(2)] == [3, 4]  # type: ignore[union-attr]
+    assert spool.claim() is None
+    assert spool.append(payload, items=7) == 5
+    assert (spool.dropped, spool.dropped_items, spool.bytes, spool.batches) == (1, 7, 400, 4)
+
+    # An acked batch frees its room; a released one is claimable and droppable again.
+    spool.ack(4)
+    spool.release(1)
+    assert spool.in_flight == 1  # 3
+    assert spool.append(payload, items=7) == 6  # 1, 3, 5 pending: 300 + 100 -> drop 1
+    assert [b.batch_id for b in spool.pending()] == [3, 5, 6]
+    assert (spool.dropped, spool.dropped_items, spool.bytes) == (2, 14, 300)
+    claimed = spool.claim()
+    assert claimed is not None and claimed.batch_id == 5  # 3 is still held
+    assert sorted(os.listdir(tmp_path)) == [f"{i:020d}.batch" for i in (3, 5, 6)]
+
+
+def test_drop_oldest_skips_the_batches_sink_senders_hold(tmp_path: Path) -> None:
+    """The sink's senders claim through the spool: against a port that refuses connections
+    each sender holds one batch for good, and drop_oldest drops the others, counted."""
+    from tunnelhound.sinks.elasticsearch import ElasticsearchSink
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        port = sock.getsockname()[1]
+        pair = b'{"create":{"_index":"logs-tunnelhound.flow-x","_id":"%03d"}}\n{"a":1}\n'
+        size = HEADER + len(pair % 0) * 10
+        sink = ElasticsearchSink(
+            f"http://127.0.0.1:{port}",
+            spool_dir=tmp_path,
+            spool_max_bytes=4 * size,
+            full_policy="drop_oldest",
+            batch_docs=10,
+            senders=2,
+            probe_timeout=1.0,
+            backoff_initial=5.0,
+            backoff_max=5.0,
+        )
+        try:
+            sink.write_pairs([pair % i for i in range(20)])  # batches 1 and 2
+            deadline = time.monotonic() + 10
+            while sink.spool.in_flight < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert sink.spool.in_flight == 2
+            sink.write_pairs([pair % i for i in range(20, 80)])  # batches 3 to 8
+            m = sink.metrics()
+            assert [b.batch_id for b in sink.spool.pending()] == [1, 2, 7, 8]
+            assert (m["spool_dropped"], m["spool_dropped_docs"], m["spool_batches"]) == (4, 40, 4)
+            assert (m["docs_written"], m["docs_acked"]) == (80, 0)
+        finally:
+            sink.close(timeout=0)

@@ -185,8 +185,6 @@ class ElasticsearchSink:
         self._buf_since = 0.0
         self._buf_lock = threading.Lock()
         self._dl_lock = threading.Lock()
-        self._claimed: set[int] = set()
-        self._claim_lock = threading.Lock()
         self._wake = threading.Event()
         self._closing = threading.Event()
         self._stop_now = threading.Event()
@@ -315,7 +313,7 @@ class ElasticsearchSink:
     def _sender(self) -> None:
         failures = 0
         while not self._stop_now.is_set():
-            batch = self._claim()
+            batch = self.spool.claim()  # in flight: drop_oldest leaves it alone
             if batch is None:
                 if self._closing.is_set() and not self.spool.batches:
                     return
@@ -330,17 +328,7 @@ class ElasticsearchSink:
                 failures += 1
                 self._sleep(failures)
             finally:
-                with self._claim_lock:
-                    self._claimed.discard(batch.batch_id)
-
-    def _claim(self) -> SpoolBatch | None:
-        """The oldest pending batch no other sender holds."""
-        with self._claim_lock:
-            for batch in self.spool.pending():
-                if batch.batch_id not in self._claimed:
-                    self._claimed.add(batch.batch_id)
-                    return batch
-        return None
+                self.spool.release(batch.batch_id)  # a no-op once acked
 
     def _deliver(self, batch: SpoolBatch, failures: int) -> int:
         """Send a batch until every item is resolved, then ack it; returns the failure streak.

@@ -27,8 +27,12 @@ Full policy, when a new batch would take the spool over ``max_bytes``:
 
 * ``block``: the writer waits for acks to free space, up to ``block_timeout`` seconds, then
   raises :class:`SpoolFullError` (back-pressure reaches the decoder instead of losing data).
-* ``drop_oldest``: the oldest pending batches are deleted until the new one fits, counted in
-  ``dropped`` (batches) and ``dropped_items`` (documents).
+* ``drop_oldest``: the oldest pending batches that no sender holds are deleted until the new
+  one fits, counted in ``dropped`` (batches) and ``dropped_items`` (documents).  A batch
+  :meth:`Spool.claim`-ed by a sender is in flight (being sent, or waiting out a retry) and is
+  never dropped: it may be landing in Elasticsearch right now, so dropping it would count as
+  lost a batch that is not, and free no memory the sender holds.  When only in-flight batches
+  are left (at most one per sender), the new batch is written beyond the bound.
 
 A single batch larger than ``max_bytes`` is accepted when the spool is empty, so an oversized
 batch cannot wait forever.
@@ -77,7 +81,8 @@ class SpoolBatch:
 class Spool:
     """Append-only spool of batches in ``directory``, bounded by ``max_bytes`` on disk.
 
-    Thread-safe: a writer may :meth:`append` while sender threads :meth:`read` and :meth:`ack`.
+    Thread-safe: a writer may :meth:`append` while sender threads :meth:`claim`, :meth:`read`,
+    :meth:`ack` and :meth:`release`.
 
     Counters: ``bytes`` and ``batches`` (pending now, headers included), ``dropped`` and
     ``dropped_items`` (deleted unsent by ``drop_oldest``), ``torn`` (damaged files skipped),
@@ -108,6 +113,7 @@ class Spool:
         self.blocked_seconds = 0.0
         self._cond = threading.Condition()
         self._pending: dict[int, SpoolBatch] = {}
+        self._in_flight: set[int] = set()
         self._bytes = 0
         self.directory.mkdir(parents=True, exist_ok=True)
         self._next_id = 1
@@ -158,6 +164,30 @@ class Spool:
         with self._cond:
             return [self._pending[k] for k in sorted(self._pending)]
 
+    def claim(self) -> SpoolBatch | None:
+        """The oldest pending batch not in flight, now marked in flight; None if there is none.
+
+        In flight until :meth:`ack` (done) or :meth:`release` (give it back unsent): no other
+        claim returns it and ``drop_oldest`` does not drop it.
+        """
+        with self._cond:
+            free = [k for k in self._pending if k not in self._in_flight]
+            if not free:
+                return None
+            batch_id = min(free)
+            self._in_flight.add(batch_id)
+            return self._pending[batch_id]
+
+    def release(self, batch_id: int) -> None:
+        """Give a claimed batch back (not acknowledged): claimable, and droppable, again."""
+        with self._cond:
+            self._in_flight.discard(batch_id)
+
+    @property
+    def in_flight(self) -> int:
+        """Number of claimed batches (being sent)."""
+        return len(self._in_flight)
+
     def read(self, batch_id: int) -> builtins.bytes | None:
         """The payload of a pending batch, or None if it is gone (acked or dropped meanwhile).
 
@@ -196,6 +226,7 @@ class Spool:
 
     def _forget(self, batch_id: int) -> None:
         """Drop a batch from the books (caller holds the lock)."""
+        self._in_flight.discard(batch_id)
         batch = self._pending.pop(batch_id, None)
         if batch is not None:
             self._bytes -= batch.size
@@ -210,8 +241,12 @@ class Spool:
         if fits():
             return
         if self.full_policy == "drop_oldest":
-            while not fits() and self._pending:
-                oldest = self._pending[min(self._pending)]
+            # Oldest first, never one in flight; if only those are left, write beyond the bound.
+            victims = sorted(k for k in self._pending if k not in self._in_flight)
+            for victim in victims:
+                if fits():
+                    break
+                oldest = self._pending[victim]
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self._path(oldest.batch_id))
                 self._forget(oldest.batch_id)
