@@ -12,6 +12,9 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
+
+from es_server import DEFAULT_PORT, ensure_elasticsearch
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = 20_000
@@ -83,3 +86,48 @@ def test_bench_reports_every_figure_and_decodes_every_record() -> None:
         if has_netflow:
             assert s["netflow_pkg_records"] == RECORDS
             assert s["netflow_pkg_ok"] is True
+
+
+ES_RECORDS = 3_000
+
+
+@pytest.mark.elasticsearch
+def test_elasticsearch_bench_reports_both_rates_and_exact_counts() -> None:
+    """bench/elasticsearch.py on the tests' node (reused, so left running): figures and exact counts."""
+    ensure_elasticsearch(DEFAULT_PORT)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "sidecar"), env.get("PYTHONPATH")]))
+    args = ["--records", str(ES_RECORDS), "--repeat", "1", "--warm-up", "0", "--settle", "0"]
+    args += ["--batch-docs", "500", "--port", str(DEFAULT_PORT), "--json"]
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "elasticsearch.py"), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = orjson.loads(done.stdout)
+
+    assert report["node_started"] is False  # reused: the bench must not stop it
+    assert report["node"]["heap_max_mb"] > 0
+    assert report["machine"]["nproc"] >= 1 and report["machine"]["loadavg"]
+    assert report["records"] == ES_RECORDS and report["batch_docs"] == 500
+    for key in ("raw_docs_per_s", "sidecar_docs_per_s", "ratio"):
+        assert isinstance(report[key], float) and report[key] > 0, f"{key} = {report[key]!r}"
+    assert isinstance(report["meets_target"], bool) and report["target_ratio"] == 0.9
+    assert report["counts_exact"] is True
+    sides = sorted(run["side"] for run in report["runs"])
+    assert sides == ["raw", "sidecar"]
+    for run in report["runs"]:
+        assert run["count"] == ES_RECORDS, run
+        assert run["docs"] == ES_RECORDS and run["count_exact"] is True
+        assert run["requests"] >= ES_RECORDS // 500
+        if run["side"] == "raw":
+            assert run["item_failures"] == 0
+        else:
+            assert run["all_acked"] is True
+            assert run["metrics"]["docs_acked"] == ES_RECORDS
+            assert run["metrics"]["dead_letters"] == 0 and run["metrics"]["spool_batches"] == 0
