@@ -686,7 +686,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--spool-dir", default=tempfile.gettempdir(), help="where the sink's spool goes (default: TMPDIR)"
     )
-    p.add_argument("--warm-up", type=int, default=20_000, help="flows posted by each side before timing")
+    p.add_argument("--warm-up", type=int, default=100_000, help="flows posted by each side before timing")
     p.add_argument("--settle", type=float, default=3.0, help="seconds of quiet before each measurement")
     p.add_argument("--profile", action="store_true", help="one more, instrumented sidecar run")
     p.add_argument("--seed", type=int, default=None, help="stream seed (default: the builders')")
