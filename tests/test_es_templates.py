@@ -1,5 +1,7 @@
 """Elasticsearch assets against the real node: generated files, idempotent setup, simulated
-mappings, and the whole vendor corpus plus the softflowd lab captures indexed through them.
+mappings, and the whole vendor corpus, the lab captures and softflowd's own exports of
+tests/data/traffic/mixed.pcap (every version: v5, v9, v10, v10 biflow, sampled) indexed
+through them (acceptance 1: no field in `GET _mapping` that the field list does not declare).
 
 The node (integ-test build) cannot delete data streams, so every run writes to a namespace of
 its own (``t<uuid hex>``); the templates themselves are the real, shared ones.
@@ -14,7 +16,7 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ import orjson
 import pytest
 
 from es_server import REPO, ensure_elasticsearch
+from exports import SPECS, Run, export
 from fieldlist import declared
 from replay import DATA
 from tunnelhound.decode.decoder import Decoder
@@ -41,6 +44,7 @@ from tunnelhound.setup.elasticsearch import (
 from tunnelhound.sources.files import iter_replay
 
 pytestmark = pytest.mark.elasticsearch
+__all__ = ["export"]  # a fixture, used by name
 
 FLOW_FILES = ("flow.yml", "netflow.yml")
 NODE_FALLBACKS = {"unsigned_long": "long", "constant_keyword": "keyword", "match_only_text": "text"}
@@ -225,6 +229,19 @@ def test_simulated_mapping_has_every_declared_field(
     )
 
 
+def _softflowd_frames(namespace: str, run: Run, exporter: str) -> FlowFrame:
+    """One softflowd export of mixed.pcap, decoded and normalized as the collector would.
+
+    Each export gets an exporter address of its own: they replay the same capture with the
+    same sequence numbers and export times, so from one address their flows' ids would meet.
+    """
+    decoder, normalizer = Decoder(), Normalizer(NormalizeOptions(namespace=namespace))
+    batches = [
+        b for data, at in run.datagrams for b in decoder.decode(Datagram(data, exporter, 9995, at)).flows
+    ]
+    return normalizer.frames(batches)
+
+
 def _frames(namespace: str) -> list[FlowFrame]:
     """The vendor corpus (one decoder per case, as tests/test_frame.py) and the lab captures."""
     options = NormalizeOptions(namespace=namespace)
@@ -259,7 +276,10 @@ def _bulk(url: str, stream: str, docs: dict[str, bytes]) -> list[dict[str, Any]]
     return items
 
 
-def test_bulk_create_of_the_corpus(url: str, namespace: str, first_report: SetupReport) -> None:
+@pytest.mark.real_exporter
+def test_bulk_create_of_the_corpus(
+    url: str, namespace: str, first_report: SetupReport, export: Callable[[str], Run]
+) -> None:
     assert first_report.ok
     stream = f"logs-tunnelhound.flow-{namespace}"
     docs: dict[str, bytes] = {}
@@ -268,6 +288,23 @@ def test_bulk_create_of_the_corpus(url: str, namespace: str, first_report: Setup
             # The same .dat file in two vendor cases is the same record: one document.
             docs.setdefault(orjson.loads(line)["event"]["id"], line)
     assert len(docs) > 6000
+    # softflowd's exports of mixed.pcap: each version adds documents of its own (ids differ).
+    from_softflowd: dict[str, int] = {}
+    for i, name in enumerate(SPECS):
+        frame = _softflowd_frames(namespace, export(name), f"198.51.100.{i + 1}")
+        before = len(docs)
+        for line in encode_ndjson(frame):
+            docs.setdefault(orjson.loads(line)["event"]["id"], line)
+        from_softflowd[name] = len(docs) - before
+        assert from_softflowd[name] == frame.n, name
+    assert from_softflowd == {
+        "v5": 487,
+        "v9": 563,
+        "v10": 563,
+        "v10_biflow": 320,
+        "v9_sampled": 188,
+        "v10_sampled": 188,
+    }
     first = _bulk(url, stream, docs)
     failed = [item for item in first if item["status"] != 201]
     assert failed == []
@@ -291,8 +328,10 @@ def test_bulk_create_of_the_corpus(url: str, namespace: str, first_report: Setup
     exact, patterns = declared(*FLOW_FILES)
     undeclared: set[str] = set()
     dynamic_fields: set[str] = set()
+    mapped: set[str] = set()
     for index in _json(url, "GET", f"/{stream}/_mapping").values():
         for name, es_type in _mapping_leaves(index["mappings"]["properties"]):
+            mapped.add(name)
             if name in exact:
                 continue
             pattern = next((p for p, _ in patterns if fnmatch.fnmatchcase(name, p)), None)
@@ -302,6 +341,14 @@ def test_bulk_create_of_the_corpus(url: str, namespace: str, first_report: Setup
                 assert es_type == "keyword", name
                 dynamic_fields.add(name)
     assert undeclared == set()
+    # Fields only softflowd's exports carry (IPv6 ICMP in v9/v10; the reverse half of biflows).
+    assert {
+        "netflow.icmp_type_code_ipv6",
+        "netflow.reverse_icmp_type_code_ipv6",
+        "netflow.reverse_octet_delta_count",
+        "netflow.reverse_packet_delta_count",
+        "netflow.reverse_tcp_control_bits",
+    } <= mapped
     # The corpus carries unknown elements: the wildcard entries are exercised, not just declared.
     assert dynamic_fields
 
