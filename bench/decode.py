@@ -405,10 +405,22 @@ def _piece_flow_id(merged: Merged) -> Callable[[], None]:
 
 def _piece_event_id(merged: Merged) -> Callable[[], None]:
     event_ids = Normalizer._event_ids
+    args = []
+    for (b, headers), (protos, src, dst, sports, dports) in zip(merged, _id_args(merged), strict=True):
+        content = (
+            ipv4_text(src),
+            ipv4_text(dst),
+            sports,
+            dports,
+            protos,
+            b.columns["octet_delta_count"].tolist(),
+            flow_times(b, headers)[1].tolist(),
+        )
+        args.append((b, headers, content))
 
     def run() -> None:
-        for b, headers in merged:
-            event_ids(b, headers)
+        for b, headers, content in args:
+            event_ids(b, headers, content)
 
     return run
 

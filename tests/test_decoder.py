@@ -164,3 +164,16 @@ def test_unsampled_counter_past_int64_saturates_instead_of_turning_negative() ->
     (doc,) = Normalizer().normalize(batch)
     assert doc["source"]["bytes"] == 2**63 - 1
     assert doc["netflow"]["octet_delta_count"] == 2**64 - 1
+
+
+def test_event_ids_differ_for_different_flows_with_identical_headers() -> None:
+    from tunnelhound.normalize.ecs import Normalizer
+
+    def one(first: int) -> str:
+        (batch,) = Decoder().decode(dg(ipfix([ipfix_template(), ipfix_data(1, first=first)], seq=7))).flows
+        (doc,) = Normalizer().normalize(batch)
+        return str(doc["event"]["id"])
+
+    # Same exporter, domain, template, export time, sequence and position; other counters.
+    assert one(0) == one(0)
+    assert one(0) != one(5)

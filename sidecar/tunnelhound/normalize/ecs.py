@@ -87,6 +87,7 @@ class Normalizer:
         rev_bytes = _first_or_none(cols, _REV_BYTES)
         rev_packets = _first_or_none(cols, _REV_PACKETS)
         start_ns, end_ns = flow_times(batch, headers)
+        raw_bytes = _first(cols, _BYTES, n)
         icmp = np.isin(proto, _ICMP)
         seed = self.options.community_id_seed
         p_l, sp_l, dp_l = proto.tolist(), sport.tolist(), dport.tolist()
@@ -114,7 +115,7 @@ class Normalizer:
             "end_ns": end_ns,
             "src_port": np.where(icmp, ABSENT, sport),
             "dst_port": np.where(icmp, ABSENT, dport),
-            "src_bytes": _scaled(_first(cols, _BYTES, n), rate),
+            "src_bytes": _scaled(raw_bytes, rate),
             "src_packets": _scaled(_first(cols, _PACKETS, n), rate),
             "dst_bytes": _scaled(rev_bytes, rate) if rev_bytes is not None else zeros,
             "dst_packets": _scaled(rev_packets, rate) if rev_packets is not None else zeros,
@@ -132,7 +133,11 @@ class Normalizer:
             "sampling_rate": np.broadcast_to(np.asarray(rate, dtype=np.float64), (n,)).copy(),
             "start_iso": _objects(_iso(start_ns)),
             "end_iso": _objects(_iso(end_ns)),
-            "event_id": _objects(self._event_ids(batch, headers)),
+            "event_id": _objects(
+                self._event_ids(
+                    batch, headers, (src_text, dst_text, sp_l, dp_l, p_l, raw_bytes.tolist(), end_ns.tolist())
+                )
+            ),
             "src_ip": _objects(src_text),
             "dst_ip": _objects(dst_text),
             "community_id": _objects(community),
@@ -206,22 +211,29 @@ class Normalizer:
         return sport, dport
 
     @staticmethod
-    def _event_ids(batch: FlowBatch, headers: RecordHeaders) -> list[str]:
-        # Deterministic: a replay or a retried bulk request yields the same _id (DESIGN §7).
+    def _event_ids(
+        batch: FlowBatch,
+        headers: RecordHeaders,
+        content: tuple[list[str], list[str], list[int], list[int], list[int], list[int], list[int]],
+    ) -> list[str]:
+        """Deterministic ids: a replay or a retried bulk request yields the same ``_id`` (DESIGN §7).
+
+        Where the record came from (exporter, domain, template, export second, sequence, set
+        offset, index) plus what it says (``content``: source and destination address, ports,
+        protocol, raw byte counter, end time): two different flows that happen to share every
+        header value (one capture exported twice with other settings) must not collapse into
+        one document.
+        """
         prefix = (
             f"{batch.exporter_ip}|{batch.exporter_port}|{batch.version}|{batch.domain}|{batch.template_id}|"
         )
         digest = xxhash.xxh3_128_hexdigest
         seconds = (headers.export_ns // 1_000_000_000).tolist()
+        where = (seconds, headers.sequence.tolist(), headers.set_offset.tolist(), headers.index.tolist())
+        # Spelled out: an f-string of named values formats twice as fast as joining a row.
         return [
-            digest(f"{prefix}{t}|{q}|{o}|{i}".encode())
-            for t, q, o, i in zip(
-                seconds,
-                headers.sequence.tolist(),
-                headers.set_offset.tolist(),
-                headers.index.tolist(),
-                strict=True,
-            )
+            digest(f"{prefix}{t}|{q}|{o}|{i}|{sa}|{da}|{sp}|{dp}|{p}|{b}|{e}".encode())
+            for t, q, o, i, sa, da, sp, dp, p, b, e in zip(*where, *content, strict=True)
         ]
 
 
