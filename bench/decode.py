@@ -26,14 +26,11 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
-import importlib.metadata
 import io
 import os
-import platform
 import pstats
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,7 +42,8 @@ from typing import Any, TypeVar
 import numpy as np
 import orjson
 
-import tunnelhound
+from machine import dist_version
+from machine import machine as common_machine
 from streams import Stream, build_ipfix, build_v9, describe
 from tunnelhound.decode.decoder import Decoder
 from tunnelhound.model import Datagram, FlowBatch
@@ -268,7 +266,7 @@ def bench_stream(stream: Stream, args: argparse.Namespace, sink_root: Path | Non
         out["ndjson_bytes_per_record"] = None
         out["decode_normalize_ndjson_rps"] = None
 
-    if _netflow_version() is not None:
+    if dist_version("netflow") is not None:
         nf_part, nf_expected = slice_for(datagrams, stream, args.netflow_records)
         seconds, (nf_records, nf_failed) = best_of(
             args.repeat, lambda: netflow_pkg_decode(nf_part), lambda: netflow_pkg_decode(warm)
@@ -530,54 +528,7 @@ def cprofile_top(stream: Stream, records: int, chunk: int, limit: int) -> str:
 
 def machine() -> dict[str, Any]:
     """Where the figures were taken."""
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        model = platform.processor()
-    return {
-        "cpu_model": model,
-        "nproc": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "orjson": orjson.__version__,
-        "netflow": _netflow_version(),
-        "platform": platform.platform(),
-        "tunnelhound": str(Path(tunnelhound.__file__).parent),
-        "git_commit": _git_commit(Path(tunnelhound.__file__).parent),
-        "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    }
-
-
-def _git_commit(where: Path) -> str | None:
-    """HEAD of the checkout the measured package comes from, ``+dirty`` when it has changes."""
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(where), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(where), "status", "--porcelain", "--", "."],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head + ("+dirty" if dirty else "")
-
-
-def _netflow_version() -> str | None:
-    try:
-        return importlib.metadata.version("netflow")
-    except importlib.metadata.PackageNotFoundError:
-        return None
+    return common_machine(netflow=dist_version("netflow"))
 
 
 def _default_sink_root() -> Path:

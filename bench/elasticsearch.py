@@ -44,7 +44,6 @@ import contextlib
 import gc
 import http.client
 import importlib.util
-import platform
 import resource
 import shutil
 import subprocess
@@ -61,8 +60,9 @@ from urllib.parse import urlsplit
 import numpy as np
 import orjson
 
-import tunnelhound
 import tunnelhound.sinks.elasticsearch as es_sink
+from machine import dist_version
+from machine import machine as common_machine
 from streams import Stream, build_ipfix, build_v9, describe
 from tunnelhound.decode.decoder import Decoder
 from tunnelhound.model import Datagram
@@ -497,60 +497,8 @@ def settle(url: str, seconds: float) -> None:
 
 
 def machine() -> dict[str, Any]:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        model = platform.processor()
-    mem_total = None
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_total = int(line.split()[1]) / 2**20
-    return {
-        "cpu_model": model,
-        "nproc": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "mem_gib": mem_total,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "orjson": orjson.__version__,
-        "elasticsearch_client": _dist_version("elasticsearch"),
-        "platform": platform.platform(),
-        "git_commit": _git_commit(Path(tunnelhound.__file__).parent),
-        "loadavg": list(os.getloadavg()),
-    }
-
-
-def _dist_version(name: str) -> str | None:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _git_commit(where: Path) -> str | None:
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(where), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(where), "status", "--porcelain", "--", "."],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head + ("+dirty" if dirty else "")
+    """Where the figures were taken."""
+    return common_machine(elasticsearch_client=dist_version("elasticsearch"))
 
 
 def _fs_type(path: Path) -> str | None:

@@ -167,7 +167,6 @@ def test_codec_names() -> None:
         codec_element(9, "no_such_field")
 
 
-@pytest.mark.skipif(not EXPECTATIONS.exists(), reason="vendor expectations not in tests/data yet")
 def test_codec_expectation_fields_resolve() -> None:
     cases = json.loads(EXPECTATIONS.read_text(encoding="utf-8"))
     missing = set()
