@@ -83,3 +83,35 @@ def test_normalize_many_merges_sets_and_keeps_record_ids() -> None:
         return {**d, "event": {k: v for k, v in d["event"].items() if k != "created"}}
 
     assert sorted(map(strip, merged), key=key) == sorted(map(strip, one_by_one), key=key)
+
+
+def test_fan_out_writes_every_sink_and_closes_all_even_when_one_fails(tmp_path: Path) -> None:
+    from tunnelhound.pipeline import FanOut
+
+    class FailingClose(ListSink):
+        def close(self) -> None:
+            super().close()
+            raise OSError("disk gone")
+
+    first, second = FailingClose(), ListSink()
+    pipeline = FlowPipeline(Config(), FanOut([first, second]), state_dir=tmp_path)
+    pipeline.process([dat("netflow5.dat")])
+    try:
+        pipeline.close()
+    except OSError as exc:
+        assert str(exc) == "disk gone"
+    else:
+        raise AssertionError("the failing sink's error must surface")
+    assert first.docs == second.docs and len(second.docs) > 0
+    assert first.closed and second.closed
+
+
+def test_no_sink_enabled_is_a_config_error() -> None:
+    import pytest
+
+    from tunnelhound.config import OutputConfig
+    from tunnelhound.errors import ConfigError
+    from tunnelhound.pipeline import open_sinks
+
+    with pytest.raises(ConfigError, match="output: no sink enabled"):
+        open_sinks(Config(output=OutputConfig(ndjson_enabled=False)))

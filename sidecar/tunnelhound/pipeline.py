@@ -55,7 +55,7 @@ class FanOut:
         for sink in self.sinks:
             try:
                 sink.close()
-            except Exception as exc:
+            except Exception as exc:  # the other sinks must still flush and release
                 errors.append(exc)
         if errors:
             raise errors[0]
