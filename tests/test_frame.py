@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 
@@ -14,7 +15,7 @@ from tunnelhound.decode.decoder import Decoder
 from tunnelhound.model import Datagram
 from tunnelhound.normalize.biflow import BiflowStitcher
 from tunnelhound.normalize.ecs import Normalizer
-from tunnelhound.normalize.frame import FlowFrame, encode_ndjson, encode_ndjson_block
+from tunnelhound.normalize.frame import FlowFrame, encode_bulk_block, encode_ndjson, encode_ndjson_block
 from tunnelhound.sources.files import iter_replay
 
 __all__ = ["export"]
@@ -74,3 +75,28 @@ def test_block_encoding_is_the_lines_with_newlines() -> None:
     frame = normalizer.frames(batches)
     assert encode_ndjson_block(frame) == b"".join(line + b"\n" for line in encode_ndjson(frame))
     assert encode_ndjson_block(FlowFrame.empty()) == b""
+
+
+def per_row_bulk(frame: FlowFrame, index: str) -> bytes:
+    """The ``_bulk`` body built a row at a time: orjson action line + the encode_ndjson line."""
+    return b"".join(
+        orjson.dumps({"create": {"_index": index, "_id": eid}}) + b"\n" + doc + b"\n"
+        for eid, doc in zip(frame.cols["event_id"].tolist(), encode_ndjson(frame), strict=True)
+    )
+
+
+@pytest.mark.parametrize("capture", ["netflow_v5.pcap", "netflow_v9.pcap", "ipfix.pcap"])
+def test_bulk_block_is_the_per_row_actions_and_lines(capture: str) -> None:
+    decoder, normalizer = Decoder(), Normalizer()
+    batches = [b for dg in iter_replay([str(DATA / "lab" / capture)]) for b in decoder.decode(dg).flows]
+    index = "logs-tunnelhound.flow-default"
+    for frame in (normalizer.frames(batches), stitched(normalizer.frames(batches))):
+        assert frame.n
+        block = encode_bulk_block(frame, index)
+        assert block == per_row_bulk(frame, index)
+        lines = block.split(b"\n")
+        assert len(lines) == 2 * frame.n + 1 and lines[-1] == b""
+        # a slice of a frame encodes to the same rows
+        part = frame.take(np.arange(5, 17))
+        assert encode_bulk_block(part, index) == b"".join(line + b"\n" for line in lines[10:34])
+    assert encode_bulk_block(FlowFrame.empty(), index) == b""

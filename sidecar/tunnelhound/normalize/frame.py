@@ -1,5 +1,6 @@
 """Normalized flows as columns (:class:`FlowFrame`), and their two renderings: ECS
-documents as dicts (for features, rules and tests) and NDJSON lines (for sinks).
+documents as dicts (for features, rules and tests) and NDJSON lines (for sinks; also as a
+ready ``_bulk`` body with :func:`encode_bulk_block`).
 
 Keeping flows columnar until the sink is what makes the hot path fast: the NDJSON encoder
 joins per-column strings that numpy produced in bulk, instead of building a dict per flow
@@ -195,6 +196,28 @@ def encode_ndjson(frame: FlowFrame) -> list[bytes]:
 def encode_ndjson_block(frame: FlowFrame) -> bytes:
     """All rows as one NDJSON block, each line ending in a newline (one encode for the lot)."""
     return _lines(frame).render_block() if frame.n else b""
+
+
+def encode_bulk_block(frame: FlowFrame, index: str) -> bytes:
+    """All rows as one ``_bulk`` body: per row a ``create`` action into ``index`` with ``_id`` =
+    ``event.id``, then the row's NDJSON document, each line ending in a newline.
+
+    The action line is two more pieces of the same row join as the document (event ids are
+    hex digests we make, safe in JSON without escaping); equal to building each row's action
+    with orjson and appending its :func:`encode_ndjson` line.
+    """
+    if not frame.n:
+        return b""
+    doc = _lines(frame)
+    line = _Line(frame.n)
+    line.lit(f'{{"create":{{"_index":{orjson.dumps(index).decode()},"_id":"')
+    line.col(frame.cols["event_id"].tolist()).lit('"}}\n')
+    for part in doc.parts:
+        if isinstance(part, str):
+            line.lit(part)
+        else:
+            line.col(part)
+    return line.render_block()
 
 
 def _lines(frame: FlowFrame) -> _Line:
