@@ -35,7 +35,13 @@ from es_server import ensure_elasticsearch, es_request, security_kwargs, stop_el
 from tunnelhound.decode.decoder import Decoder
 from tunnelhound.normalize.ecs import NormalizeOptions, Normalizer
 from tunnelhound.normalize.frame import FlowFrame
-from tunnelhound.sinks.elasticsearch import ElasticsearchSink, ElasticsearchSinkError, bulk_pairs, flow_index
+from tunnelhound.sinks.elasticsearch import (
+    Capabilities,
+    ElasticsearchSink,
+    ElasticsearchSinkError,
+    bulk_pairs,
+    flow_index,
+)
 from tunnelhound.sources.files import iter_replay
 
 pytestmark = pytest.mark.elasticsearch
@@ -561,3 +567,97 @@ def test_malformed_bulk_400_is_split_and_only_the_bad_lines_are_dead_letters(
     assert second["document"]["event"]["id"] == "mal-000000250"
     assert stream_count(url, ns) == frame.n - 2
     assert duplicate_ids(url, ns) == []
+
+
+# --------------------------------------------------------------------------- no node: a fake client
+
+
+class _ProbedSink(ElasticsearchSink):
+    """A sink whose node is a stand-in: capabilities of 8.19, requests answered by ``answer``."""
+
+    def _probe(self, timeout: float, *, fatal: bool) -> bool:
+        self.capabilities = Capabilities.from_version((8, 19, 0))
+        return True
+
+
+@dataclass
+class _Answer:
+    body: dict[str, Any]
+
+
+def _fake_sink(tmp_path: Path, answer: Any, **kw: Any) -> tuple[ElasticsearchSink, list[bytes]]:
+    sent: list[bytes] = []
+
+    def bulk(operations: bytes, **params: Any) -> _Answer:
+        sent.append(operations)
+        return _Answer(answer(len(sent), operations))
+
+    sink = _ProbedSink(
+        "http://127.0.0.1:1", spool_dir=tmp_path / "spool", backoff_initial=0.01, backoff_max=0.02, **kw
+    )
+    sink.client.bulk = bulk  # type: ignore[method-assign]
+    return sink, sent
+
+
+def _created(_: int, body: bytes) -> dict[str, Any]:
+    return {"errors": False, "items": [{"create": {"status": 201}}] * (body.count(b"\n") // 2)}
+
+
+def test_frames_are_spooled_and_sent_as_the_per_row_pairs_in_batches(tmp_path: Path) -> None:
+    frames = lab_frames("fake")[:60]
+    rows = sum(f.n for f in frames)
+    sink, sent = _fake_sink(tmp_path, _created, batch_docs=97)
+    spooled: list[bytes] = []
+    append = sink.spool.append
+
+    def recording_append(payload: bytes, items: int = 0, *, timeout: float | None = None) -> int:
+        assert payload.count(b"\n") == 2 * items
+        spooled.append(payload)
+        return append(payload, items, timeout=timeout)
+
+    sink.spool.append = recording_append  # type: ignore[method-assign]
+    for frame in frames:
+        sink.write_frame(frame)
+    sink.close(timeout=30)
+
+    assert b"".join(sent) == b"".join(pair for f in frames for pair in bulk_pairs(f))
+    assert [b.count(b"\n") // 2 for b in sent] == [97] * (rows // 97) + ([rows % 97] if rows % 97 else [])
+    # Every request is a spooled payload as it is, in order: nothing re-split, nothing re-joined.
+    assert len(sent) == len(spooled) and all(s is p for s, p in zip(sent, spooled, strict=True))
+    m = sink.metrics()
+    assert (m["docs_written"], m["docs_acked"], m["bulk_requests"], m["spool_batches"]) == (
+        rows,
+        rows,
+        len(sent),
+        0,
+    )
+
+
+def test_only_the_items_that_need_it_are_split_out_resent_or_dead_lettered(tmp_path: Path) -> None:
+    frame = FlowFrame.concat(lab_frames("fake")[:40])
+    pairs = bulk_pairs(frame)
+
+    def answer(attempt: int, body: bytes) -> dict[str, Any]:
+        if attempt > 1:
+            return _created(attempt, body)
+        items: list[dict[str, Any]] = [{"create": {"status": 201}} for _ in pairs]
+        items[3] = {"create": {"status": 429, "error": {"type": "es_rejected_execution_exception"}}}
+        items[5] = {"create": {"status": 400, "error": {"type": "document_parsing_exception"}}}
+        items[8] = {"create": {"status": 409, "error": {"type": "version_conflict_engine_exception"}}}
+        return {"errors": True, "items": items}
+
+    sink, sent = _fake_sink(tmp_path, answer, batch_docs=len(pairs))
+    sink.write_pairs(pairs)
+    sink.close(timeout=30)
+
+    assert sent == [b"".join(pairs), pairs[3]]
+    assert (sink.docs_acked, sink.docs_conflict, sink.dead_letters, sink.item_retries) == (
+        len(pairs) - 1,
+        1,
+        1,
+        1,
+    )
+    (letter,) = read_dead_letters(tmp_path / "spool" / "dead-letter.ndjson")
+    assert (letter["_id"], letter["status"]) == (frame.cols["event_id"][5], 400)
+    assert letter["document"] == orjson.loads(pairs[5].split(b"\n")[1])
+    assert sink.spool.batches == 0

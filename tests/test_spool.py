@@ -195,3 +195,49 @@ def test_drop_oldest_skips_the_batches_sink_senders_hold(tmp_path: Path) -> None
             assert (m["docs_written"], m["docs_acked"]) == (80, 0)
         finally:
             sink.close(timeout=0)
+
+
+def test_cache_hands_senders_the_appended_payload_only_once_it_is_durable(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=10_000, cache_bytes=250)
+    seen_on_disk: list[bool] = []
+    write_file = spool._write_file
+
+    def checking_write(batch_id: int, header: bytes, payload: bytes) -> None:
+        write_file(batch_id, header, payload)
+        # The file is whole (renamed, directory synced) before a sender can claim the batch
+        # and before its payload is in the cache.
+        seen_on_disk.append(spool.claim() is None and batch_id not in spool._cache)
+
+    spool._write_file = checking_write  # type: ignore[method-assign]
+    payload = b"p" * 100
+    first = spool.append(payload, items=1)
+    assert seen_on_disk == [True]
+    spool._write_file = write_file  # type: ignore[method-assign]
+    assert spool.read(first) is payload  # from memory: no read back, no second CRC
+    assert (tmp_path / f"{first:020d}.batch").read_bytes()[HEADER:] == payload
+    second = spool.append(b"q" * 100, items=1)
+    third = spool.append(b"r" * 100, items=1)  # over cache_bytes: not cached, read from disk
+    assert spool.read(second) == b"q" * 100 and spool.read(third) == b"r" * 100
+    assert set(spool._cache) == {first, second} and spool._cached == 200
+    spool.ack(first)
+    assert set(spool._cache) == {second} and spool._cached == 100
+    # A fresh spool (a restart) reads everything from disk, CRC checked.
+    reopened = Spool(tmp_path, max_bytes=10_000, cache_bytes=250)
+    assert reopened.read(second) == b"q" * 100 and not reopened._cache
+
+
+def test_cache_entries_leave_with_dropped_batches(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=2 * (HEADER + 76), full_policy="drop_oldest", cache_bytes=10_000)
+    first = spool.append(b"x" * 76, items=1)
+    spool.append(b"x" * 76, items=1)
+    spool.append(b"y" * 76, items=1)
+    assert spool.dropped == 1 and first not in spool._cache and spool._cached == 2 * 76
+    assert spool.read(first) is None
+
+
+def test_a_multi_megabyte_batch_is_written_whole(tmp_path: Path) -> None:
+    payload = os.urandom(9 * 1024 * 1024 + 7)
+    spool = Spool(tmp_path, max_bytes=64 * 1024 * 1024)
+    batch_id = spool.append(payload, items=3)
+    assert (tmp_path / f"{batch_id:020d}.batch").stat().st_size == HEADER + len(payload)
+    assert Spool(tmp_path).read(batch_id) == payload

@@ -41,7 +41,7 @@ from elasticsearch import ApiError, Elasticsearch
 from elasticsearch.serializer import JsonSerializer, NdjsonSerializer
 
 from tunnelhound.errors import TunnelhoundError
-from tunnelhound.normalize.frame import FlowFrame, encode_ndjson
+from tunnelhound.normalize.frame import FlowFrame, encode_bulk_block, encode_ndjson
 from tunnelhound.sinks.spool import Spool, SpoolBatch
 
 __all__ = ["Capabilities", "ElasticsearchSink", "ElasticsearchSinkError", "bulk_pairs", "flow_index"]
@@ -56,6 +56,8 @@ _RETRY_STATUSES = frozenset({401, 403, 408, 429})
 # node's http.max_content_length) and 400 (a malformed line): split the request instead.
 _REFUSED_STATUSES = frozenset({400, 413})
 _LOG_EVERY_S = 10.0
+# Spooled payloads kept in memory for the senders (Spool cache_bytes): ~10 batches of 2,000.
+_SPOOL_CACHE_BYTES = 32 * 1024 * 1024
 
 
 class ElasticsearchSinkError(TunnelhoundError):
@@ -154,7 +156,11 @@ class ElasticsearchSink:
         if not 0 < backoff_initial <= backoff_max:
             raise ValueError("need 0 < backoff_initial <= backoff_max")
         self.spool = Spool(
-            spool_dir, max_bytes=spool_max_bytes, full_policy=full_policy, block_timeout=block_timeout
+            spool_dir,
+            max_bytes=spool_max_bytes,
+            full_policy=full_policy,
+            block_timeout=block_timeout,
+            cache_bytes=min(_SPOOL_CACHE_BYTES, spool_max_bytes),
         )
         self.batch_docs = batch_docs
         self.flush_interval = flush_interval
@@ -180,7 +186,9 @@ class ElasticsearchSink:
         self.bulk_refused = 0
         self.last_bulk_latency_s = 0.0
         self._mlock = threading.Lock()
-        self._buf: list[bytes] = []
+        # Pieces of bulk body (a frame's rows, or one pair) and their row counts.  A frame is
+        # cut where a batch ends, so a batch is always whole pieces.
+        self._buf: list[tuple[bytes, int]] = []
         self._buf_rows = 0
         self._buf_since = 0.0
         self._buf_lock = threading.Lock()
@@ -209,19 +217,34 @@ class ElasticsearchSink:
             raise ValueError("write to a closed ElasticsearchSink")
         if frame.n == 0:
             return
-        self.write_pairs(bulk_pairs(frame))
+        index = flow_index(frame.namespace)
+        with self._buf_lock:
+            # The rows are encoded in runs that end where a batch ends: one column join per run
+            # (encode_bulk_block), and a batch is the concatenation of whole runs.
+            pieces = []
+            start, filled = 0, self._buf_rows % self.batch_docs
+            while start < frame.n:
+                stop = min(frame.n, start + self.batch_docs - filled)
+                part = frame if stop - start == frame.n else _rows(frame, start, stop)
+                pieces.append((encode_bulk_block(part, index), stop - start))
+                start, filled = stop, 0
+            self._queue(pieces, frame.n)
 
     def write_pairs(self, pairs: list[bytes]) -> None:
-        """Queue ready ``action\\ndocument\\n`` pairs (what :meth:`write_frame` builds)."""
+        """Queue ready ``action\\ndocument\\n`` pairs (what :func:`bulk_pairs` builds)."""
         with self._buf_lock:
-            if not self._buf:
-                self._buf_since = time.monotonic()
-            self._buf.extend(pairs)
-            self._buf_rows += len(pairs)
-            while self._buf_rows >= self.batch_docs:
-                self._spool_buffer(self.batch_docs, timeout=None)
+            self._queue([(pair, 1) for pair in pairs], len(pairs))
+
+    def _queue(self, pieces: list[tuple[bytes, int]], rows: int) -> None:
+        """Buffer pieces, spooling every full batch (caller holds _buf_lock)."""
+        if not self._buf:
+            self._buf_since = time.monotonic()
+        self._buf.extend(pieces)
+        self._buf_rows += rows
+        while self._buf_rows >= self.batch_docs:
+            self._spool_buffer(self.batch_docs, timeout=None)
         with self._mlock:
-            self.docs_written += len(pairs)
+            self.docs_written += rows
 
     def flush(self) -> None:
         """Put every buffered row in the spool (durable once this returns)."""
@@ -281,12 +304,20 @@ class ElasticsearchSink:
     # ------------------------------------------------------------------ buffer -> spool
 
     def _spool_buffer(self, rows: int, timeout: float | None) -> None:
-        """Move up to ``rows`` buffered pairs into one spool batch (caller holds _buf_lock)."""
-        take = self._buf[:rows]
-        self.spool.append(b"".join(take), items=len(take), timeout=timeout)
+        """Move up to ``rows`` buffered rows (whole pieces, at least one) into one spool batch
+        (caller holds _buf_lock).  The joined body is the one written and, from the spool's
+        cache, the one sent: no other copy of it is made."""
+        count, taken = 0, 0
+        for _, piece_rows in self._buf:
+            if taken and count + piece_rows > rows:
+                break
+            count += piece_rows
+            taken += 1
+        payload = b"".join([piece for piece, _ in self._buf[:taken]])
+        self.spool.append(payload, items=count, timeout=timeout)
         # Only after a successful append: a SpoolFullError leaves the rows buffered.
-        del self._buf[:rows]
-        self._buf_rows = len(self._buf)
+        del self._buf[:taken]
+        self._buf_rows -= count
         self._buf_since = time.monotonic()
         self._wake.set()
 
@@ -339,13 +370,20 @@ class ElasticsearchSink:
         documents: one still refused goes to the dead letter with the server's answer, so a bad
         line never blocks the batch and the good ones around it are indexed.  Items answered
         with a retryable status are collected and re-sent after a backoff.
+
+        The spooled payload goes out as it is for as long as the whole batch is the request;
+        it is split into items (action and document lines) only once some item needs a retry
+        or a dead letter, or the request is refused as a whole.
         """
         payload = self.spool.read(batch.batch_id)
         if payload is None:
             return failures  # dropped by drop_oldest or torn: counted by the spool
-        lines = payload.split(b"\n")
-        actions, docs = lines[0:-1:2], lines[1:-1:2]
-        queue: deque[list[int]] = deque([list(range(len(actions)))])
+        whole = batch.items > 0  # a batch spooled without its count is split from the start
+        actions: list[bytes] = []
+        docs: list[bytes] = []
+        if not whole:
+            actions, docs = _split(payload)
+        queue: deque[list[int]] = deque([list(range(batch.items if whole else len(actions)))])
         retry: list[int] = []
         example: Any = None  # one retryable item's answer, for the log
         while queue or retry:
@@ -364,7 +402,8 @@ class ElasticsearchSink:
                 self._sleep(failures)
                 continue
             todo = queue[0]
-            body = b"".join([actions[i] + b"\n" + docs[i] + b"\n" for i in todo])
+            # The whole batch: the spooled bytes as they are; a subset: its items joined.
+            body = payload if whole else b"".join([actions[i] + b"\n" + docs[i] + b"\n" for i in todo])
             outcome = self._bulk(body, len(todo))
             if outcome is None:
                 failures += 1
@@ -374,6 +413,11 @@ class ElasticsearchSink:
                 continue
             queue.popleft()
             if isinstance(outcome, _Refused):
+                if whole:
+                    # From here on requests are halves: split the payload into its items.
+                    whole = False
+                    actions, docs = _split(payload)
+                    todo = list(range(len(actions)))  # the lines, should the spooled count be off
                 if len(todo) > 1:
                     half = len(todo) // 2
                     queue.extendleft([todo[half:], todo[:half]])
@@ -398,6 +442,10 @@ class ElasticsearchSink:
                     example = item
                 else:
                     dead.append((pos, status, result.get("error")))
+            if whole and (dead or again):
+                # Some items go on alone (retry) or to the dead letter: split into items.
+                whole = False
+                actions, docs = _split(payload)
             if dead:
                 self._dead_letter([(actions[p], docs[p], s, e) for p, s, e in dead])
             with self._mlock:
@@ -559,6 +607,19 @@ class ElasticsearchSink:
             raise ElasticsearchSinkError(message)
         self._log_limited("probe", "%s", message)
         return False
+
+
+def _split(payload: bytes) -> tuple[list[bytes], list[bytes]]:
+    """The action lines and the document lines of a bulk body (without newlines)."""
+    lines = payload.split(b"\n")
+    return lines[0:-1:2], lines[1:-1:2]
+
+
+def _rows(frame: FlowFrame, start: int, stop: int) -> FlowFrame:
+    """Rows ``start:stop`` of a frame (views of its columns, nothing copied)."""
+    return FlowFrame(
+        stop - start, {name: col[start:stop] for name, col in frame.cols.items()}, frame.namespace
+    )
 
 
 def bulk_pairs(frame: FlowFrame) -> list[bytes]:

@@ -36,6 +36,14 @@ Full policy, when a new batch would take the spool over ``max_bytes``:
 
 A single batch larger than ``max_bytes`` is accepted when the spool is empty, so an oversized
 batch cannot wait forever.
+
+Read-back cache (``cache_bytes``, off by default): payloads just appended are also kept in
+memory, up to ``cache_bytes`` in all, and :meth:`Spool.read` hands them out without reading
+the file back and checking its CRC again.  An entry goes in only once its file is durable
+(fsync, rename, directory fsync), so the cache never lets a sender see a batch that is not on
+disk; it leaves with the batch (ack, drop, torn).  A payload that does not fit is not cached
+(the oldest pending batches, which senders claim first, stay in; after a crash everything is
+read from disk).
 """
 
 from __future__ import annotations
@@ -96,6 +104,7 @@ class Spool:
         max_bytes: int = 1024 * 1024 * 1024,
         full_policy: str = "block",
         block_timeout: float = 60.0,
+        cache_bytes: int = 0,
     ) -> None:
         if max_bytes < 1:
             raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
@@ -115,6 +124,9 @@ class Spool:
         self._pending: dict[int, SpoolBatch] = {}
         self._in_flight: set[int] = set()
         self._bytes = 0
+        self.cache_bytes = max(0, cache_bytes)
+        self._cache: dict[int, builtins.bytes] = {}
+        self._cached = 0
         self.directory.mkdir(parents=True, exist_ok=True)
         self._next_id = 1
         self._recover()
@@ -156,6 +168,9 @@ class Spool:
             raise
         with self._cond:
             self._pending[batch_id] = SpoolBatch(batch_id, items, size)
+            if self._cached + len(payload) <= self.cache_bytes:
+                self._cache[batch_id] = payload
+                self._cached += len(payload)
             self._cond.notify_all()
         return batch_id
 
@@ -193,12 +208,15 @@ class Spool:
 
         A batch damaged since it was written is moved aside as torn, counted, and gives None.
         """
+        with self._cond:
+            cached = self._cache.get(batch_id)
+        if cached is not None:
+            return cached
         path = self._path(batch_id)
         try:
-            data = path.read_bytes()
+            payload = _read_payload(path)
         except FileNotFoundError:
             return None
-        payload = _check(data)
         if payload is None:
             with self._cond:
                 self._forget(batch_id)
@@ -227,6 +245,9 @@ class Spool:
     def _forget(self, batch_id: int) -> None:
         """Drop a batch from the books (caller holds the lock)."""
         self._in_flight.discard(batch_id)
+        cached = self._cache.pop(batch_id, None)
+        if cached is not None:
+            self._cached -= len(cached)
         batch = self._pending.pop(batch_id, None)
         if batch is not None:
             self._bytes -= batch.size
@@ -266,8 +287,7 @@ class Spool:
         tmp = self.directory / f"{batch_id:020d}.tmp"
         fd = os.open(tmp, _OPEN_FLAGS, 0o600)
         try:
-            _write_all(fd, header)
-            _write_all(fd, payload)
+            _write_all(fd, header, payload)
             os.fsync(fd)
         except BaseException:
             os.close(fd)
@@ -318,11 +338,33 @@ def _check(data: bytes) -> bytes | None:
     return payload if zlib.crc32(payload) == crc else None
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    """``os.write`` until everything is written; a regular file may accept less at once."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+def _read_payload(path: Path) -> bytes | None:
+    """A batch file's payload read straight into its own buffer (no copy of the whole file),
+    or None if its header, length or CRC is wrong."""
+    with open(path, "rb", buffering=0) as fh:
+        head = fh.read(_HEADER.size)
+        payload = fh.read()
+    if len(head) < _HEADER.size:
+        return None
+    magic, version, _items, length, crc = _HEADER.unpack(head)
+    if magic != _MAGIC or version != _VERSION or len(payload) != length or zlib.crc32(payload) != crc:
+        return None
+    return payload
+
+
+def _write_all(fd: int, *pieces: bytes) -> None:
+    """``os.writev`` until everything is written; a regular file may accept less at once.
+
+    The pieces go to the kernel as they are: no joined copy of header and payload.
+    """
+    views = [memoryview(p) for p in pieces if p]
+    while views:
+        done = os.writev(fd, views)
+        while views and done >= len(views[0]):
+            done -= len(views[0])
+            views.pop(0)
+        if done:
+            views[0] = views[0][done:]
 
 
 def _fsync_dir(directory: Path) -> None:
