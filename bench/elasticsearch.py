@@ -392,12 +392,12 @@ class Profile:
 
     @contextlib.contextmanager
     def patched_encoder(self) -> Iterator[None]:
-        original = es_sink.bulk_pairs
-        es_sink.bulk_pairs = self.wrap("writer.bulk_pairs (encode_ndjson + action lines)", original)
+        original = es_sink.encode_bulk_block
+        es_sink.encode_bulk_block = self.wrap("writer.encode_bulk_block (actions + documents)", original)
         try:
             yield
         finally:
-            es_sink.bulk_pairs = original
+            es_sink.encode_bulk_block = original
 
     def instrument(self, sink: ElasticsearchSink) -> None:
         """Wrap the instance's pieces; sender threads look them up at each call.
