@@ -33,6 +33,7 @@ the decoder's template compiler.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -166,42 +167,13 @@ def build_v9(
     boot_uptime_ms = 3 * 86_400_000 + 12_345  # the router has been up three days
     flows["first_uptime"] = (flows["start_ms"] - T0 * 1000 + boot_uptime_ms).astype(np.uint32)
     flows["last_uptime"] = (flows["end_ms"] - T0 * 1000 + boot_uptime_ms).astype(np.uint32)
-    body = _pack(V9_TEMPLATE, flows)
-    reclen = body.dtype.itemsize
-    template_set = _template_set(0, V9_TEMPLATE)
-    per_plain = (datagram_size - _V9_HEADER.size - _SET_HEADER.size) // reclen
-    per_with_template = (datagram_size - _V9_HEADER.size - len(template_set) - _SET_HEADER.size) // reclen
-    datagrams: list[bytes] = []
-    pos = sequence = templates = 0
-    while pos < records:
-        with_template = sequence % template_every == 0
-        take = min(per_with_template if with_template else per_plain, records - pos)
-        export_s = _export_second(flows["end_ms"], pos, take)
+
+    def header(sequence: int, pos: int, count: int, export_s: int, payload: bytes) -> bytes:
         uptime = (export_s - T0) * 1000 + boot_uptime_ms
-        parts = [b""]
-        if with_template:
-            parts.append(template_set)
-            templates += 1
-        parts.append(_data_set(TEMPLATE_ID, body[pos : pos + take].tobytes()))
-        count = take + (1 if with_template else 0)
-        parts[0] = _V9_HEADER.pack(9, count, uptime & 0xFFFFFFFF, export_s, sequence & 0xFFFFFFFF, source_id)
-        datagrams.append(b"".join(parts))
-        pos += take
-        sequence += 1
-    return Stream(
-        name="v9",
-        version=9,
-        datagrams=datagrams,
-        records=records,
-        record_length=reclen,
-        records_per_datagram=per_plain,
-        template_datagrams=templates,
-        octets=int(flows["octets"].sum()),
-        packets=int(flows["packets"].sum()),
-        exporter_ip="192.0.2.10",
-        exporter_port=2055,
-        first_export_time=_export_second(flows["end_ms"], 0, min(per_with_template, records)),
-    )
+        return _V9_HEADER.pack(9, count, uptime & 0xFFFFFFFF, export_s, sequence & 0xFFFFFFFF, source_id)
+
+    return _stream("v9", 9, flows, V9_TEMPLATE, 0, _V9_HEADER.size, header, template_every, datagram_size,
+                   exporter=("192.0.2.10", 2055))  # fmt: skip
 
 
 def build_ipfix(
@@ -215,29 +187,53 @@ def build_ipfix(
 ) -> Stream:
     """IPFIX stream of ``records`` data records, one message a datagram (see the module doc)."""
     flows = _flows(records, seed, span_seconds)
-    body = _pack(IPFIX_TEMPLATE, flows)
+
+    def header(message: int, pos: int, count: int, export_s: int, payload: bytes) -> bytes:
+        # Sequence: data records sent in earlier messages of this domain, modulo 2**32.
+        return _IPFIX_HEADER.pack(10, _IPFIX_HEADER.size + len(payload), export_s, pos & 0xFFFFFFFF, domain)
+
+    return _stream("ipfix", 10, flows, IPFIX_TEMPLATE, 2, _IPFIX_HEADER.size, header, template_every,
+                   datagram_size, exporter=("192.0.2.20", 4739))  # fmt: skip
+
+
+def _stream(
+    name: str,
+    version: int,
+    flows: dict[str, np.ndarray],
+    template: tuple[tuple[int, int, str], ...],
+    template_set_id: int,
+    header_size: int,
+    header: Callable[[int, int, int, int, bytes], bytes],
+    template_every: int,
+    datagram_size: int,
+    *,
+    exporter: tuple[str, int],
+) -> Stream:
+    """Pack ``flows`` into datagrams of one template, the template set in front every
+    ``template_every`` datagrams; ``header(n, pos, count, export_s, payload)`` makes each header."""
+    records = len(flows["end_ms"])
+    body = _pack(template, flows)
     reclen = body.dtype.itemsize
-    template_set = _template_set(2, IPFIX_TEMPLATE)
-    per_plain = (datagram_size - _IPFIX_HEADER.size - _SET_HEADER.size) // reclen
-    per_with_template = (datagram_size - _IPFIX_HEADER.size - len(template_set) - _SET_HEADER.size) // reclen
+    template_set = _template_set(template_set_id, template)
+    per_plain = (datagram_size - header_size - _SET_HEADER.size) // reclen
+    per_with_template = (datagram_size - header_size - len(template_set) - _SET_HEADER.size) // reclen
     datagrams: list[bytes] = []
-    pos = message = templates = 0
+    pos = number = templates = 0
     while pos < records:
-        with_template = message % template_every == 0
+        with_template = number % template_every == 0
         take = min(per_with_template if with_template else per_plain, records - pos)
         export_s = _export_second(flows["end_ms"], pos, take)
         sets = [template_set] if with_template else []
         templates += with_template
         sets.append(_data_set(TEMPLATE_ID, body[pos : pos + take].tobytes()))
         payload = b"".join(sets)
-        # Sequence: data records sent in earlier messages of this domain, modulo 2**32.
-        header = _IPFIX_HEADER.pack(10, _IPFIX_HEADER.size + len(payload), export_s, pos & 0xFFFFFFFF, domain)
-        datagrams.append(header + payload)
+        # v9's header count includes the template record, as RFC 3954 says.
+        datagrams.append(header(number, pos, take + with_template, export_s, payload) + payload)
         pos += take
-        message += 1
+        number += 1
     return Stream(
-        name="ipfix",
-        version=10,
+        name=name,
+        version=version,
         datagrams=datagrams,
         records=records,
         record_length=reclen,
@@ -245,8 +241,8 @@ def build_ipfix(
         template_datagrams=templates,
         octets=int(flows["octets"].sum()),
         packets=int(flows["packets"].sum()),
-        exporter_ip="192.0.2.20",
-        exporter_port=4739,
+        exporter_ip=exporter[0],
+        exporter_port=exporter[1],
         first_export_time=_export_second(flows["end_ms"], 0, min(per_with_template, records)),
     )
 
