@@ -100,3 +100,49 @@ def test_bulk_block_is_the_per_row_actions_and_lines(capture: str) -> None:
         part = frame.take(np.arange(5, 17))
         assert encode_bulk_block(part, index) == b"".join(line + b"\n" for line in lines[10:34])
     assert encode_bulk_block(FlowFrame.empty(), index) == b""
+
+
+def lab_frame() -> FlowFrame:
+    decoder, normalizer = Decoder(), Normalizer()
+    capture = str(DATA / "lab" / "ipfix.pcap")
+    return normalizer.frames([b for dg in iter_replay([capture]) for b in decoder.decode(dg).flows])
+
+
+def test_features_render_nested_under_tunnelhound_and_absent_values_are_left_out() -> None:
+    frame = lab_frame().rows(0, 4)
+    frame.features["bpp.source"] = np.array([84.0, np.nan, 1.5, np.inf])
+    frame.features["dns.anomaly"] = np.array([True, False, True, False])
+    frame.features["dns.count"] = np.array([3, -1, 0, 7])
+    frame.features["host"] = np.array(["10.0.0.1", None, 'q"uote', None], dtype=object)
+    assert_encoded_equals_documents(frame)
+    docs = frame.documents()
+    th = [d["tunnelhound"] for d in docs]
+    assert th[0]["bpp"] == {"source": 84.0} and th[0]["dns"] == {"anomaly": True, "count": 3}
+    assert "bpp" not in th[1] and th[1]["dns"] == {"anomaly": False} and "host" not in th[1]
+    assert th[2]["host"] == 'q"uote' and th[2]["dns"]["count"] == 0
+    assert "bpp" not in th[3]  # inf is not JSON: treated as absent
+    assert all(d["tunnelhound"]["biflow"] == "uniflow" for d in docs)
+
+
+def test_features_survive_take_rows_and_concat() -> None:
+    frame = lab_frame().rows(0, 3)
+    frame.features["score"] = np.array([0.1, 0.2, 0.3])
+    plain = lab_frame().rows(3, 5)
+    both = FlowFrame.concat([frame, plain])
+    assert both.n == 5
+    assert both.features["score"][:3].tolist() == [0.1, 0.2, 0.3]
+    assert np.isnan(both.features["score"][3:]).all()
+    assert both.take(np.array([2, 4])).features["score"][0] == 0.3
+    assert_encoded_equals_documents(both)
+
+
+def test_observer_type_extra_members_and_missing_netflow_object() -> None:
+    frame = lab_frame().rows(0, 2)
+    frame.cols["observer_type"] = np.array(["zeek", None], dtype=object)
+    frame.cols["extra"] = np.array(['"zeek":{"session_id":"C1x"}', None], dtype=object)
+    frame.cols["netflow"] = np.array([None, frame.cols["netflow"][1]], dtype=object)
+    assert_encoded_equals_documents(frame)
+    first, second = frame.documents()
+    assert first["observer"]["type"] == "zeek" and first["zeek"] == {"session_id": "C1x"}
+    assert "netflow" not in first and "type" not in second["observer"]
+    assert second["netflow"]["exporter"]["version"] == 10

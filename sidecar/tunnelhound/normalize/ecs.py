@@ -147,7 +147,9 @@ class Normalizer:
             "dst_mac": dst_mac if dst_mac is not None else none,
             "reverse_event_id": none.copy(),
             "observer": np.full(n, batch.exporter_ip, dtype=object),
+            "observer_type": np.full(n, None, dtype=object),
             "netflow": _objects(_netflow_fragments(batch, headers)),
+            "extra": np.full(n, None, dtype=object),
             "created": np.full(n, created, dtype=object),
         }
         return FlowFrame(n, out, self.options.namespace)

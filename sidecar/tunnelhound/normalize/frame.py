@@ -10,8 +10,9 @@ document; a test holds them equal on every capture.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
 
@@ -64,8 +65,14 @@ COLUMNS: dict[str, str] = {
     "dst_mac": "O",
     "reverse_event_id": "O",
     "observer": "O",
-    # JSON object body of netflow.* (exporter header and raw elements), without braces.
+    # observer.type ("zeek" for Zeek's conn records); None: not rendered (exporters don't say)
+    "observer_type": "O",
+    # JSON object body of netflow.* (exporter header and raw elements), without braces; None:
+    # no netflow object (flows that did not come from an exporter, e.g. Zeek's).
     "netflow": "O",
+    # JSON members (without braces) added at the top level of the document, e.g.
+    # '"zeek":{"session_id":"C1"}' for sources with fields of their own; None: nothing.
+    "extra": "O",
     "created": "O",
 }
 _SIDES = ("ip", "port", "bytes", "packets", "internal", "mac")
@@ -75,11 +82,18 @@ SWAP_PAIRS = (*((f"src_{k}", f"dst_{k}") for k in _SIDES), ("flags", "rev_flags"
 
 @dataclass(slots=True)
 class FlowFrame:
-    """``n`` normalized flows; ``cols`` holds one array per name in :data:`COLUMNS`."""
+    """``n`` normalized flows; ``cols`` holds one array per name in :data:`COLUMNS`.
+
+    ``features`` holds the values later stages compute per flow (``features/``), one array per
+    dotted name under ``tunnelhound.`` (``"dns.packets_z"`` renders as
+    ``"tunnelhound":{"dns":{"packets_z":…}}``). Their dtypes say what "absent" is: float64 NaN,
+    int64 :data:`ABSENT`, object None; bool is always present.
+    """
 
     n: int
     cols: dict[str, np.ndarray]
     namespace: str = "default"
+    features: dict[str, np.ndarray] = field(default_factory=dict)
 
     @staticmethod
     def empty(namespace: str = "default") -> FlowFrame:
@@ -95,18 +109,31 @@ class FlowFrame:
         if len(frames) == 1:
             return frames[0]
         cols = {name: np.concatenate([f.cols[name] for f in frames]) for name in COLUMNS}
-        return FlowFrame(sum(f.n for f in frames), cols, frames[0].namespace)
+        dtypes = {name: col.dtype for f in frames for name, col in f.features.items()}
+        features = {
+            name: np.concatenate([_feature_or_absent(f, name, dtype) for f in frames])
+            for name, dtype in dtypes.items()
+        }
+        return FlowFrame(sum(f.n for f in frames), cols, frames[0].namespace, features)
 
     def take(self, index: np.ndarray) -> FlowFrame:
         """The rows at ``index`` (an int array or bool mask), as a new frame."""
         cols = {name: col[index] for name, col in self.cols.items()}
-        return FlowFrame(len(cols["start_ns"]), cols, self.namespace)
+        features = {name: col[index] for name, col in self.features.items()}
+        return FlowFrame(len(cols["start_ns"]), cols, self.namespace, features)
+
+    def rows(self, start: int, stop: int) -> FlowFrame:
+        """Rows ``start:stop`` (views of the columns, nothing copied)."""
+        cols = {name: col[start:stop] for name, col in self.cols.items()}
+        features = {name: col[start:stop] for name, col in self.features.items()}
+        return FlowFrame(len(cols["start_ns"]), cols, self.namespace, features)
 
     def documents(self) -> list[dict[str, Any]]:
         """One ECS document (dict) per row."""
         c = {name: col.tolist() for name, col in self.cols.items()}
         directions = direction_array(self.cols["src_internal"], self.cols["dst_internal"]).tolist()
         data_stream = {"type": "logs", "dataset": DATASET, "namespace": self.namespace}
+        features = [(name.split("."), _feature_values(col)) for name, col in self.features.items()]
         docs = []
         for i in range(self.n):
             src_ip, dst_ip, proto = c["src_ip"][i], c["dst_ip"][i], c["proto"][i]
@@ -143,37 +170,45 @@ class FlowFrame:
                     "type": c["icmp_type"][i],
                     "code": c["icmp_code"][i],
                 }
-            docs.append(
-                {
-                    "@timestamp": c["end_iso"][i],
-                    "ecs": {"version": ECS_VERSION},
-                    "data_stream": data_stream,
-                    "event": {
-                        "kind": "event",
-                        "category": ["network"],
-                        "type": ["connection"],
-                        "action": "network_flow",
-                        "dataset": DATASET,
-                        "module": "tunnelhound",
-                        "id": c["event_id"][i],
-                        "start": c["start_iso"][i],
-                        "end": c["end_iso"][i],
-                        "duration": max(c["end_ns"][i] - c["start_ns"][i], 0),
-                        "created": c["created"][i],
-                    },
-                    "source": source,
-                    "destination": destination,
-                    "network": network,
-                    "flow": {
-                        "id": c["flow_id"][i],
-                        "locality": _flow_locality(c["src_internal"][i], c["dst_internal"][i]),
-                    },
-                    "observer": {"ip": c["observer"][i]},
-                    "related": {"ip": [src_ip, dst_ip] if src_ip != dst_ip else [src_ip]},
-                    "netflow": orjson.loads(f"{{{c['netflow'][i]}}}"),
-                    "tunnelhound": th,
-                }
-            )
+            for path, values in features:
+                if (value := values[i]) is not None:
+                    _nest(th, path, value)
+            observer: dict[str, Any] = {"ip": c["observer"][i]}
+            if c["observer_type"][i] is not None:
+                observer["type"] = c["observer_type"][i]
+            doc: dict[str, Any] = {
+                "@timestamp": c["end_iso"][i],
+                "ecs": {"version": ECS_VERSION},
+                "data_stream": data_stream,
+                "event": {
+                    "kind": "event",
+                    "category": ["network"],
+                    "type": ["connection"],
+                    "action": "network_flow",
+                    "dataset": DATASET,
+                    "module": "tunnelhound",
+                    "id": c["event_id"][i],
+                    "start": c["start_iso"][i],
+                    "end": c["end_iso"][i],
+                    "duration": max(c["end_ns"][i] - c["start_ns"][i], 0),
+                    "created": c["created"][i],
+                },
+                "source": source,
+                "destination": destination,
+                "network": network,
+                "flow": {
+                    "id": c["flow_id"][i],
+                    "locality": _flow_locality(c["src_internal"][i], c["dst_internal"][i]),
+                },
+                "observer": observer,
+                "related": {"ip": [src_ip, dst_ip] if src_ip != dst_ip else [src_ip]},
+            }
+            if c["netflow"][i] is not None:
+                doc["netflow"] = orjson.loads(f"{{{c['netflow'][i]}}}")
+            doc["tunnelhound"] = th
+            if c["extra"][i] is not None:
+                doc.update(orjson.loads(f"{{{c['extra'][i]}}}"))
+            docs.append(doc)
         return docs
 
 
@@ -259,9 +294,14 @@ def _lines(frame: FlowFrame) -> _Line:
     line.optional(_present(apps), ',"application":', _json_strings(apps))
     line.lit('},"flow":{"id":').col(_quoted_or_null(c["flow_id"])).lit(',"locality":"')
     line.col(_choose(c["src_internal"] & c["dst_internal"], "internal", "external"))
-    line.lit('"},"observer":{"ip":"').col(c["observer"].tolist()).lit('"},"related":{"ip":["').col(src_ip)
-    line.col([f'","{d}' if d != s else "" for s, d in zip(src_ip, dst_ip, strict=True)])
-    line.lit('"]},"netflow":{').col(c["netflow"].tolist()).lit('},"tunnelhound":{"biflow":"')
+    line.lit('"},"observer":{"ip":"').col(c["observer"].tolist()).lit('"')
+    observer_type = c["observer_type"]
+    line.optional(_present(observer_type), ',"type":', _quoted(observer_type))
+    line.lit('},"related":{"ip":["').col(src_ip)
+    line.col([f'","{d}' if d != s else "" for s, d in zip(src_ip, dst_ip, strict=True)]).lit('"]}')
+    netflow = c["netflow"]
+    line.optional(_present(netflow), ',"netflow":{', [f"{v}}}" for v in netflow.tolist()])
+    line.lit(',"tunnelhound":{"biflow":"')
     line.col(np.array(BIFLOW_KINDS, dtype=object)[c["biflow"]].tolist()).lit('"')
     reverse = c["reverse_event_id"]
     line.optional(_present(reverse), ',"reverse_event_id":', _quoted(reverse))
@@ -277,8 +317,72 @@ def _lines(frame: FlowFrame) -> _Line:
             )
         ]
         line.col(pieces)
-    line.lit("}}")
+    if frame.features:
+        members = _members(_feature_tree(frame.features), n)
+        line.col([f",{m}" if m else "" for m in members])
+    extra = c["extra"]
+    line.lit("}").optional(_present(extra), ",", extra.tolist()).lit("}")
     return line
+
+
+# ------------------------------------------------------------------------- features
+
+_FeatureTree = dict[str, "_FeatureTree | list[str | None]"]
+
+
+def _feature_values(col: np.ndarray) -> list[Any]:
+    """Python values of a feature column, None where absent (see :class:`FlowFrame`)."""
+    if col.dtype.kind == "f":
+        return [v if math.isfinite(v) else None for v in col.tolist()]
+    if col.dtype.kind in "iu":
+        return [v if v != ABSENT else None for v in col.tolist()]
+    return col.tolist()
+
+
+def _feature_text(col: np.ndarray) -> list[str | None]:
+    """JSON text of a feature column, None where absent."""
+    if col.dtype.kind == "b":
+        return np.where(col, "true", "false").tolist()
+    if col.dtype.kind in "iu":
+        return [str(v) if v != ABSENT else None for v in col.tolist()]
+    return [orjson.dumps(v).decode() if v is not None else None for v in _feature_values(col)]
+
+
+def _feature_or_absent(frame: FlowFrame, name: str, dtype: np.dtype[Any]) -> np.ndarray:
+    """The frame's feature column, or one that is absent on every row (for concat)."""
+    if name in frame.features:
+        return frame.features[name]
+    absent = {"f": np.nan, "i": ABSENT, "b": False}.get(dtype.kind)
+    return np.full(frame.n, absent, dtype=dtype)
+
+
+def _nest(into: dict[str, Any], path: list[str], value: Any) -> None:
+    for key in path[:-1]:
+        into = into.setdefault(key, {})
+    into[path[-1]] = value
+
+
+def _feature_tree(features: dict[str, np.ndarray]) -> _FeatureTree:
+    tree: _FeatureTree = {}
+    for name, col in features.items():
+        node = tree
+        *parents, leaf = name.split(".")
+        for key in parents:
+            child = node.setdefault(key, {})
+            assert isinstance(child, dict), f"feature {name!r} nests under a value"
+            node = child
+        node[leaf] = _feature_text(col)
+    return tree
+
+
+def _members(tree: _FeatureTree, n: int) -> list[str]:
+    """Per row, the JSON members of ``tree`` present on that row, comma-joined ("" if none)."""
+    columns = []
+    for key, node in tree.items():
+        values = _members(node, n) if isinstance(node, dict) else node
+        wrap = "{%s}" if isinstance(node, dict) else "%s"
+        columns.append([f'"{key}":{wrap % v}' if v else "" for v in values])
+    return [",".join(filter(None, row)) for row in zip(*columns, strict=True)]
 
 
 class _Line:

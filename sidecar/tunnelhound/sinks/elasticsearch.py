@@ -225,7 +225,7 @@ class ElasticsearchSink:
             start, filled = 0, self._buf_rows % self.batch_docs
             while start < frame.n:
                 stop = min(frame.n, start + self.batch_docs - filled)
-                part = frame if stop - start == frame.n else _rows(frame, start, stop)
+                part = frame if stop - start == frame.n else frame.rows(start, stop)
                 pieces.append((encode_bulk_block(part, index), stop - start))
                 start, filled = stop, 0
             self._queue(pieces, frame.n)
@@ -613,13 +613,6 @@ def _split(payload: bytes) -> tuple[list[bytes], list[bytes]]:
     """The action lines and the document lines of a bulk body (without newlines)."""
     lines = payload.split(b"\n")
     return lines[0:-1:2], lines[1:-1:2]
-
-
-def _rows(frame: FlowFrame, start: int, stop: int) -> FlowFrame:
-    """Rows ``start:stop`` of a frame (views of its columns, nothing copied)."""
-    return FlowFrame(
-        stop - start, {name: col[start:stop] for name, col in frame.cols.items()}, frame.namespace
-    )
 
 
 def bulk_pairs(frame: FlowFrame) -> list[bytes]:
