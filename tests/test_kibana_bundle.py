@@ -13,10 +13,13 @@ from typing import Any
 
 import pytest
 
-from kibana_lens import lens_panels, load_ndjson
+from fieldlist import declared
+from kibana_lens import field_uses, lens_panels, load_ndjson
 from tunnelhound.cli import main
 from tunnelhound.setup.kibana_bundle import (
+    ALERTS,
     DATA_VIEWS,
+    FLOWS,
     OLDEST_KIBANA,
     RULES_FILE,
     SAVED_OBJECTS_FILE,
@@ -163,3 +166,13 @@ def test_promotion_rule_is_what_the_issue_asks() -> None:
         ("event.severity", "99", "critical"),
     ]
     assert "External Alerts" in rule["description"]
+
+
+def test_every_used_field_is_declared_in_the_field_lists() -> None:
+    """The field lists generate the index templates; tests/test_kibana_elasticsearch.py checks the
+    types on the real node."""
+    files = {FLOWS.id: ("flow.yml", "netflow.yml"), ALERTS.id: ("alert.yml",)}
+    for view_id, pairs in field_uses(OBJECTS).items():
+        exact, _patterns = declared(*files[view_id])
+        missing = sorted({f for f, _ in pairs} - set(exact))
+        assert not missing, f"{view_id}: {missing} not in elastic/fields/{files[view_id]}"

@@ -449,7 +449,7 @@ def _metric_column(metric: Metric) -> dict[str, Any]:
     if metric.op == "last_value":
         column["dataType"] = _data_type(metric.field)
         column["scale"] = "ratio" if column["dataType"] == "number" else "ordinal"
-        column["filter"] = {"language": "kuery", "query": f'"{metric.field}": *'}
+        column["filter"] = {"language": "kuery", "query": f"{metric.field}: *"}
         column["params"] = {"showArrayValues": False, "sortField": "@timestamp"}
     elif metric.op == "count":
         column["params"] = {"emptyAsNull": False}
