@@ -176,3 +176,21 @@ def test_every_used_field_is_declared_in_the_field_lists() -> None:
         exact, _patterns = declared(*files[view_id])
         missing = sorted({f for f, _ in pairs} - set(exact))
         assert not missing, f"{view_id}: {missing} not in elastic/fields/{files[view_id]}"
+
+
+def test_column_data_types_match_the_field_lists() -> None:
+    lens_type = {
+        "ip": "ip",
+        "keyword": "string",
+        "constant_keyword": "string",
+        "long": "number",
+        "float": "number",
+    }
+    files = {FLOWS.id: ("flow.yml", "netflow.yml"), ALERTS.id: ("alert.yml",)}
+    for panel in lens_panels(OBJECTS):
+        exact, _patterns = declared(*files[panel.view_id])
+        for col in panel.layer["columns"].values():
+            if col["operationType"] in ("terms", "last_value"):
+                assert col["dataType"] == lens_type[exact[col["sourceField"]]["type"]], (panel.title, col)
+            elif col["operationType"] in ("sum", "max", "count", "unique_count"):
+                assert col["dataType"] == "number"

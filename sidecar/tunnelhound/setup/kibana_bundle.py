@@ -108,7 +108,9 @@ class Metric:
 class Panel:
     """One by-value Lens panel. ``chart`` is a Lens XY series type (``bar_stacked``, ``line``,
     ``bar_horizontal`` ...) or ``table``; ``buckets`` nest in the order given (a breakdown comes
-    before the date histogram, so its top values are over the whole time range, as Lens does)."""
+    before the date histogram, so its top values are over the whole time range, as Lens does).
+    An XY chart's x axis is its date histogram, else its first bucket; another bucket splits
+    the series."""
 
     key: str
     title: str
@@ -120,8 +122,6 @@ class Panel:
     """Phrase filters beyond the data set one: (field, value)."""
     width: int = 24
     height: int = 12
-    x: str | None = None
-    """For XY charts: which bucket is the x axis (default the date histogram, else the first)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,12 +426,20 @@ def panel_filters(panel: Panel) -> list[dict[str, Any]]:
     return [_phrase_filter(panel.view, k, v) for k, v in pairs]
 
 
+LENS_TYPES = {
+    "source.ip": "ip",
+    "destination.ip": "ip",
+    "observer.ip": "ip",
+    "destination.port": "number",
+    "event.severity": "number",
+    "event.risk_score": "number",
+}
+"""Lens ``dataType`` of the fields the panels bucket or take the last value of, where it is not
+``string`` (tests/test_kibana_bundle.py checks every column against elastic/fields)."""
+
+
 def _data_type(field_name: str) -> str:
-    if field_name.endswith(".ip"):
-        return "ip"
-    if field_name.endswith((".port", ".severity", ".risk_score", ".bytes", ".version")):
-        return "number"
-    return "string"
+    return LENS_TYPES.get(field_name, "string")
 
 
 def _metric_column(metric: Metric) -> dict[str, Any]:
