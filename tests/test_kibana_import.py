@@ -6,7 +6,8 @@ stand-in that accepts a request only the way Kibana's import APIs are documented
 ``overwrite=true``, a ``kbn-xsrf`` header, multipart/form-data with one part ``file`` whose file
 name ends in ``.ndjson``, credentials), parses the multipart body with Python's email parser
 (a MIME parser independent of the client's encoder), records every object, and answers with
-Kibana's documented response shapes, or with the error a test asks for.
+Kibana's documented response shapes, or with the error a test asks for. It also runs over TLS
+with a certificate from a test CA made with openssl.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ import base64
 import email.parser
 import email.policy
 import json
+import ssl
+import subprocess
 import threading
 import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -51,7 +55,8 @@ class ImportApi(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        scheme = "https" if isinstance(self.socket, ssl.SSLSocket) else "http"
+        return f"{scheme}://127.0.0.1:{self.server_address[1]}"
 
 
 def kibana_error(status: int, error: str, message: str) -> tuple[int, dict[str, Any]]:
@@ -145,15 +150,83 @@ class Handler(BaseHTTPRequestHandler):
         )
 
 
-@pytest.fixture
-def api() -> Iterator[ImportApi]:
-    server = ImportApi()
+def serve(server: ImportApi) -> Iterator[ImportApi]:
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield server
     server.shutdown()
     server.server_close()
     thread.join(timeout=5)
+
+
+@pytest.fixture
+def api() -> Iterator[ImportApi]:
+    yield from serve(ImportApi())
+
+
+def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """(CA certificate, server certificate, server key) for 127.0.0.1, made with openssl."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True, timeout=60)
+
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Tunnelhound test CA",
+    )
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    )
+    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    )
+    return directory / "ca.crt", directory / "server.crt", directory / "server.key"
+
+
+@pytest.fixture
+def tls_api(tmp_path: Path) -> Iterator[tuple[ImportApi, Path]]:
+    ca, cert, key = make_certificates(tmp_path)
+    server = ImportApi()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    for running in serve(server):
+        yield running, ca
 
 
 @pytest.fixture
@@ -321,3 +394,17 @@ def test_the_stand_in_refuses_what_kibana_refuses(api: ImportApi) -> None:
     assert (status, answer["message"]) == (400, "Invalid file extension .json")
     assert post({"kbn-xsrf": "x"}, body)[0] == 200
     assert [o["id"] for o in api.received[SAVED_OBJECTS]] == ["t"]
+
+
+def test_tls_with_the_ca_imports_and_without_it_is_one_clear_line(
+    tls_api: tuple[ImportApi, Path], api_key: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    api, ca = tls_api
+    assert main(["setup", "--kibana", api.url, *api_key]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"tunnelhound: TLS verification of {api.url} failed:") and err.endswith(
+        "(check --kibana-ca)"
+    )
+    assert api.received[SAVED_OBJECTS] == []
+    assert main(["setup", "--kibana", api.url, "--kibana-ca", str(ca), *api_key]) == 0
+    assert len(api.received[SAVED_OBJECTS]) == 8 and len(api.received[RULES]) == 1
