@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v tshark >/dev/null 2>&1 || missing+=(tshark)
 command -v softflowd >/dev/null 2>&1 || missing+=(softflowd)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # test certificates (Kibana import over TLS)
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -85,13 +85,29 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--state-dir", help="where templates are kept (default: a temporary directory)")
     d.set_defaults(func=_demo, config=None, no_progress=True, exporter=None)
 
-    st = sub.add_parser("setup", help="install the Elasticsearch templates (and ILM policy) idempotently")
-    st.add_argument("--es-url", required=True, help="Elasticsearch URL, e.g. https://127.0.0.1:9200")
+    st = sub.add_parser(
+        "setup", help="install the Elasticsearch templates (and ILM policy) idempotently; Kibana objects"
+    )
+    st.add_argument("--es-url", help="Elasticsearch URL, e.g. https://127.0.0.1:9200")
     st.add_argument("--es-ca", help="CA certificate file (PEM) to verify the server with")
     st.add_argument("--es-user", help="basic auth user (password from --es-password-env)")
     st.add_argument("--es-password-env", help="environment variable holding the basic auth password")
     st.add_argument("--es-api-key-env", help="environment variable holding an API key (base64 id:key)")
     st.add_argument("--dry-run", action="store_true", help="report what would change, write nothing")
+    st.add_argument(
+        "--emit-kibana",
+        nargs="?",
+        const="elastic/kibana",
+        metavar="DIR",
+        help="write the Kibana saved objects and the Security rule as NDJSON into DIR (default elastic/kibana)",
+    )
+    st.add_argument(
+        "--kibana", metavar="URL", help="import the saved objects and the rule into Kibana at URL"
+    )
+    st.add_argument("--kibana-ca", help="CA certificate file (PEM) to verify Kibana with")
+    st.add_argument("--kibana-user", help="Kibana basic auth user (password from --kibana-password-env)")
+    st.add_argument("--kibana-password-env", help="environment variable holding the Kibana password")
+    st.add_argument("--kibana-api-key-env", help="environment variable holding a Kibana API key")
     st.set_defaults(func=_setup)
     return p
 
@@ -205,7 +221,20 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _setup(args: argparse.Namespace) -> int:
-    """`tunnelhound setup`: one line per asset, or one line of error and exit 1."""
+    """`tunnelhound setup`: Elasticsearch assets (--es-url), then the Kibana bundle."""
+    if not (args.es_url or args.emit_kibana or args.kibana):
+        print("tunnelhound: setup needs --es-url, --emit-kibana or --kibana", file=sys.stderr)
+        return 2
+    code = _setup_elasticsearch(args) if args.es_url else 0
+    if code or not (args.emit_kibana or args.kibana):
+        return code
+    from tunnelhound.setup.kibana import run as setup_kibana
+
+    return setup_kibana(args)
+
+
+def _setup_elasticsearch(args: argparse.Namespace) -> int:
+    """One line per asset, or one line of error and exit 1."""
     # Imported here: the client costs import time the other commands do not need.
     from elastic_transport import TransportError
 
