@@ -207,9 +207,11 @@ def _nfdump_objects(path: str) -> Iterator[dict[str, Any] | None]:
                 proc.wait()
         errors.seek(0)
         message = errors.read().decode(errors="replace").strip()
-    if code != 0:
-        last = message.splitlines()[-1] if message else f"exit status {code}"
-        raise SourceError(f"{path}: nfdump cannot read it: {last}")
+    # nfdump 1.7.1 exits 0 even when it cannot open a file ("Open file X: appendix offset
+    # error"), so its messages decide too.
+    if code != 0 or "error" in message.lower():
+        first = message.splitlines()[0] if message else f"exit status {code}"
+        raise SourceError(f"{path}: nfdump cannot read it: {first}")
     if message:
         log.warning("%s: nfdump: %s", path, " / ".join(message.splitlines()))
 
