@@ -17,6 +17,7 @@ from tunnelhound.decode.decoder import Decoder
 from tunnelhound.decode.sessions import SessionStore
 from tunnelhound.errors import ConfigError
 from tunnelhound.model import Datagram, FlowBatch, OptionsRecord
+from tunnelhound.normalize.applications import resolver
 from tunnelhound.normalize.biflow import BiflowStitcher
 from tunnelhound.normalize.ecs import NormalizeOptions, Normalizer
 from tunnelhound.normalize.frame import FlowFrame
@@ -135,8 +136,10 @@ class FlowPipeline:
                 internal_networks=nc.internal_networks,
                 community_id_seed=nc.community_id_seed,
                 namespace=config.namespace,
+                application_tables=nc.application_tables,
             )
         )
+        resolver(nc.application_tables)  # a bad table fails here, at start, not on the first flow
         self.stitcher = (
             BiflowStitcher(timeout=nc.biflow.timeout, max_pending=nc.biflow.max_pending)
             if nc.biflow.enabled

@@ -19,6 +19,7 @@ from numpy.dtypes import StringDType
 
 from tunnelhound.model import FlowBatch
 from tunnelhound.normalize.addresses import ipv4_packed, ipv4_text, ipv6_text, mac_text
+from tunnelhound.normalize.applications import application_names
 from tunnelhound.normalize.frame import ABSENT, FlowFrame
 from tunnelhound.normalize.frame import object_column as _objects
 from tunnelhound.normalize.group import RecordHeaders, headers_of, merge_batches
@@ -49,6 +50,8 @@ class NormalizeOptions:
     internal_networks: Sequence[str] = DEFAULT_INTERNAL_NETWORKS
     community_id_seed: int = 0
     namespace: str = "default"
+    application_tables: Sequence[str] = ()
+    """User files naming application ids (see :mod:`~tunnelhound.normalize.applications`)."""
 
 
 class Normalizer:
@@ -98,7 +101,9 @@ class Normalizer:
         zeros = np.zeros(n, dtype=np.int64)
         absent = np.full(n, ABSENT, dtype=np.int64)
         none = np.full(n, None, dtype=object)
-        applications = _applications(batch)
+        applications = application_names(
+            cols, batch.options.application_names if batch.options else None, self.options.application_tables
+        )
         created = _iso(np.array([time.time_ns()], dtype=np.int64))[0]
         flags = _first_or_none(cols, ("tcp_control_bits",))
         rev_flags = _first_or_none(cols, ("reverse_tcp_control_bits",))
@@ -281,25 +286,6 @@ def _scaled(raw: np.ndarray, rate: np.ndarray | float) -> np.ndarray:
     # the cast produce INT64_MIN (with a RuntimeWarning).
     scaled = np.clip(np.rint(raw.astype(np.float64) * rate), -_INT64_BOUND, _INT64_BOUND)
     return scaled.astype(np.int64)
-
-
-def _applications(batch: FlowBatch) -> list[str | None] | None:
-    """``network.application``: only names the exporter gave (DPI), never guessed from ports."""
-    cols = batch.columns
-    names: list[str] | None = None
-    name = cols.get("application_name")
-    pan = cols.get("app_id")
-    app_id = cols.get("application_id")
-    if name is not None and name.dtype == object:
-        names = [str(v) for v in name.tolist()]
-    elif pan is not None and pan.dtype == object:
-        names = [str(v) for v in pan.tolist()]
-    elif app_id is not None and batch.options and batch.options.application_names:
-        table = batch.options.application_names
-        names = [table.get(v, "") for v in app_id.tolist()]
-    if names is None:
-        return None
-    return [v.lower() or None for v in names]
 
 
 # Elements whose value the document already carries verbatim in ECS fields (DESIGN §4:
