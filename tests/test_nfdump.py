@@ -21,6 +21,7 @@ from tunnelhound.normalize.ecs import Normalizer
 from tunnelhound.sources.files import iter_replay, iter_replay_items, sniff_format
 from tunnelhound.sources.nfdump import (
     NfdumpStats,
+    _parse_objects,
     is_nfcapd,
     iter_nfdump_chunks,
     iter_nfdump_records,
@@ -198,3 +199,14 @@ def test_biflow_ipv6_and_icmp_records_from_nfdump_json() -> None:
         record_from_json({k: v for k, v in ping.items() if k != "src4_addr"}, 0)
     with pytest.raises(ValueError):
         record_from_json({**ping, "in_bytes": "many"}, 0)
+
+
+def test_a_record_nfdump_did_not_escape_costs_only_itself() -> None:
+    good = b'{\n\t"proto" : 6,\n\t"in_bytes" : 1\n}'
+    bad = b'{\n\t"user_name" : "a"b",\n\t"in_bytes" : 2\n}'
+    assert _parse_objects(good + b",\n" + good) == [{"proto": 6, "in_bytes": 1}] * 2
+    assert _parse_objects(good + b",\n" + bad + b",\n" + good) == [
+        {"proto": 6, "in_bytes": 1},
+        None,
+        {"proto": 6, "in_bytes": 1},
+    ]
