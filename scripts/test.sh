@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs on a fresh Debian machine, then run all of it:
-# lint, types, and pytest (real softflowd and tshark; no test skips for a missing tool).
+# lint, types, and pytest (real softflowd, tshark and nfdump; no test skips for a missing tool).
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k conformance`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,7 @@ missing=()
 command -v tshark >/dev/null 2>&1 || missing+=(tshark)
 command -v softflowd >/dev/null 2>&1 || missing+=(softflowd)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # test certificates (Kibana import over TLS)
+command -v nfcapd >/dev/null 2>&1 || missing+=(nfdump)  # nfcapd + nfdump: archive replay tests
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

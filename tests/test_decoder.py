@@ -118,7 +118,9 @@ def test_nbar_application_names_from_options_data_reach_the_flows() -> None:
         ]
     )
     apps = [(d["netflow"]["application_id"], d["network"].get("application")) for d in docs]
-    assert apps == [("1:1", "icmp"), ("5:38", None), ("1:1", "icmp"), ("3:123", None), ("5:38", None)]
+    # 1:1 is named by the exporter's options data, 3:123 (IANA-L4) by the shipped table; the id
+    # nobody names stays visible (issue 8).
+    assert apps == [("1:1", "icmp"), ("5:38", "5:38"), ("1:1", "icmp"), ("3:123", "ntp"), ("5:38", "5:38")]
 
 
 def test_palo_alto_app_id_is_the_application() -> None:

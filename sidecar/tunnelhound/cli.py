@@ -16,9 +16,10 @@ from types import FrameType
 from tunnelhound import __version__
 from tunnelhound.config import Config, load_config, parse_host_port
 from tunnelhound.errors import ConfigError, SourceError, TunnelhoundError
+from tunnelhound.model import Datagram
 from tunnelhound.pipeline import FlowPipeline, open_sinks
 from tunnelhound.sources.dat import parse_exporter
-from tunnelhound.sources.files import iter_replay
+from tunnelhound.sources.files import iter_replay_items
 from tunnelhound.sources.udp import UdpListener
 
 log = logging.getLogger("tunnelhound")
@@ -66,8 +67,10 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--es-ca", help="CA certificate (PEM) of the Elasticsearch cluster")
         sp.add_argument("--es-user", help="basic-auth user; the password comes from $TUNNELHOUND_ES_PASSWORD")
 
-    r = sub.add_parser("replay", help="decode pcap/pcapng captures of export packets or raw .dat datagrams")
-    r.add_argument("files", nargs="+", help="pcap, pcapng or .dat files, in order")
+    r = sub.add_parser(
+        "replay", help="decode pcap/pcapng captures of export packets, raw .dat datagrams or nfcapd files"
+    )
+    r.add_argument("files", nargs="+", help="pcap, pcapng, .dat or nfcapd (nfdump) files, in order")
     r.add_argument("--exporter", help="IP:PORT to attribute .dat datagrams to (default 192.0.2.1:4444)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     common(r)
@@ -143,10 +146,15 @@ def _replay(args: argparse.Namespace) -> int:
             raise SourceError(f"{name}: no such file")
     pipeline = FlowPipeline(config, open_sinks(config))
     progress = not args.no_progress and sys.stderr.isatty()
-    chunk = []
+    chunk: list[Datagram] = []
     try:
-        for dg in iter_replay(args.files, exporter=exporter, progress=progress):
-            chunk.append(dg)
+        for item in iter_replay_items(args.files, exporter=exporter, progress=progress):
+            if not isinstance(item, Datagram):  # flow records of an nfcapd file
+                pipeline.process(chunk)
+                chunk = []
+                pipeline.process_records(item)
+                continue
+            chunk.append(item)
             if len(chunk) >= 256:
                 pipeline.process(chunk)
                 chunk = []

@@ -221,6 +221,8 @@ class NormalizeConfig:
 
     internal_networks: tuple[str, ...] = field(default=DEFAULT_INTERNAL_NETWORKS, metadata=_CIDR)
     community_id_seed: int = _int(0, 0, 65535)
+    application_tables: tuple[str, ...] = ()
+    """Files naming exporter application ids ("engine:selector<TAB>name" lines), over the shipped ones."""
     biflow: BiflowConfig = field(default_factory=BiflowConfig)
 
 

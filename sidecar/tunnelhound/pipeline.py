@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -17,10 +17,12 @@ from tunnelhound.decode.decoder import Decoder
 from tunnelhound.decode.sessions import SessionStore
 from tunnelhound.errors import ConfigError
 from tunnelhound.model import Datagram, FlowBatch, OptionsRecord
+from tunnelhound.normalize.applications import resolver
 from tunnelhound.normalize.biflow import BiflowStitcher
 from tunnelhound.normalize.ecs import NormalizeOptions, Normalizer
 from tunnelhound.normalize.frame import FlowFrame
 from tunnelhound.normalize.locality import Networks
+from tunnelhound.normalize.records import FlowRecord, frame_from_records
 from tunnelhound.sinks.elasticsearch import ElasticsearchSink
 from tunnelhound.sinks.ndjson import NdjsonSink
 
@@ -134,8 +136,10 @@ class FlowPipeline:
                 internal_networks=nc.internal_networks,
                 community_id_seed=nc.community_id_seed,
                 namespace=config.namespace,
+                application_tables=nc.application_tables,
             )
         )
+        resolver(nc.application_tables)  # a bad table fails here, at start, not on the first flow
         self.stitcher = (
             BiflowStitcher(timeout=nc.biflow.timeout, max_pending=nc.biflow.max_pending)
             if nc.biflow.enabled
@@ -163,13 +167,30 @@ class FlowPipeline:
                 self.counts.records += batch.count
                 batches.append(batch)
         frame = self.normalizer.frames(batches)
-        if self.stitcher is not None:
-            frame = self.stitcher.push(frame)
-        self._write(frame)
+        self._stitch_and_write(frame)
         # Save as soon as a template changes: data arriving right after a crash or restart
         # must decode at once (templates change rarely, so this costs nothing in steady state).
         if self.sessions.dirty:
             self.sessions.save(self.state_path)
+        return frame.n
+
+    def process_records(self, records: Sequence[FlowRecord]) -> int:
+        """Run flow records another tool decoded (nfdump archives) through normalize, biflow
+        and the sinks, like the records of :meth:`process`; returns documents written."""
+        self.counts.records += len(records)
+        options = self.normalizer.options
+        frame = frame_from_records(
+            records,
+            internal_networks=self.normalizer.networks,
+            community_id_seed=options.community_id_seed,
+            namespace=options.namespace,
+        )
+        return self._stitch_and_write(frame)
+
+    def _stitch_and_write(self, frame: FlowFrame) -> int:
+        if self.stitcher is not None:
+            frame = self.stitcher.push(frame)
+        self._write(frame)
         return frame.n
 
     def _is_allowed(self, ip: str) -> bool:

@@ -1,7 +1,8 @@
-"""Replay files of any supported kind: pcap, pcapng or raw ``.dat``, told apart by magic bytes.
+"""Replay files of any supported kind: pcap, pcapng or raw ``.dat`` (export datagrams) and
+nfcapd files (flow records nfcapd already decoded), told apart by magic bytes.
 
-``open_replay`` picks the reader for one file; ``iter_replay`` chains several and draws one
-progress bar over their total size.
+``open_replay`` picks the reader for one file; ``iter_replay_items`` chains several and draws
+one progress bar over their total size; ``iter_replay`` is the same for datagram files only.
 """
 
 from __future__ import annotations
@@ -13,12 +14,24 @@ from typing import Final, Literal
 
 from tunnelhound.errors import SourceError
 from tunnelhound.model import Datagram
+from tunnelhound.normalize.records import FlowRecord
 from tunnelhound.sources.capture import PCAP_MAGICS, PCAPNG_MAGIC, CaptureReader, CaptureStats
 from tunnelhound.sources.dat import DEFAULT_EXPORTER, canonical_ip, read_dat
+from tunnelhound.sources.nfdump import NfdumpStats, is_nfcapd, iter_nfdump_chunks
 
-__all__ = ["ReplayFormat", "ReplaySource", "iter_replay", "open_replay", "sniff_format"]
+__all__ = [
+    "ReplayFormat",
+    "ReplayItem",
+    "ReplaySource",
+    "iter_replay",
+    "iter_replay_items",
+    "open_replay",
+    "sniff_format",
+]
 
-ReplayFormat = Literal["pcap", "pcapng", "dat"]
+ReplayFormat = Literal["pcap", "pcapng", "dat", "nfcapd"]
+ReplayItem = Datagram | list[FlowRecord]
+"""A datagram of a capture or ``.dat`` file, or a chunk of flow records of an nfcapd file."""
 
 # Redrawing the bar per datagram would cost more than reading it; a step of this many bytes
 # keeps the overhead invisible while still moving several times per second on any disk.
@@ -37,6 +50,8 @@ def sniff_format(path: str | os.PathLike[str]) -> ReplayFormat:
         return "pcap"
     if magic == PCAPNG_MAGIC:
         return "pcapng"
+    if is_nfcapd(magic):
+        return "nfcapd"
     return "dat"
 
 
@@ -54,7 +69,9 @@ class ReplaySource:
         if exporter is not None and not 0 <= exporter[1] <= 65535:
             raise ValueError(f"exporter port {exporter[1]} is out of range 0-65535")
         self.exporter = None if exporter is None else (canonical_ip(exporter[0]), exporter[1])
-        self._capture = CaptureReader(self.path) if self.format != "dat" else None
+        self._capture = CaptureReader(self.path) if self.format in ("pcap", "pcapng") else None
+        self.nfdump = NfdumpStats()
+        """Records read and skipped, for nfcapd files."""
         self._dat_read = 0
         try:
             self.size = os.path.getsize(self.path)
@@ -74,7 +91,17 @@ class ReplaySource:
         """Packet counters of the last capture read; None for ``.dat`` files."""
         return self._capture.stats if self._capture is not None else None
 
+    def items(self) -> Iterator[ReplayItem]:
+        """The file's datagrams, or for an nfcapd file its flow records in chunks."""
+        if self.format == "nfcapd":
+            yield from iter_nfdump_chunks(self.path, self.nfdump)
+            self._dat_read = self.size
+        else:
+            yield from self
+
     def __iter__(self) -> Iterator[Datagram]:
+        if self.format == "nfcapd":
+            raise SourceError(f"{self.path}: an nfcapd file holds flow records, not datagrams")
         if self._capture is None:
             ip, port = self.exporter or DEFAULT_EXPORTER
             self._dat_read = 0
@@ -90,7 +117,7 @@ class ReplaySource:
 
 
 def open_replay(path: str | os.PathLike[str], exporter: tuple[str, int] | None = None) -> ReplaySource:
-    """Open one pcap, pcapng or ``.dat`` file for replay, chosen by its magic bytes."""
+    """Open one pcap, pcapng, ``.dat`` or nfcapd file for replay, chosen by its magic bytes."""
     return ReplaySource(path, exporter)
 
 
@@ -99,16 +126,35 @@ def iter_replay(
     exporter: tuple[str, int] | None = None,
     progress: bool = False,
 ) -> Iterator[Datagram]:
-    """Yield the datagrams of every file in order, with one tqdm bar over the total bytes.
+    """Yield the datagrams of every file in order (see :func:`iter_replay_items`).
 
-    Every file is opened (and sniffed) before the first datagram, so a missing or unreadable
+    Raises :class:`SourceError` before the first datagram if a file is an nfcapd file.
+    """
+    for item in iter_replay_items(paths, exporter, progress, datagrams_only=True):
+        assert isinstance(item, Datagram)
+        yield item
+
+
+def iter_replay_items(
+    paths: Iterable[str | os.PathLike[str]],
+    exporter: tuple[str, int] | None = None,
+    progress: bool = False,
+    *,
+    datagrams_only: bool = False,
+) -> Iterator[ReplayItem]:
+    """Yield the datagrams (and nfcapd record chunks) of every file in order, with one tqdm
+    bar over the total bytes.
+
+    Every file is opened (and sniffed) before the first item, so a missing or unreadable
     file fails the run at once rather than halfway.  Callers pass ``sys.stderr.isatty()`` as
     ``progress`` so logs and pipes stay free of bar redraws.
     """
     sources = [open_replay(path, exporter) for path in paths]
+    if datagrams_only and (nfcapd := [s.path for s in sources if s.format == "nfcapd"]):
+        raise SourceError(f"{nfcapd[0]}: an nfcapd file holds flow records, not datagrams")
     if not progress:
         for source in sources:
-            yield from source
+            yield from source.items()
         return
     # Imported here so runs without a bar (services, tests) never pay for tqdm's import.
     from tqdm import tqdm
@@ -119,10 +165,10 @@ def iter_replay(
         for source in sources:
             bar.set_description(os.path.basename(source.path), refresh=False)
             shown = 0
-            for datagram in source:
+            for item in source.items():
                 position = source.bytes_read
                 if position - shown >= _PROGRESS_STEP:
                     bar.update(position - shown)
                     shown = position
-                yield datagram
+                yield item
             bar.update(source.size - shown)

@@ -1,0 +1,205 @@
+"""network.application from every DPI engine: vendor captures, and IPFIX messages built here
+with RFC 6759 application ids for each engine (decoded by the real decoder, normalized by the
+real normalizer)."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from replay import DATA, dat_documents
+from tunnelhound.decode.decoder import Decoder
+from tunnelhound.model import Datagram
+from tunnelhound.normalize.applications import SHIPPED_TABLES, ApplicationNames, load_table
+from tunnelhound.normalize.ecs import NormalizeOptions, Normalizer
+
+CASES = {c["name"]: c for c in json.loads((DATA / "vendors" / "expectations.json").read_text())}
+VARLEN = 65535
+FORTINET, SONICWALL, SOPHOS = 12356, 8741, 2604  # IANA private enterprise numbers
+
+
+def case_applications(name: str) -> list[tuple[Any, Any]]:
+    docs = dat_documents(CASES[name]["files"])
+    return [
+        (d["netflow"].get("application_id", d["netflow"].get("app_id")), d["network"].get("application"))
+        for d in docs
+    ]
+
+
+def test_palo_alto_app_id_names_are_the_application() -> None:
+    apps = case_applications("Netflow 9 Palo Alto PAN-OS with app-id")
+    assert apps == [("incomplete", "incomplete"), ("ssl", "ssl")] + [("incomplete", "incomplete")] * 6
+    assert case_applications("Netflow 9 Palo Alto 1 flowset in large zero filled packet") == [
+        ("kerberos", "kerberos")
+    ]
+
+
+def test_fortinet_ids_resolve_through_the_fortiguard_table_and_unknown_ones_stay_visible() -> None:
+    apps = case_applications("Netflow 9 Fortigate FortiOS 54x appid")
+    assert len(apps) == 17
+    by_id = dict(apps)
+    assert by_id["20:12356:40568"] == "https.browser"  # the expectation's 20..12356..40568
+    assert by_id["20:12356:36660"] == "20:12356:36660" and by_id["20:12356:25843"] == "20:12356:25843"
+    assert by_id["20:12356:0"] is None  # FortiGuard 0: not classified
+    assert [a for i, a in apps].count("https.browser") == 4
+
+
+def test_nbar_names_come_from_options_data_then_the_shipped_table() -> None:
+    wlc = case_applications("Netflow 9 Cisco WLC")
+    assert dict(wlc)["3:53"] == "dns" and dict(wlc)["3:443"] == "secure-http" and dict(wlc)["3:80"] == "http"
+    assert dict(wlc)["13:431"] == "13:431"  # PANA-L7 id that neither the exporter nor a table names
+    nprobe = case_applications("Netflow 9 nprobe DPI L7")
+    assert nprobe == [("0:82", "0:82")]  # an empty applicationName does not hide the id
+
+
+# ------------------------------------------------------------------ built IPFIX messages
+
+# Template 256: addresses, ports, protocol, counters, times, applicationId (variable length).
+FLOW_FIELDS = [(8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (1, 8), (2, 8), (152, 8), (153, 8), (95, VARLEN)]
+# Template 257: the same with applicationName (IE 96) instead of the id.
+NAME_FIELDS = [*FLOW_FIELDS[:-1], (96, VARLEN)]
+# Options template 300: scope applicationId, applicationName (what NBAR2 and FortiOS send).
+OPTION_FIELDS = [(95, VARLEN), (96, VARLEN)]
+
+
+def varlen(value: bytes) -> bytes:
+    return bytes([len(value)]) + value
+
+
+def app_id(engine: int, selector: int, pen: int | None = None) -> bytes:
+    """RFC 6759 applicationId: engine octet, then (engine 20) the PEN, then the selector."""
+    return (
+        bytes([engine]) + (struct.pack("!I", pen) if pen is not None else b"") + struct.pack("!I", selector)
+    )
+
+
+def template(tid: int, fields: list[tuple[int, int]], scope: int = 0) -> bytes:
+    head = struct.pack("!HH", tid, len(fields)) + (struct.pack("!H", scope) if scope else b"")
+    body = head + b"".join(struct.pack("!HH", i, n) for i, n in fields)
+    return struct.pack("!HH", 3 if scope else 2, 4 + len(body)) + body
+
+
+def data_set(tid: int, records: list[bytes]) -> bytes:
+    body = b"".join(records)
+    return struct.pack("!HH", tid, 4 + len(body)) + body
+
+
+def flow(i: int, dport: int, last: bytes) -> bytes:
+    ms = 1_700_000_000_000 + i
+    return (
+        struct.pack("!IIHHBQQQQ", 0x0A000001 + i, 0xC6336401, 40000 + i, dport, 6, 1000, 10, ms, ms + 5)
+        + last
+    )
+
+
+def message(sets: list[bytes]) -> bytes:
+    body = b"".join(sets)
+    return struct.pack("!HHIII", 10, 16 + len(body), 1_700_000_001, 0, 7) + body
+
+
+ENGINE_FLOWS: list[tuple[str, int, bytes, str | None]] = [
+    # (what, destination port, applicationId, expected network.application)
+    ("IANA-L4 (engine 3): shipped NBAR2 name", 22, app_id(3, 22), "ssh"),
+    ("IANA-L3 (engine 1)", 0, app_id(1, 47), "gre"),
+    ("NBAR2 PANA-L7 (13) named by the exporter's options data", 443, app_id(13, 453), "ms-update"),
+    ("NBAR2 PANA-L7 nobody names", 443, app_id(13, 99999), "13:99999"),
+    ("nDPI as pmacct exports it (engine 22): SSH on TCP/53", 53, app_id(22, 92), "ssh"),
+    ("nDPI TLS", 443, app_id(22, 91), "tls"),
+    ("FortiGuard (20, PEN 12356)", 443, app_id(20, 40568, FORTINET), "https.browser"),
+    (
+        "SonicWALL (20, PEN 8741) named by the exporter's options data",
+        443,
+        app_id(20, 5100, SONICWALL),
+        "facebook",
+    ),
+    ("SonicWALL id only a user table names", 53, app_id(20, 5200, SONICWALL), "openvpn-over-dns"),
+    ("SonicWALL id nobody names stays visible", 80, app_id(20, 77, SONICWALL), "20:8741:77"),
+    (
+        "Sophos (20, PEN 2604) named by the exporter's options data",
+        443,
+        app_id(20, 1201, SOPHOS),
+        "teamviewer",
+    ),
+    ("Sophos id only a user table names", 22, app_id(20, 1300, SOPHOS), "ssh"),
+    ("selector 0 is unclassified", 80, app_id(13, 0), None),
+]
+
+
+def built_documents(tables: list[str]) -> list[dict[str, Any]]:
+    options = data_set(
+        300,
+        [
+            varlen(app_id(13, 453)) + varlen(b"ms-update"),
+            varlen(app_id(20, 5100, SONICWALL)) + varlen(b"Facebook"),
+            varlen(app_id(20, 1201, SOPHOS)) + varlen(b"TeamViewer"),
+        ],
+    )
+    flows = data_set(256, [flow(i, port, varlen(aid)) for i, (_, port, aid, _) in enumerate(ENGINE_FLOWS)])
+    named = data_set(257, [flow(99, 22, varlen(b"SSH")), flow(98, 22, varlen(b""))])
+    sets = [template(256, FLOW_FIELDS), template(257, NAME_FIELDS), template(300, OPTION_FIELDS, scope=1)]
+    decoder = Decoder()
+    out = decoder.decode(Datagram(message([*sets, options]), "192.0.2.9", 4739, 0.0))
+    assert len(out.options) == 3
+    batches = decoder.decode(Datagram(message([flows, named]), "192.0.2.9", 4739, 1.0)).flows
+    return Normalizer(NormalizeOptions(application_tables=tables)).frames(batches).documents()
+
+
+@pytest.fixture
+def user_table(tmp_path: Path) -> str:
+    path = tmp_path / "site-apps.tsv"
+    path.write_text(
+        "# our SonicWALL and Sophos ids (from the firewalls' application lists)\n"
+        "20:8741:5200\tOpenVPN-over-DNS\n"
+        "20:2604:1300\tSSH  # trailing comments are fine\n"
+    )
+    return str(path)
+
+
+def test_every_engine_resolves_from_built_ipfix(user_table: str) -> None:
+    docs = built_documents([user_table])
+    assert len(docs) == len(ENGINE_FLOWS) + 2
+    by_source = {d["source"]["port"]: d for d in docs}
+    for i, (what, port, _, expected) in enumerate(ENGINE_FLOWS):
+        doc = by_source[40000 + i]
+        assert doc["network"].get("application") == expected, what
+        assert doc["destination"]["port"] == port
+    assert by_source[40099]["network"]["application"] == "ssh"  # applicationName, lower-cased
+    assert "application" not in by_source[40098]["network"]  # empty name, no id: nothing
+
+
+def test_without_user_tables_only_exporter_and_shipped_names_apply() -> None:
+    by_source = {d["source"]["port"]: d["network"].get("application") for d in built_documents([])}
+    assert by_source[40000] == "ssh"
+    assert by_source[40008] == "20:8741:5200" and by_source[40011] == "20:2604:1300"
+    assert by_source[40004] == "ssh"  # nDPI ssh on TCP/53: the input the app-tunneling rule needs
+
+
+def test_tables_parse_strictly(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("3:22\tssh\n3:x\tnope\n")
+    with pytest.raises(ValueError, match=r"bad\.tsv:2: expected 'engine:selector<TAB>name'"):
+        load_table(bad)
+    with pytest.raises(ValueError, match="cannot read it"):
+        ApplicationNames([str(tmp_path / "missing.tsv")])
+    padded = tmp_path / "padded.tsv"
+    padded.write_text("20:012356:040568\tHTTPS.Browser\n3:22\tsecure-shell\n")
+    assert load_table(padded) == {"20:12356:40568": "https.browser", "3:22": "secure-shell"}
+    names = ApplicationNames([str(padded)])
+    assert names.name_of("3:22", {}) == "secure-shell"  # a user table overrides a shipped name
+    assert names.name_of("3:22", {"3:22": "SSH"}) == "ssh"  # and the exporter's own name wins
+
+
+def test_shipped_tables_are_documented_with_their_sources() -> None:
+    folder = Path(__file__).resolve().parent.parent / "sidecar" / "tunnelhound" / "data" / "applications"
+    readme = (folder / "README.md").read_text()
+    names = ApplicationNames().table
+    for name in SHIPPED_TABLES:
+        assert f"`{name}`" in readme
+        assert load_table(folder / name)  # each parses and names something
+    assert names["22:92"] == "ssh" and names["22:5"] == "dns" and names["1:1"] == "icmp"
+    for source in ("RFC 6759", "ndpi_protocol_ids.h", "FortiGuard", "Standard Protocol Pack"):
+        assert source in readme
