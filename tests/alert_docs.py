@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import uuid
 from typing import Any
 
 _EXAMPLE: dict[str, Any] = {
@@ -105,6 +106,8 @@ def make_alert(
     event.update(action=rule, severity=severity, risk_score=float(severity))
     event["id"] = hashlib.sha256(f"{rule}|{source}|{destination}|{seq}".encode()).hexdigest()[:32]
     alert["rule"]["name"] = rule
+    # Each rule has its own stable UUID, as the Sigma files will.
+    alert["rule"]["id"] = alert["rule"]["uuid"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"tunnelhound:{rule}"))
     alert["threat"]["tactic"]["id"] = [tactic]
     if "." in technique:
         parent = technique.split(".")[0]

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import email.policy
 import smtplib
 import ssl
 import threading
@@ -35,6 +36,9 @@ from tunnelhound.sinks.delivery import Deliverer, DeliveryError, DeliveryPolicy
 __all__ = ["Route", "SmtpServer", "SmtpSink", "render_body"]
 
 _LEVELS = ("critical", "high", "medium", "low")
+# Headers on one line up to RFC 5322's hard limit: the default 78-column folding moves a long
+# subject to a continuation line, which some clients show with a leading blank.
+_POLICY = email.policy.SMTP.clone(max_line_length=998)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -197,7 +201,7 @@ class SmtpSink:
     # ------------------------------------------------------------------ messages
 
     def _message(self, route: Route, alerts: Sequence[Mapping[str, Any]]) -> EmailMessage:
-        msg = EmailMessage()
+        msg = EmailMessage(policy=_POLICY)
         msg["From"] = route.from_address
         msg["To"] = ", ".join(route.to)
         msg["Date"] = formatdate(localtime=False)
