@@ -138,5 +138,7 @@ def test_enabled_without_cluster_is_a_config_error(tmp_path: Path) -> None:
     config = Config(
         state_dir=str(tmp_path), alerts=AlertsConfig(elasticsearch=AlertElasticsearchConfig(enabled=True))
     )
-    with pytest.raises(ConfigError, match=r"alerts\.elasticsearch\.enabled: needs output\.elasticsearch\.url"):
+    with pytest.raises(
+        ConfigError, match=r"alerts\.elasticsearch\.enabled: needs output\.elasticsearch\.url"
+    ):
         open_alert_sinks(config)

@@ -122,7 +122,7 @@ class _Connection:
             raise
 
     def _connected(self) -> socket.socket:
-        if self._sock is not None and self.transport != "udp" and _peer_closed(self._sock):
+        if self._sock is not None and self.transport != "udp" and _peer_closed(self._sock, self.timeout):
             self.close()
         if self._sock is None:
             if self.transport == "udp":
@@ -148,19 +148,27 @@ class _Connection:
             self._sock = None
 
 
-def _peer_closed(sock: socket.socket) -> bool:
-    """True when the server has closed the stream (readable with nothing to read).
+def _peer_closed(sock: socket.socket, timeout: float) -> bool:
+    """True when the server has closed the stream.
 
     A send on a half-closed TCP connection succeeds once and is lost; checking first means a
-    server restart costs no alert.
+    server restart costs no alert.  Syslog servers never send application data, so anything
+    readable is a close, or TLS records (TLS 1.3 session tickets, close_notify) that a
+    non-blocking read processes.
     """
-    if isinstance(sock, ssl.SSLSocket) and sock.pending():
-        return False
     try:
         readable, _, _ = select.select([sock], [], [], 0)
         if not readable:
             return False
-        return sock.recv(1, socket.MSG_PEEK) == b""
+        if not isinstance(sock, ssl.SSLSocket):
+            return sock.recv(1, socket.MSG_PEEK) == b""
+        sock.setblocking(False)
+        try:
+            return sock.recv(1) == b""
+        except ssl.SSLWantReadError:
+            return False  # only handshake records (session tickets): still open
+        finally:
+            sock.settimeout(timeout)
     except (OSError, ValueError):
         return True
 
