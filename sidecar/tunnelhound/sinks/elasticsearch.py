@@ -127,7 +127,8 @@ class _OrjsonNdjson(NdjsonSerializer, _Orjson):
 
 
 class ElasticsearchSink:
-    """Write flows to ``logs-tunnelhound.flow-<namespace>`` through a disk spool.
+    """Write flows to ``logs-tunnelhound.flow-<namespace>`` through a disk spool; other
+    documents (alerts) take the same path with :meth:`write_documents`.
 
     ``url_or_client`` is a URL (``https://host:9200``) or a ready ``Elasticsearch`` client.
     ``senders`` threads each keep one ``_bulk`` in flight.  ``full_policy`` is the spool's

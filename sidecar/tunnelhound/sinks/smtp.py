@@ -64,6 +64,16 @@ class SmtpServer:
     local_hostname: str | None = None
 
 
+@dataclass(slots=True)
+class _Mail:
+    """A queued message: built on the delivery thread (the email package is slow, ~2 ms), once,
+    so a retry re-sends the same Message-ID."""
+
+    route: Route
+    alerts: list[Mapping[str, Any]]
+    message: EmailMessage | None = None
+
+
 def render_body(alert: Mapping[str, Any]) -> str:
     """The plain-text part of one alert's message."""
     lookup = alertview.lookup
@@ -137,7 +147,7 @@ class SmtpSink:
         self._digest: dict[Route, list[Mapping[str, Any]]] = {}
         self._digest_since = 0.0
         self._lock = threading.Lock()
-        self._deliverer: Deliverer[EmailMessage] = Deliverer(
+        self._deliverer: Deliverer[_Mail] = Deliverer(
             f"smtp {server.host}:{server.port}",
             self._send,
             self._stats,
@@ -157,7 +167,7 @@ class SmtpSink:
                 if self.digest_interval > 0:
                     self._add_to_digest(route, alert)
                 else:
-                    self._deliverer.put(self._message(route, [alert]))
+                    self._deliverer.put(_Mail(route, [alert]))
         if self.digest_interval > 0:
             self._flush_due_digest()
 
@@ -196,7 +206,7 @@ class SmtpSink:
                 return
             digests, self._digest = self._digest, {}
         for route, alerts in digests.items():
-            self._deliverer.put(self._message(route, alerts), alerts=len(alerts))
+            self._deliverer.put(_Mail(route, alerts), alerts=len(alerts))
 
     # ------------------------------------------------------------------ messages
 
@@ -224,7 +234,10 @@ class SmtpSink:
         msg.add_attachment(attachment, maintype="application", subtype="json", filename=name)
         return msg
 
-    def _send(self, msg: EmailMessage) -> None:
+    def _send(self, mail: _Mail) -> None:
+        if mail.message is None:
+            mail.message = self._message(mail.route, mail.alerts)
+        msg = mail.message
         s = self.server
         try:
             client: smtplib.SMTP
