@@ -302,6 +302,17 @@ def test_tls_untrusted_server_is_counted_failed_never_raised(pki: Pki, tmp_path:
     assert stats["sent"] == 0 and stats["retried"] >= 1 and stats["queued"] == 0
 
 
+def test_an_alert_that_is_not_json_is_counted_failed(tcp_server: FramedServer) -> None:
+    bad = make_alert(seq=1)
+    bad["tunnelhound"]["alert"]["evidence"]["flow_count"] = {1}
+    sink = SyslogSink("127.0.0.1", tcp_server.port, transport="tcp", hostname="sensor-1.example", policy=FAST)
+    sink.write_alerts([bad, make_alert(seq=2)])
+    wait_for(lambda: len(tcp_server.received) == 1)
+    sink.close()
+    check_message(tcp_server.received[0], make_alert(seq=2), pri=131)
+    assert (sink.stats()["sent"], sink.stats()["failed"]) == (1, 1)
+
+
 def test_full_queue_drops_are_counted() -> None:
     # Nothing listens on this port: every attempt fails, so the queue only fills.
     probe = socket.socket()

@@ -180,3 +180,13 @@ def test_slow_endpoint_never_blocks_and_full_queue_drops() -> None:
     # Everything was accounted for: delivered, or dropped (full queue, or still queued at close).
     assert final["sent"] + final["dropped"] + final["failed"] == 50
     assert final["queued"] == 0
+
+
+def test_an_alert_that_is_not_json_is_counted_failed(receiver: Receiver) -> None:
+    bad = make_alert(seq=1)
+    bad["event"]["severity"] = object()
+    sink = WebhookSink(receiver.url, policy=FAST)
+    sink.write_alerts([bad, make_alert(seq=2)])
+    sink.close()
+    assert receiver.accepted() == [make_alert(seq=2)]
+    assert (sink.stats()["sent"], sink.stats()["failed"]) == (1, 1)

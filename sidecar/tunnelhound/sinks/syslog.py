@@ -208,7 +208,11 @@ class SyslogSink:
         """Format and queue one message per alert."""
         pid = os.getpid()
         for alert in alerts:
-            message = format_message(alert, facility=self.facility, hostname=self.hostname, procid=pid)
+            try:
+                message = format_message(alert, facility=self.facility, hostname=self.hostname, procid=pid)
+            except TypeError:  # orjson: a value that is not JSON (the producer's bug)
+                self._stats.add("failed")
+                continue
             self._deliverer.put(message)
 
     def close(self) -> None:

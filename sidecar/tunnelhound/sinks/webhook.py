@@ -61,7 +61,12 @@ class WebhookSink:
     def write_alerts(self, alerts: Sequence[Mapping[str, Any]]) -> None:
         """Serialize and queue one request per alert."""
         for alert in alerts:
-            self._deliverer.put(orjson.dumps(alert))
+            try:
+                body = orjson.dumps(alert)
+            except TypeError:  # a value that is not JSON (the producer's bug)
+                self._stats.add("failed")
+                continue
+            self._deliverer.put(body)
 
     def _post(self, body: bytes) -> None:
         request = urllib.request.Request(self.url, data=body, headers=self._headers, method="POST")
