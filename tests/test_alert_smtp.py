@@ -41,6 +41,7 @@ class Mail:
     mail_from: str
     rcpt_tos: list[str]
     message: EmailMessage
+    raw: bytes
 
 
 class Inbox:
@@ -64,7 +65,9 @@ class Inbox:
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
         with self.lock:
-            self.mails.append(Mail(str(envelope.mail_from), list(envelope.rcpt_tos), parsed))
+            self.mails.append(
+                Mail(str(envelope.mail_from), list(envelope.rcpt_tos), parsed, envelope.content)
+            )
         return "250 Message accepted"
 
     def count(self) -> int:
@@ -195,6 +198,30 @@ def test_one_message_per_alert_over_starttls_with_routing(pki: Pki, server: tupl
         "refused_recipients": 0,
         "queued": 0,
     }
+
+
+def test_long_evidence_query_is_encoded_within_line_limits(pki: Pki, server: tuple[Inbox, int]) -> None:
+    inbox, port = server
+    alert = make_alert()
+    ids = [f"{i:040x}" for i in range(100)]  # the most evidence ids an alert carries
+    alert["tunnelhound"]["alert"]["evidence"]["query"] = (
+        "event.id:(" + " OR ".join(f'"{i}"' for i in ids) + ")"
+    )
+    alert["message"] = "A title long enough that subject line and host together pass seventy-eight columns"
+    sink = make_sink(pki, port)
+    sink.write_alerts([alert])
+    wait_for(lambda: inbox.count() == 1)
+    sink.close()
+    message = inbox.mails[0].message
+    assert message["Subject"] == f"[Tunnelhound high] {alert['message']} on 10.77.1.68"
+    assert alert["tunnelhound"]["alert"]["evidence"]["query"] in body_of(message)
+    # As received: the subject on one header line; body lines within RFC 5322's 78 columns
+    # (quoted-printable, as Python wraps it), far below the 998 an MTA may refuse beyond.
+    header, _, body = inbox.mails[0].raw.partition(b"\r\n\r\n")
+    subject = [line for line in header.split(b"\r\n") if line.startswith(b"Subject:")]
+    assert subject == [f"Subject: {message['Subject']}".encode()]
+    assert max(len(line) for line in body.split(b"\r\n") if not line.startswith(b"Content-")) <= 78
+    assert attachment(message)[1] == alert
 
 
 def test_rate_limit_per_rule_and_host(pki: Pki, server: tuple[Inbox, int]) -> None:

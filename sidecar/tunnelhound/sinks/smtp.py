@@ -36,9 +36,11 @@ from tunnelhound.sinks.delivery import Deliverer, DeliveryError, DeliveryPolicy
 __all__ = ["Route", "SmtpServer", "SmtpSink", "render_body"]
 
 _LEVELS = ("critical", "high", "medium", "low")
-# Headers on one line up to RFC 5322's hard limit: the default 78-column folding moves a long
-# subject to a continuation line, which some clients show with a leading blank.
-_POLICY = email.policy.SMTP.clone(max_line_length=998)
+# Parts are encoded with the standard 78 columns (a long evidence query becomes quoted-printable
+# lines of that width); the finished message is then written with headers up to RFC 5322's hard limit of 998,
+# because Python folds a long subject onto a continuation line that parsers return with a
+# leading blank.
+_HEADER_POLICY = email.policy.SMTP.clone(max_line_length=998)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -211,7 +213,7 @@ class SmtpSink:
     # ------------------------------------------------------------------ messages
 
     def _message(self, route: Route, alerts: Sequence[Mapping[str, Any]]) -> EmailMessage:
-        msg = EmailMessage(policy=_POLICY)
+        msg = EmailMessage(policy=email.policy.SMTP)
         msg["From"] = route.from_address
         msg["To"] = ", ".join(route.to)
         msg["Date"] = formatdate(localtime=False)
@@ -232,6 +234,7 @@ class SmtpSink:
             name = "alerts.json"
             attachment = orjson.dumps(list(alerts), option=orjson.OPT_INDENT_2)
         msg.add_attachment(attachment, maintype="application", subtype="json", filename=name)
+        msg.policy = _HEADER_POLICY
         return msg
 
     def _send(self, mail: _Mail) -> None:
