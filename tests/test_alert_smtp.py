@@ -350,3 +350,15 @@ def test_wrong_password_is_failed(pki: Pki, server: tuple[Inbox, int]) -> None:
     wait_for(lambda: sink.stats()["failed"] == 1)
     sink.close()
     assert inbox.count() == 0
+
+
+def test_default_tls_verifies_the_server(pki: Pki, server: tuple[Inbox, int]) -> None:
+    # No context given: the system CAs, which do not know the test CA, so nothing is sent.
+    inbox, port = server
+    policy = DeliveryPolicy(retry_seconds=0.2, backoff_initial=0.05, backoff_max=0.05, close_timeout=2.0)
+    unverified = SmtpServer(host="127.0.0.1", port=port, username=USER, password=PASSWORD)
+    sink = SmtpSink(unverified, default=SOC, policy=policy)
+    sink.write_alerts([make_alert()])
+    wait_for(lambda: sink.stats()["failed"] == 1)
+    sink.close()
+    assert inbox.count() == 0 and sink.stats()["retried"] >= 1

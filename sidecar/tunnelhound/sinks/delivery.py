@@ -161,7 +161,7 @@ class Deliverer(Generic[T]):
                 item = self._queue[0]
                 self._busy = True
             try:
-                done = self._attempt(item, failures)
+                done = self._attempt(item)
             finally:
                 with self._cond:
                     self._busy = False
@@ -174,7 +174,7 @@ class Deliverer(Generic[T]):
             failures += 1
             self._stop.wait(self._delay(failures))
 
-    def _attempt(self, item: _Item[T], failures: int) -> bool:
+    def _attempt(self, item: _Item[T]) -> bool:
         """One send; True when the item is finished (sent or failed for good)."""
         now = self._clock()
         if item.first_try is None:

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email.policy
 import smtplib
 import ssl
@@ -32,6 +33,7 @@ import orjson
 from tunnelhound.sinks import alertview
 from tunnelhound.sinks.alertsink import SinkStats
 from tunnelhound.sinks.delivery import Deliverer, DeliveryError, DeliveryPolicy
+from tunnelhound.sinks.tls import tls_context
 
 __all__ = ["Route", "SmtpServer", "SmtpSink", "render_body"]
 
@@ -62,6 +64,7 @@ class SmtpServer:
     username: str = ""
     password: str = ""
     tls: ssl.SSLContext | None = None
+    """Verifies the server (None: the system CAs, with host name checks)."""
     timeout: float = 10.0
     local_hostname: str | None = None
 
@@ -130,6 +133,9 @@ class SmtpSink:
     ) -> None:
         if server.security not in ("starttls", "tls", "none"):
             raise ValueError(f"security must be starttls, tls or none, not {server.security!r}")
+        if server.security != "none" and server.tls is None:
+            # smtplib's own default context verifies nothing: never fall back to it.
+            server = dataclasses.replace(server, tls=tls_context())
         self.server = server
         self.default = default
         self.routes = dict(routes or {})
