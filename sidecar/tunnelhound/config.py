@@ -43,6 +43,9 @@ from .normalize.locality import DEFAULT_INTERNAL_NETWORKS
 
 __all__ = [
     "DEFAULT_INTERNAL_NETWORKS",
+    "AlertDeliveryConfig",
+    "AlertElasticsearchConfig",
+    "AlertsConfig",
     "BiflowConfig",
     "Config",
     "DecodeConfig",
@@ -51,7 +54,12 @@ __all__ = [
     "NdjsonOutputConfig",
     "NormalizeConfig",
     "OutputConfig",
+    "SmtpAlertConfig",
+    "SmtpRouteConfig",
+    "SmtpSeverityConfig",
+    "SyslogAlertConfig",
     "UdpInputConfig",
+    "WebhookAlertConfig",
     "from_dict",
     "load_config",
     "parse_host_port",
@@ -272,6 +280,130 @@ class OutputConfig:
     elasticsearch: ElasticsearchOutputConfig = field(default_factory=ElasticsearchOutputConfig)
 
 
+def _is_optional_host_port(value: str) -> bool:
+    return not value or _is_host_port(value)
+
+
+def _is_header(value: str) -> bool:
+    name, sep, _ = value.partition(":")
+    return bool(sep and name.strip() and name == name.strip() and "\n" not in value and "\r" not in value)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AlertElasticsearchConfig:
+    """Alerts into ``logs-tunnelhound.alert-<namespace>`` on the cluster of ``output.elasticsearch``."""
+
+    enabled: bool = False
+    spool_dir: str = ""
+    """Disk spool of alerts not yet acknowledged; empty means <state_dir>/alert-spool."""
+    spool_max_bytes: int = _int(64 * 1024**2, 1024 * 1024)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SyslogAlertConfig:
+    """RFC 5424 syslog over UDP, TCP or TLS (off while ``address`` is empty)."""
+
+    address: str = field(
+        default="",
+        metadata={"check": _is_optional_host_port, "allowed": "empty, or host:port with port 1..65535"},
+    )
+    transport: Literal["udp", "tcp", "tls"] = "udp"
+    facility: int = _int(16, 0, 23)
+    """Syslog facility number; 16 is local0."""
+    hostname: str = ""
+    """HOSTNAME field; empty uses this machine's FQDN."""
+    ca_certs: str = ""
+    verify_certs: bool = True
+    certfile: str = ""
+    """Client certificate (PEM) for servers that require mutual TLS."""
+    keyfile: str = ""
+    timeout: float = _float(10.0, above=0)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WebhookAlertConfig:
+    """JSON POST of every alert (off while ``url`` is empty)."""
+
+    url: str = field(
+        default="",
+        metadata={
+            "check": lambda v: not v or v.startswith(("http://", "https://")),
+            "allowed": "empty, or an http:// or https:// URL",
+        },
+    )
+    headers: tuple[str, ...] = field(
+        default=(), metadata={"check": _is_header, "allowed": '"Name: value" on one line'}
+    )
+    authorization_env: str = "TUNNELHOUND_WEBHOOK_AUTHORIZATION"
+    """Environment variable whose value is sent as the Authorization header (when set)."""
+    ca_certs: str = ""
+    verify_certs: bool = True
+    timeout: float = _float(10.0, above=0)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SmtpRouteConfig:
+    """Sender and recipients for one severity; empty values fall back to the smtp defaults."""
+
+    from_address: str = ""
+    to: tuple[str, ...] = field(default=(), metadata=_NON_EMPTY)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SmtpSeverityConfig:
+    """Per-severity routing of alert mail."""
+
+    low: SmtpRouteConfig = field(default_factory=SmtpRouteConfig)
+    medium: SmtpRouteConfig = field(default_factory=SmtpRouteConfig)
+    high: SmtpRouteConfig = field(default_factory=SmtpRouteConfig)
+    critical: SmtpRouteConfig = field(default_factory=SmtpRouteConfig)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SmtpAlertConfig:
+    """E-mail alerts (off while ``host`` is empty)."""
+
+    host: str = ""
+    port: int = _int(587, 1, 65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str = ""
+    password_env: str = "TUNNELHOUND_SMTP_PASSWORD"
+    ca_certs: str = ""
+    verify_certs: bool = True
+    timeout: float = _float(10.0, above=0)
+    from_address: str = field(default="tunnelhound@localhost", metadata=_NON_EMPTY)
+    to: tuple[str, ...] = field(default=(), metadata=_NON_EMPTY)
+    severity: SmtpSeverityConfig = field(default_factory=SmtpSeverityConfig)
+    digest_interval: float = _float(0.0, minimum=0)
+    """Seconds per digest message; 0 sends one message per alert."""
+    rate_limit_seconds: float = _float(3600.0, minimum=0)
+    """Window in which a further alert for the same rule and host is not mailed; 0 mails all."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AlertDeliveryConfig:
+    """Queue and retries of the remote alert sinks (syslog, webhook, smtp)."""
+
+    queue_size: int = _int(10000, 1)
+    retry_seconds: float = _float(3600.0, minimum=0)
+    backoff_initial: float = _float(1.0, above=0)
+    backoff_max: float = _float(60.0, above=0)
+    close_timeout: float = _float(5.0, minimum=0)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AlertsConfig:
+    """Where alert documents go (DESIGN §6); every sink is off by default."""
+
+    ndjson_enabled: bool = False
+    ndjson: NdjsonOutputConfig = field(default_factory=NdjsonOutputConfig)
+    elasticsearch: AlertElasticsearchConfig = field(default_factory=AlertElasticsearchConfig)
+    syslog: SyslogAlertConfig = field(default_factory=SyslogAlertConfig)
+    webhook: WebhookAlertConfig = field(default_factory=WebhookAlertConfig)
+    smtp: SmtpAlertConfig = field(default_factory=SmtpAlertConfig)
+    delivery: AlertDeliveryConfig = field(default_factory=AlertDeliveryConfig)
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Config:
     """The whole configuration; ``Config()`` holds the embedded defaults."""
@@ -290,6 +422,7 @@ class Config:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
 
 # --------------------------------------------------------------------------- from_dict

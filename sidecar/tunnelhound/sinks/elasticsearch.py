@@ -30,7 +30,7 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -44,7 +44,14 @@ from tunnelhound.errors import TunnelhoundError
 from tunnelhound.normalize.frame import FlowFrame, encode_bulk_block, encode_ndjson
 from tunnelhound.sinks.spool import Spool, SpoolBatch
 
-__all__ = ["Capabilities", "ElasticsearchSink", "ElasticsearchSinkError", "bulk_pairs", "flow_index"]
+__all__ = [
+    "Capabilities",
+    "ElasticsearchSink",
+    "ElasticsearchSinkError",
+    "alert_index",
+    "bulk_pairs",
+    "flow_index",
+]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +74,11 @@ class ElasticsearchSinkError(TunnelhoundError):
 def flow_index(namespace: str) -> str:
     """The data stream flows of a namespace go to."""
     return f"logs-tunnelhound.flow-{namespace}"
+
+
+def alert_index(namespace: str) -> str:
+    """The data stream alerts of a namespace go to (DESIGN §6)."""
+    return f"logs-tunnelhound.alert-{namespace}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +127,8 @@ class _OrjsonNdjson(NdjsonSerializer, _Orjson):
 
 
 class ElasticsearchSink:
-    """Write flows to ``logs-tunnelhound.flow-<namespace>`` through a disk spool.
+    """Write flows to ``logs-tunnelhound.flow-<namespace>`` through a disk spool; other
+    documents (alerts) take the same path with :meth:`write_documents`.
 
     ``url_or_client`` is a URL (``https://host:9200``) or a ready ``Elasticsearch`` client.
     ``senders`` threads each keep one ``_bulk`` in flight.  ``full_policy`` is the spool's
@@ -234,6 +247,24 @@ class ElasticsearchSink:
         """Queue ready ``action\\ndocument\\n`` pairs (what :func:`bulk_pairs` builds)."""
         with self._buf_lock:
             self._queue([(pair, 1) for pair in pairs], len(pairs))
+
+    def write_documents(self, docs: Sequence[Mapping[str, Any]], index: str) -> None:
+        """Queue JSON-ready documents for ``index`` (a data stream), ``_id`` = their ``event.id``.
+
+        The documents take the same spool, retry and dead-letter path as flows.  Raises
+        ``ValueError`` for a document without ``event.id``: it could not be deduplicated.
+        """
+        if self._closed:
+            raise ValueError("write to a closed ElasticsearchSink")
+        ids = []
+        for doc in docs:
+            event = doc.get("event")
+            eid = event.get("id") if isinstance(event, Mapping) else None
+            if not isinstance(eid, str) or not eid:
+                raise ValueError("a document without event.id cannot be indexed idempotently")
+            ids.append(eid)
+        encoded = [orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY) for doc in docs]
+        self.write_pairs(_create_pairs(index, ids, encoded))
 
     def _queue(self, pieces: list[tuple[bytes, int]], rows: int) -> None:
         """Buffer pieces, spooling every full batch (caller holds _buf_lock)."""
@@ -617,12 +648,13 @@ def _split(payload: bytes) -> tuple[list[bytes], list[bytes]]:
 
 def bulk_pairs(frame: FlowFrame) -> list[bytes]:
     """``create`` action and document lines for each row, ``_id`` = the row's ``event.id``."""
-    docs = encode_ndjson(frame)
-    prefix = b'{"create":{"_index":"' + flow_index(frame.namespace).encode() + b'","_id":'
-    return [
-        prefix + orjson.dumps(eid) + b"}}\n" + doc + b"\n"
-        for eid, doc in zip(frame.cols["event_id"].tolist(), docs, strict=True)
-    ]
+    return _create_pairs(flow_index(frame.namespace), frame.cols["event_id"].tolist(), encode_ndjson(frame))
+
+
+def _create_pairs(index: str, ids: Sequence[Any], docs: Sequence[bytes]) -> list[bytes]:
+    """``create`` action and document line pairs for serialized documents and their ``_id``."""
+    prefix = b'{"create":{"_index":"' + index.encode() + b'","_id":'
+    return [prefix + orjson.dumps(eid) + b"}}\n" + doc + b"\n" for eid, doc in zip(ids, docs, strict=True)]
 
 
 def _make_client(
