@@ -1,0 +1,333 @@
+"""`tunnelhound run` as a service: real processes on loopback, scraped over HTTP, stopped by signals.
+
+Each test starts the collector (through a launcher that registers the test analysis stage of
+``service_stage.py``), sends bench streams over UDP from several loopback source addresses,
+and checks what /metrics, the NDJSON files and the stage saw.  Biflow stitching is off so
+documents equal records.  Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tunnelhound.logs import JsonFormatter
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.append(str(ROOT / "bench"))  # appended: bench/elasticsearch.py must not shadow the client
+
+from streams import DEFAULT_SEED, Stream, build_ipfix, build_v9  # noqa: E402
+
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "sidecar"), str(ROOT / "tests")])}
+LAUNCHER = (
+    "import sys, service_stage; service_stage.install(); from tunnelhound.cli import main; sys.exit(main())"
+)
+RULE = "test.host_via_two_exporters"
+
+
+def _free_port(kind: socket.SocketKind) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Collector:
+    """`tunnelhound run -c config.yaml` with the test stage, its metrics on a free port."""
+
+    def __init__(self, tmp: Path, *, workers: int, port: int | None = None, allowed: list[str] | None = None,
+                 name: str = "run") -> None:  # fmt: skip
+        self.tmp, self.name = tmp, name
+        self.port = port or _free_port(socket.SOCK_DGRAM)
+        self.metrics_port = _free_port(socket.SOCK_STREAM)
+        self.out = tmp / f"out-{name}"
+        self.stage_out = tmp / f"stage-{name}.json"
+        self.config = tmp / "config.yaml"
+        self.write_config(workers, allowed or [])
+        env = {**ENV, "TH_TEST_STAGE_OUT": str(self.stage_out)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", LAUNCHER, "run", "-c", str(self.config), "-o", str(self.out)],
+            stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        assert self.proc.stderr is not None
+        self.log: list[str] = []
+        for _ in range(20):  # a capped-buffer warning may come first
+            line = self.proc.stderr.readline()
+            self.log.append(line)
+            if "listening on" in line or not line:
+                break
+        self.banner = self.log[-1]
+        assert f"listening on 127.0.0.1:{self.port}" in self.banner, "".join(self.log)
+
+    def write_config(self, workers: int, allowed: list[str]) -> None:
+        self.config.write_text(
+            f"state_dir: {self.tmp / 'state'}\n"
+            f"inputs:\n  udp:\n    listen: ['127.0.0.1:{self.port}']\n  allowed_exporters: {json.dumps(allowed)}\n"
+            "normalize:\n  biflow:\n    enabled: false\n"
+            f"service:\n  workers: {workers}\n  metrics_listen: 127.0.0.1:{self.metrics_port}\n"
+            "  stats_interval: 0.1\n"
+        )
+
+    def scrape(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            text = resp.read().decode()
+        return {
+            (s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    def value(self, name: str, **labels: str) -> float:
+        """Sum of the samples of ``name`` whose labels include ``labels``."""
+        want = set(labels.items())
+        return sum(v for (n, ls), v in self.scrape().items() if n == name and want <= ls)
+
+    def wait_for(self, name: str, expected: float, timeout: float = 30.0, **labels: str) -> None:
+        deadline = time.monotonic() + timeout
+        while (got := self.value(name, **labels)) != expected:
+            assert time.monotonic() < deadline, f"{name}{labels} = {got}, expected {expected}"
+            time.sleep(0.1)
+
+    def healthz(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/healthz", timeout=5) as resp:
+            return dict(json.loads(resp.read()))
+
+    def stop(self, sig: int = signal.SIGTERM) -> str:
+        self.proc.send_signal(sig)
+        _, err = self.proc.communicate(timeout=60)
+        assert self.proc.returncode == 0, "".join(self.log) + err
+        return "".join(self.log) + err
+
+    def documents(self) -> list[dict[str, Any]]:
+        return [
+            json.loads(line)
+            for f in sorted(self.out.glob("*.ndjson"))
+            for line in f.read_bytes().splitlines()
+        ]
+
+    def stage(self) -> dict[str, Any]:
+        return dict(json.loads(self.stage_out.read_text()))
+
+
+def exporter(ip: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((ip, 0))
+    return sock
+
+
+def send(sock: socket.socket, datagrams: list[bytes], port: int, per_ms: int = 20) -> None:
+    """Send at a modest, bounded pace (``per_ms`` datagrams a millisecond at most)."""
+    for i, data in enumerate(datagrams):
+        sock.sendto(data, ("127.0.0.1", port))
+        if i % per_ms == per_ms - 1:
+            time.sleep(0.001)
+
+
+def summary_number(text: str, phrase: str) -> int:
+    """The number before ``phrase`` in the summary lines."""
+    head = text.split(phrase)[0].rsplit(None, 1)[-1]
+    return int(head)
+
+
+# ---------------------------------------------------------------------------- metrics
+
+
+def test_metrics_show_exact_counts_of_the_datagrams_sent(tmp_path: Path) -> None:
+    # The same seed: both exporters report the same hosts, so each host raises one alert.
+    v9, ipfix = build_v9(3000), build_ipfix(2000, seed=DEFAULT_SEED)
+    garbage = [b"\x00\x09\x00\x01"] * 5  # a v9 header cut short
+    run = Collector(tmp_path, workers=1, allowed=["127.0.0.1/32", "127.0.0.2/32"])
+    try:
+        assert run.healthz() == {"ok": True, "workers": 1, "alive": 1}
+        with exporter("127.0.0.1") as a, exporter("127.0.0.2") as b, exporter("127.0.0.3") as outsider:
+            send(a, v9.datagrams, run.port)
+            send(b, ipfix.datagrams, run.port)
+            send(a, garbage, run.port)
+            send(outsider, v9.datagrams[:7], run.port)
+        run.wait_for("tunnelhound_documents_total", 5000)
+        run.wait_for("tunnelhound_rejected_datagrams_total", 7)
+        m = run.value
+        assert m("tunnelhound_datagrams_total", exporter="127.0.0.1") == len(v9.datagrams) + 5
+        assert m("tunnelhound_datagrams_total", exporter="127.0.0.2") == len(ipfix.datagrams)
+        assert m("tunnelhound_datagrams_total", exporter="127.0.0.3") == 0
+        assert m("tunnelhound_records_total", exporter="127.0.0.1") == 3000
+        assert m("tunnelhound_records_total", exporter="127.0.0.2") == 2000
+        assert m("tunnelhound_decode_errors_total", exporter="127.0.0.1", reason="truncated_header") == 5
+        assert m("tunnelhound_decode_errors_total") == 5
+        assert m("tunnelhound_templates", exporter="127.0.0.1") == 1
+        assert m("tunnelhound_template_sets_total", exporter="127.0.0.1") == v9.template_datagrams
+        assert m("tunnelhound_template_misses_total") == 0
+        assert m("tunnelhound_sequence_lost_total") == 0
+        assert m("tunnelhound_kernel_drops_total") == 0
+        assert m("tunnelhound_sink_ndjson_lines_total") == 5000
+        assert m("tunnelhound_analysis_rows_total") == 5000
+        alerts = m("tunnelhound_alerts_total", rule=RULE)
+        state = m("tunnelhound_rule_state_entries", stage="cross_exporter_hosts")
+        assert m("tunnelhound_receive_buffer_bytes") == 33554432 or "capped" in "".join(run.log)
+    finally:
+        err = run.stop()
+    docs = run.documents()
+    assert len(docs) == 5000
+    by_exporter: dict[str, set[str]] = {}
+    for d in docs:
+        by_exporter.setdefault(d["observer"]["ip"], set()).add(d["source"]["ip"])
+    shared = by_exporter["127.0.0.1"] & by_exporter["127.0.0.2"]
+    assert alerts == len(shared) > 100
+    assert state == len(by_exporter["127.0.0.1"] | by_exporter["127.0.0.2"])
+    assert run.stage()["rows"] == 5000
+    # The summary counts every datagram, the rejected ones too.
+    assert summary_number(err, "datagrams,") == len(v9.datagrams) + len(ipfix.datagrams) + 5 + 7
+
+
+# ---------------------------------------------------------------------------- workers
+
+
+def test_two_workers_share_the_port_and_one_analysis_sees_every_exporter(tmp_path: Path) -> None:
+    """16 exporters (distinct source addresses) send the same 20 flows; SO_REUSEPORT spreads
+    them over both workers, and every host must be alerted exactly once, not once per worker."""
+    stream = build_v9(20)
+    assert len(stream.datagrams) == 1
+    run = Collector(tmp_path, workers=2)
+    try:
+        assert run.healthz() == {"ok": True, "workers": 2, "alive": 2}
+        socks = [exporter(f"127.0.0.{i}") for i in range(1, 17)]
+        for s in socks:
+            send(s, stream.datagrams, run.port)
+        run.wait_for("tunnelhound_analysis_rows_total", 16 * 20)
+        run.wait_for("tunnelhound_documents_total", 16 * 20)
+        per_worker = {w: run.value("tunnelhound_documents_total", worker=w) for w in ("0", "1")}
+        analysed = {w: run.value("tunnelhound_analysis_rows_total", worker=w) for w in ("0", "1")}
+        alerts = run.value("tunnelhound_alerts_total", rule=RULE)
+        for s in socks:
+            s.close()
+    finally:
+        err = run.stop()
+    # Both workers decoded (the kernel spread the exporters), and the one analysis saw both.
+    assert per_worker["0"] > 0 and per_worker["1"] > 0, per_worker
+    assert analysed == per_worker
+    stage = run.stage()
+    assert stage["pid"] == run.proc.pid  # the analysis runs in the main process
+    hosts = {d["source"]["ip"] for d in run.documents()}
+    assert set(stage["hosts"]) == hosts
+    assert all(len(e) == 16 for e in stage["hosts"].values())
+    assert alerts == len(hosts)
+    # Each worker wrote its own files.
+    prefixes = Counter(f.name.split("-")[1] for f in run.out.glob("*.ndjson"))
+    assert set(prefixes) == {"w0", "w1"}
+    assert summary_number(err, "flow records") == 16 * 20
+
+
+# ---------------------------------------------------------------------------- shutdown and restart
+
+
+def _burst(stream: Stream, sock: socket.socket, port: int) -> None:
+    for data in stream.datagrams:
+        sock.sendto(data, ("127.0.0.1", port))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_loses_no_delivered_record_and_restart_decodes_at_once(tmp_path: Path, workers: int) -> None:
+    v9, ipfix = build_v9(30_000), build_ipfix(30_000)
+    run = Collector(tmp_path, workers=workers)
+    with exporter("127.0.0.1") as a, exporter("127.0.0.2") as b:
+        # Send everything as fast as possible and stop at once: the collector is still
+        # working through what the kernel queued when SIGTERM arrives.
+        _burst(v9, a, run.port)
+        _burst(ipfix, b, run.port)
+        err = run.stop()
+        dropped = summary_number(err, "datagrams\n") if "kernel dropped" in err else -1
+        assert dropped == 0, err  # 32 MB buffers hold the whole ~3 MB burst
+        written = len(run.documents())
+        assert written == summary_number(err, "flow records") == 60_000, err
+
+        # Restart: data without its template decodes at once from the persisted templates.
+        again = Collector(tmp_path, workers=workers, port=run.port, name="again")
+        assert "templates restored: True" in again.banner
+        data_only = [d for i, d in enumerate(v9.datagrams) if i % 20 != 0][:50]  # no template set in these
+        records = 50 * v9.records_per_datagram
+        send(a, data_only, again.port)
+        again.wait_for("tunnelhound_records_total", records, exporter="127.0.0.1")
+        assert again.value("tunnelhound_template_misses_total") == 0
+        again.stop()
+    assert len(again.documents()) == records
+
+
+# ---------------------------------------------------------------------------- reload
+
+
+def test_sighup_reloads_the_allowlist_while_receiving(tmp_path: Path) -> None:
+    stream = build_v9(20_000)
+    late = build_ipfix(300)
+    run = Collector(tmp_path, workers=2, allowed=["127.0.0.1/32"])
+    try:
+        with exporter("127.0.0.1") as a, exporter("127.0.0.2") as b:
+            send(b, late.datagrams, run.port)
+            run.wait_for("tunnelhound_rejected_datagrams_total", len(late.datagrams))
+            half = len(stream.datagrams) // 2
+            send(a, stream.datagrams[:half], run.port)
+            run.write_config(2, ["127.0.0.1/32", "127.0.0.2/32"])
+            run.proc.send_signal(signal.SIGHUP)  # while the first half is still being worked through
+            send(a, stream.datagrams[half:], run.port)
+            run.wait_for("tunnelhound_reloads_total", 1)
+            time.sleep(0.5)  # the workers apply it between two batches
+            send(b, late.datagrams, run.port)
+            run.wait_for("tunnelhound_records_total", 300, exporter="127.0.0.2")
+            run.wait_for("tunnelhound_records_total", 20_000, exporter="127.0.0.1")
+            # A broken file is refused and counted; the running config stays.
+            run.config.write_text("service: {workers: zero}\n")
+            run.proc.send_signal(signal.SIGHUP)
+            run.wait_for("tunnelhound_reload_failures_total", 1)
+            assert run.healthz()["ok"]
+            assert run.value("tunnelhound_kernel_drops_total") == 0
+    finally:
+        err = run.stop()
+    assert len(run.documents()) == 20_300
+    assert run.stage()["reloads"] == 1
+    assert "reload refused" in err and "service.workers" in err
+
+
+# ---------------------------------------------------------------------------- config and logs
+
+
+def test_several_workers_cannot_share_stdout_and_bad_workers_is_one_line(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "tunnelhound", "run", "--listen", "127.0.0.1:9", "--metrics", ""]
+    out = subprocess.run(
+        [*cmd, "--workers", "2", "-o", "-"], capture_output=True, text=True, env=ENV, timeout=60
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        "tunnelhound: config error: service.workers: several workers cannot share stdout; "
+        "give output.ndjson.path a directory"
+    )
+    out = subprocess.run([*cmd, "--workers", "0"], capture_output=True, text=True, env=ENV, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        "tunnelhound: config error: service.workers: 0 is not allowed; expected an integer from 1 to 64"
+    )
+
+
+def test_json_log_lines_carry_level_message_and_extras() -> None:
+    import logging
+
+    record = logging.LogRecord(
+        "tunnelhound.service", logging.WARNING, __file__, 1, "capped at %d", (4,), None
+    )
+    record.__dict__["receive_buffer.asked"] = 33554432
+    doc = json.loads(JsonFormatter("worker-1").format(record))
+    assert doc["log.level"] == "warning"
+    assert doc["message"] == "capped at 4"
+    assert doc["process.name"] == "worker-1"
+    assert doc["receive_buffer.asked"] == 33554432
+    assert doc["@timestamp"].endswith("+00:00")
