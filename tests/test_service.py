@@ -331,3 +331,17 @@ def test_json_log_lines_carry_level_message_and_extras() -> None:
     assert doc["process.name"] == "worker-1"
     assert doc["receive_buffer.asked"] == 33554432
     assert doc["@timestamp"].endswith("+00:00")
+
+
+def test_soak_bench_runs_briefly_and_counts_every_record() -> None:
+    env = {**ENV, "PYTHONPATH": str(ROOT / "sidecar")}
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "soak.py"), "--rate", "5000", "--duration", "2", "--json"],
+        capture_output=True, text=True, env=env, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr + out.stdout
+    result = json.loads(out.stdout.splitlines()[-1])[0]
+    assert result["sent"] == result["received"] == result["written"] > 8000
+    assert result["kernel_dropped_datagrams"] == 0
+    assert result["peak_rss_mb"] > 10
+    assert "lossless" in out.stdout.splitlines()[0]
