@@ -345,3 +345,14 @@ def test_soak_bench_runs_briefly_and_counts_every_record() -> None:
     assert result["kernel_dropped_datagrams"] == 0
     assert result["peak_rss_mb"] > 10
     assert "lossless" in out.stdout.splitlines()[0]
+
+
+def test_systemd_unit_verifies(tmp_path: Path) -> None:
+    unit = (ROOT / "packaging" / "tunnelhound.service").read_text()
+    assert "ExecStart=/usr/bin/tunnelhound run -c /etc/tunnelhound/config.yaml" in unit
+    assert "ExecReload=/bin/kill -HUP $MAINPID" in unit and "KillMode=mixed" in unit
+    # Verified with an executable that exists here; the rest of the unit is checked as shipped.
+    copy = tmp_path / "tunnelhound.service"
+    copy.write_text(unit.replace("/usr/bin/tunnelhound", sys.executable))
+    out = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "tunnelhound.service" not in out.stderr, out.stderr
