@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -296,6 +297,54 @@ def test_sighup_reloads_the_allowlist_while_receiving(tmp_path: Path) -> None:
     assert len(run.documents()) == 20_300
     assert run.stage()["reloads"] == 1
     assert "reload refused" in err and "service.workers" in err
+
+
+# ---------------------------------------------------------------------------- limits
+
+
+def _v9_templates(domain: int, ids: range) -> bytes:
+    """One v9 datagram of observation domain ``domain`` defining a one-field template per id."""
+    records = b"".join(struct.pack("!HHHH", tid, 1, 8, 4) for tid in ids)
+    flowset = struct.pack("!HH", 0, 4 + len(records)) + records
+    return struct.pack("!HHIIII", 9, len(ids), 1000, 1_735_689_600, ids.start, domain) + flowset
+
+
+def _template_flood(total: int) -> list[bytes]:
+    """``total`` distinct templates, 170 a datagram; ids are 16-bit, so domains 1, 2, ... carry them."""
+    out, domain = [], 1
+    while total > 0:
+        ids = range(256, 256 + min(total, 65536 - 256))
+        out += [_v9_templates(domain, ids[i : i + 170]) for i in range(0, len(ids), 170)]
+        total -= len(ids)
+        domain += 1
+    return out
+
+
+def test_flood_from_outside_the_allowlist_and_a_template_flood_stay_bounded(tmp_path: Path) -> None:
+    run = Collector(tmp_path, workers=1, allowed=["127.0.0.1/32"])
+    stream = build_v9(28 * 2000)
+    try:
+        time.sleep(0.3)
+        rss_before = run.value("tunnelhound_worker_rss_bytes")
+        with exporter("127.0.0.9") as outsider:
+            send(outsider, stream.datagrams, run.port, per_ms=50)
+        run.wait_for("tunnelhound_rejected_datagrams_total", len(stream.datagrams))
+        time.sleep(0.3)
+        rss_after = run.value("tunnelhound_worker_rss_bytes")
+        assert run.value("tunnelhound_datagrams_total") == 0  # never reached the decoder
+        # 100,000 distinct templates (170 a datagram) from one exporter: the cap holds.
+        with exporter("127.0.0.1") as noisy:
+            datagrams = _template_flood(100_000)
+            send(noisy, datagrams, run.port)
+        run.wait_for("tunnelhound_datagrams_total", len(datagrams), exporter="127.0.0.1")
+        held = run.value("tunnelhound_templates", exporter="127.0.0.1")
+        refused = run.value("tunnelhound_decode_errors_total", exporter="127.0.0.1", reason="template_limit")
+    finally:
+        run.stop()
+    assert held == 4096  # decode.max_templates_per_exporter
+    assert refused == 100_000 - 4096
+    # 2,000 rejected datagrams (2.8 MB on the wire) leave memory where it was.
+    assert abs(rss_after - rss_before) < 4 * 2**20, (rss_before, rss_after)
 
 
 # ---------------------------------------------------------------------------- config and logs
