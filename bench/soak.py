@@ -54,6 +54,10 @@ class SoakResult:
     received: int
     kernel_dropped_datagrams: int
     written: int
+    drain_s: float
+    """Seconds after the last send until the collector had written everything it would."""
+    processed_rate: float
+    """Written records over send time plus drain time: what the collector sustained."""
     peak_rss_mb: float
     rss_warm_mb: float
     rss_end_mb: float
@@ -69,7 +73,8 @@ class SoakResult:
         return (
             f"workers={self.workers} rate={self.rate}/s for {self.duration:.0f} s: sent {self.sent} "
             f"({self.sent_rate:,.0f}/s), received {self.received}, kernel-dropped {self.kernel_dropped_datagrams} "
-            f"datagrams, written {self.written}; peak RSS {self.peak_rss_mb:.0f} MB, "
+            f"datagrams, written {self.written} (drained {self.drain_s:.1f} s after the last send: "
+            f"{self.processed_rate:,.0f}/s processed); peak RSS {self.peak_rss_mb:.0f} MB, "
             f"RSS {self.rss_warm_mb:.0f} MB after warm-up -> {self.rss_end_mb:.0f} MB at the end; "
             f"{'lossless' if self.lossless else 'LOSS'} (load {self.load})"
         )
@@ -100,7 +105,9 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
-def soak(rate: int, duration: float, workers: int, exporters: int, keep: bool = False) -> SoakResult:
+def soak(
+    rate: int, duration: float, workers: int, exporters: int, receive_buffer: int = 33554432
+) -> SoakResult:
     """One run: start the collector, send at ``rate`` records/s for ``duration`` s, stop it, count."""
     streams = [
         (build_v9 if i % 2 == 0 else build_ipfix)(STREAM_RECORDS // exporters, seed=1000 + i)
@@ -112,10 +119,11 @@ def soak(rate: int, duration: float, workers: int, exporters: int, keep: bool = 
     config = work / "config.yaml"
     config.write_text(
         f"state_dir: {work / 'state'}\n"
-        f"inputs:\n  udp:\n    listen: ['127.0.0.1:{port}']\n"
+        f"inputs:\n  udp:\n    listen: ['127.0.0.1:{port}']\n    receive_buffer: {receive_buffer}\n"
         "normalize:\n  biflow:\n    enabled: false\n"
         f"output:\n  ndjson:\n    path: {work / 'out'}\n    rotate_bytes: 268435456\n    max_files: 1\n"
         f"service:\n  workers: {workers}\n  metrics_listen: 127.0.0.1:{mport}\n  log_format: text\n"
+        "  stats_interval: 0.1\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT / "sidecar")}
     proc = subprocess.Popen(
@@ -162,9 +170,7 @@ def soak(rate: int, duration: float, workers: int, exporters: int, keep: bool = 
     elapsed = time.monotonic() - start
     end_rss = _tree_rss(proc.pid)
     peak = max(peak, end_rss)
-    time.sleep(0.5)  # let the collector reach what the kernel queued before the stop
-    with urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10):
-        pass  # the endpoint answered during the run
+    drain = _drain(mport, sent, timeout=max(30.0, duration))
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=300)
     for s in socks:
@@ -172,11 +178,33 @@ def soak(rate: int, duration: float, workers: int, exporters: int, keep: bool = 
     received = _number(err, r"(\d+) flow records")
     written = _number(err, r"(\d+) documents written")
     dropped = _number(err, r"kernel dropped (\d+) datagrams")
-    if not keep:
-        shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "?"
     return SoakResult(workers, rate, round(elapsed, 1), sent, sent / elapsed, received, dropped, written,
-                      peak / 2**20, (warm or end_rss) / 2**20, end_rss / 2**20, load)  # fmt: skip
+                      drain, written / (elapsed + drain), peak / 2**20, (warm or end_rss) / 2**20,
+                      end_rss / 2**20, load)  # fmt: skip
+
+
+def _drain(metrics_port: int, sent: int, timeout: float) -> float:
+    """Seconds until the collector's written count reaches ``sent`` or stops moving for 1 s."""
+    start = time.monotonic()
+    last, still_since = -1.0, start
+    while time.monotonic() - start < timeout:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+        written = sum(
+            float(m.group(1))
+            for m in re.finditer(r"^tunnelhound_documents_total\{[^}]*\} (\S+)$", text, re.M)
+        )
+        now = time.monotonic()
+        if written >= sent:
+            return now - start
+        if written != last:
+            last, still_since = written, now
+        elif now - still_since >= 1.0:
+            return still_since - start
+        time.sleep(0.05)
+    return timeout
 
 
 def _records(datagram: bytes, version: int) -> int:
@@ -204,13 +232,13 @@ def _number(text: str, pattern: str) -> int:
 
 
 def search(
-    start: int, duration: float, workers: int, exporters: int, steps: int
+    start: int, duration: float, workers: int, exporters: int, steps: int, receive_buffer: int
 ) -> tuple[int, list[SoakResult]]:
     """Highest lossless rate: grow by half while lossless, then bisect ``steps`` times."""
     runs: list[SoakResult] = []
     good, bad, rate = 0, 0, start
     for _ in range(steps * 3):
-        result = soak(rate, duration, workers, exporters)
+        result = soak(rate, duration, workers, exporters, receive_buffer)
         runs.append(result)
         print("  " + result.line(), flush=True)
         if result.lossless:
@@ -230,6 +258,12 @@ def main() -> int:
     p.add_argument("--duration", type=float, default=60.0, help="seconds per run (default 60)")
     p.add_argument("--workers", type=int, default=1, help="collector worker processes (default 1)")
     p.add_argument("--exporters", type=int, default=4, help="sending sockets, half v9 half IPFIX (default 4)")
+    p.add_argument(
+        "--receive-buffer",
+        type=int,
+        default=33554432,
+        help="collector's UDP receive buffer in bytes (default 32 MiB; a smaller one shows loss in short runs)",
+    )
     p.add_argument("--search", action="store_true", help="find the highest lossless rate for 1 and 2 workers")
     p.add_argument("--steps", type=int, default=4, help="bisection steps of --search (default 4)")
     p.add_argument("--json", action="store_true", help="also print the results as JSON")
@@ -239,12 +273,14 @@ def main() -> int:
         best = {}
         for workers in (1, 2):
             print(f"search, {workers} worker(s):", flush=True)
-            best[workers], runs = search(args.rate, args.duration, workers, args.exporters, args.steps)
+            best[workers], runs = search(
+                args.rate, args.duration, workers, args.exporters, args.steps, args.receive_buffer
+            )
             results += runs
         for workers, rate in best.items():
             print(f"highest lossless rate with {workers} worker(s): {rate:,} records/s")
     else:
-        result = soak(args.rate, args.duration, args.workers, args.exporters)
+        result = soak(args.rate, args.duration, args.workers, args.exporters, args.receive_buffer)
         results.append(result)
         print(result.line())
     if args.json:

@@ -25,6 +25,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tunnelhound.logs import JsonFormatter
+from tunnelhound.sources.udp import UdpListener
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.append(str(ROOT / "bench"))  # appended: bench/elasticsearch.py must not shadow the client
@@ -345,6 +346,25 @@ def test_flood_from_outside_the_allowlist_and_a_template_flood_stay_bounded(tmp_
     assert refused == 100_000 - 4096
     # 2,000 rejected datagrams (2.8 MB on the wire) leave memory where it was.
     assert abs(rss_after - rss_before) < 4 * 2**20, (rss_before, rss_after)
+
+
+# ---------------------------------------------------------------------------- kernel drops
+
+
+def test_drops_after_the_last_delivered_datagram_are_counted() -> None:
+    """A full queue drops the tail of a burst; no later datagram carries that count (SO_RXQ_OVFL),
+    but the listener reads it from the socket (SO_MEMINFO), so sent = received + dropped."""
+    with UdpListener([("127.0.0.1", 0)], receive_buffer=262144) as listener, exporter("127.0.0.1") as s:
+        port = listener.addresses[0][1]
+        for _ in range(3000):
+            s.sendto(b"x" * 1400, ("127.0.0.1", port))
+        assert listener.queued_bytes > 0
+        received = 0
+        while batch := listener.recv_batch(1024, timeout=0):
+            received += len(batch)
+        assert 0 < received < 3000
+        assert listener.kernel_drops == 3000 - received
+        assert listener.queued_bytes == 0
 
 
 # ---------------------------------------------------------------------------- config and logs

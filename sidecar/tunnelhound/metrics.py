@@ -108,6 +108,8 @@ class ServiceCollector(Collector):
             (GaugeMetricFamily, "held_sets", "Data sets waiting for their template", lambda s: s.held_sets),
             (GaugeMetricFamily, "biflow_pending", "Uniflows waiting for their partner",
              lambda s: s.biflow_pending),
+            (GaugeMetricFamily, "receive_queue_bytes", "Bytes waiting in the UDP receive queues",
+             lambda s: s.receive_queue_bytes),
             (GaugeMetricFamily, "receive_buffer_bytes", "UDP receive buffer the kernel granted",
              lambda s: s.receive_buffer),
             (GaugeMetricFamily, "worker_rss_bytes", "Resident memory of the worker", lambda s: s.rss_bytes),

@@ -37,6 +37,8 @@ class WorkerSnapshot:
     biflow_pending: int = 0
     kernel_drops: int = 0
     """Datagrams the kernel dropped on this worker's sockets (receive queue full)."""
+    receive_queue_bytes: int = 0
+    """Bytes waiting in the worker's socket receive queues."""
     receive_buffer: int = 0
     """SO_RCVBUF the kernel granted, in the caller's units (half of what Linux reports)."""
     sinks: dict[str, float] = field(default_factory=dict)
@@ -88,6 +90,7 @@ def take_snapshot(
         held_sets=pipeline.decoder.held_sets,
         biflow_pending=pipeline.stitcher.pending if pipeline.stitcher is not None else 0,
         kernel_drops=listener.kernel_drops,
+        receive_queue_bytes=listener.queued_bytes,
         receive_buffer=listener.effective_receive_buffer // 2,
         sinks=sink_metrics(pipeline.sink),
         frames_sent=frames_sent,
