@@ -231,6 +231,21 @@ def test_two_workers_share_the_port_and_one_analysis_sees_every_exporter(tmp_pat
     assert summary_number(err, "flow records") == 16 * 20
 
 
+def test_workers_refuse_ports_another_collector_holds(tmp_path: Path) -> None:
+    first = Collector(tmp_path, workers=2)
+    try:
+        cmd = [sys.executable, "-m", "tunnelhound", "run", "--listen", f"127.0.0.1:{first.port}", "--workers", "2",
+               "--metrics", "", "-o", str(tmp_path / "second"), "--state-dir", str(tmp_path / "state2")]  # fmt: skip
+        out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=60)
+    finally:
+        first.stop()
+    assert out.returncode == 1
+    assert (
+        out.stderr.strip()
+        == f"tunnelhound: cannot listen on UDP 127.0.0.1:{first.port}: Address already in use"
+    )
+
+
 # ---------------------------------------------------------------------------- shutdown and restart
 
 

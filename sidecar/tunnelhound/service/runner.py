@@ -22,6 +22,7 @@ from tunnelhound.pipeline import PipelineCounts
 from tunnelhound.service.analysis import Analysis
 from tunnelhound.service.snapshot import WorkerSnapshot
 from tunnelhound.service.worker import ReadyInfo, StopFlags, Worker, WorkerSpec, worker_main
+from tunnelhound.sources.udp import UdpListener
 
 __all__ = ["ServiceResult", "kernel_rmem_max", "run_service"]
 
@@ -203,6 +204,9 @@ def _run_in_process(service: _Service) -> ServiceResult:
 
 
 def _run_workers(service: _Service) -> ServiceResult:
+    # SO_REUSEPORT would let a second collector of the same user share the ports silently,
+    # each getting part of the exporters. Binding once without it first fails if anyone holds them.
+    UdpListener(list(service.spec.binds), receive_buffer=65536).close()
     ctx = multiprocessing.get_context("spawn")
     procs: dict[int, BaseProcess] = {}
     conns: dict[int, Connection] = {}
