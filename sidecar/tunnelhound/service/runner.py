@@ -77,6 +77,7 @@ class _Service:
         self.alive = 0
         self.flags = StopFlags()
         self.metrics: MetricsServer | None = None
+        self.metrics_error = ""
 
     # ------------------------------------------------------------------ metrics
 
@@ -107,13 +108,25 @@ class _Service:
             try:
                 self.metrics = MetricsServer((host, port), lambda: self.view, self.health)
             except OSError as exc:
-                # Flows matter more than their metrics: collect anyway, and say so loudly.
-                log.error("metrics endpoint off: cannot listen on %s: %s", listen, exc.strerror or exc)
+                # Flows matter more than their metrics: collect anyway, and say so (after the banner).
+                self.metrics_error = f"metrics endpoint off: cannot listen on {listen}: {exc.strerror or exc}"
 
     # ------------------------------------------------------------------ start and reload
 
     def announce(self, ready: list[ReadyInfo]) -> None:
-        """Warn about a capped receive buffer and print the one banner line tests and operators read."""
+        """Print the one banner line tests and operators read first, then what went wrong at start."""
+        addrs = " ".join(f"{h}:{p}" for h, p in ready[0].addresses)
+        print(
+            f"tunnelhound: listening on {addrs}; templates restored: {any(r.restored for r in ready)}; "
+            f"workers: {self.workers}",
+            file=sys.stderr,
+            flush=True,
+        )
+        log.info("started", extra={"workers": self.workers, "listen": addrs})
+        if self.metrics is not None:
+            log.info("metrics on http://%s:%d/metrics", *self.metrics.address)
+        if self.metrics_error:
+            log.error(self.metrics_error)
         asked = self.config.inputs.udp.receive_buffer
         capped = [r for r in ready if r.buffer_capped]
         if capped:
@@ -126,17 +139,6 @@ class _Service:
                 asked,
                 extra={"receive_buffer.asked": asked, "receive_buffer.granted": capped[0].receive_buffer},
             )
-        addrs = " ".join(f"{h}:{p}" for h, p in ready[0].addresses)
-        metrics = (
-            f"; metrics on http://{self.metrics.address[0]}:{self.metrics.address[1]}" if self.metrics else ""
-        )
-        print(
-            f"tunnelhound: listening on {addrs}; templates restored: {any(r.restored for r in ready)}; "
-            f"workers: {self.workers}{metrics}",
-            file=sys.stderr,
-            flush=True,
-        )
-        log.info("started", extra={"workers": self.workers, "listen": addrs})
 
     def load_reload(self) -> Config | None:
         """The config file read again, or None (logged and counted) when it is unusable."""

@@ -18,7 +18,7 @@ import pickle
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from types import FrameType
@@ -140,8 +140,13 @@ class Worker:
 
     def reload(self, config: Config) -> None:
         """Apply the parts of ``config`` that are safe to change while running (the allowlist)."""
-        for hook in WORKER_RELOAD_HOOKS:
-            hook(self.pipeline, config)
+        try:
+            for hook in WORKER_RELOAD_HOOKS:
+                hook(self.pipeline, config)
+        except (TunnelhoundError, ValueError) as exc:
+            self.reload_failures += 1
+            log.error("reload failed in worker %d, keeping what applied: %s", self.spec.index, exc)
+            return
         self.reloads += 1
         log.info("reloaded", extra={"worker": self.spec.index})
 
@@ -178,8 +183,11 @@ class StopFlags:
         self.stopping = False
         self.reload = False
 
-    def install(self, on_signal: Callable[[int], None] | None = None) -> None:
-        """Install the handlers; ``on_signal(signum)`` runs after the flag is set."""
+    def install(self, on_signal: Callable[[int], None] | None = None, *, hangup: bool = True) -> None:
+        """Install the handlers; ``on_signal(signum)`` runs after the flag is set.
+
+        ``hangup=False`` ignores SIGHUP instead (workers: the service sends them the reloaded config).
+        """
 
         def handle(signum: int, _frame: FrameType | None) -> None:
             if signum == signal.SIGHUP:
@@ -189,8 +197,9 @@ class StopFlags:
             if on_signal is not None:
                 on_signal(signum)
 
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, handle)
+        signal.signal(signal.SIGHUP, handle if hangup else signal.SIG_IGN)
 
 
 # --------------------------------------------------------------------------- child process
@@ -201,10 +210,9 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
     sc = spec.config.service
     setup_logging(sc.log_format, sc.log_level, process_name=f"worker-{spec.index}")
     flags = StopFlags()
-    flags.install()
     # The service forwards SIGHUP as a ("reload", config) message; a SIGHUP sent to the
     # whole process group must not make the worker re-read a file the service did not.
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    flags.install(hangup=False)
 
     def send(message: tuple[Any, ...]) -> None:
         conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
@@ -234,8 +242,3 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
         worker.close()
     send(("done", worker.snapshot()))
     conn.close()
-
-
-def child_spec(spec: WorkerSpec, index: int) -> WorkerSpec:
-    """The spec of worker ``index`` of the same service."""
-    return replace(spec, index=index)
