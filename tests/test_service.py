@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from es_server import ensure_elasticsearch
 from tunnelhound.logs import JsonFormatter
 from tunnelhound.sources.udp import UdpListener
 
@@ -49,13 +51,14 @@ class Collector:
     """`tunnelhound run -c config.yaml` with the test stage, its metrics on a free port."""
 
     def __init__(self, tmp: Path, *, workers: int, port: int | None = None, allowed: list[str] | None = None,
-                 name: str = "run") -> None:  # fmt: skip
+                 name: str = "run", extra: str = "") -> None:  # fmt: skip
         self.tmp, self.name = tmp, name
         self.port = port or _free_port(socket.SOCK_DGRAM)
         self.metrics_port = _free_port(socket.SOCK_STREAM)
         self.out = tmp / f"out-{name}"
         self.stage_out = tmp / f"stage-{name}.json"
         self.config = tmp / "config.yaml"
+        self.extra = extra
         self.write_config(workers, allowed or [])
         env = {**ENV, "TH_TEST_STAGE_OUT": str(self.stage_out)}
         self.proc = subprocess.Popen(
@@ -78,7 +81,7 @@ class Collector:
             f"inputs:\n  udp:\n    listen: ['127.0.0.1:{self.port}']\n  allowed_exporters: {json.dumps(allowed)}\n"
             "normalize:\n  biflow:\n    enabled: false\n"
             f"service:\n  workers: {workers}\n  metrics_listen: 127.0.0.1:{self.metrics_port}\n"
-            "  stats_interval: 0.1\n"
+            "  stats_interval: 0.1\n" + self.extra
         )
 
     def scrape(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -244,6 +247,35 @@ def test_workers_refuse_ports_another_collector_holds(tmp_path: Path) -> None:
         out.stderr.strip()
         == f"tunnelhound: cannot listen on UDP 127.0.0.1:{first.port}: Address already in use"
     )
+
+
+@pytest.mark.elasticsearch
+def test_elasticsearch_sink_metrics_of_both_workers(tmp_path: Path) -> None:
+    url = ensure_elasticsearch()
+    setup = subprocess.run([sys.executable, "-m", "tunnelhound", "setup", "--es-url", url],
+                           capture_output=True, text=True, env=ENV, timeout=300)  # fmt: skip
+    assert setup.returncode == 0, setup.stderr
+    namespace = f"svc{uuid.uuid4().hex[:12]}"
+    extra = f"namespace: {namespace}\noutput:\n  elasticsearch:\n    url: {url}\n    flush_interval: 0.2\n"
+    run = Collector(tmp_path, workers=2, extra=extra)
+    socks = [exporter(f"127.0.0.{i}") for i in range(1, 9)]
+    try:
+        for s in socks:
+            send(s, build_v9(500, seed=7).datagrams, run.port)
+        run.wait_for("tunnelhound_sink_docs_acked_total", 8 * 500, timeout=60)
+        m = run.value
+        assert m("tunnelhound_sink_docs_written_total") == 8 * 500
+        assert m("tunnelhound_sink_bulk_failures_total") == 0
+        assert m("tunnelhound_sink_dead_letters_total") == 0
+        assert m("tunnelhound_sink_bulk_requests_total") >= 2  # both workers sent
+        assert m("tunnelhound_sink_last_bulk_latency_seconds") > 0
+        run.wait_for("tunnelhound_sink_spool_bytes", 0)
+    finally:
+        for s in socks:
+            s.close()
+        run.stop()
+    assert {p.name for p in (tmp_path / "state" / "spool").iterdir()} == {"worker-0", "worker-1"}
+    assert len(run.documents()) == 8 * 500
 
 
 # ---------------------------------------------------------------------------- shutdown and restart
