@@ -51,14 +51,14 @@ class Collector:
     """`tunnelhound run -c config.yaml` with the test stage, its metrics on a free port."""
 
     def __init__(self, tmp: Path, *, workers: int, port: int | None = None, allowed: list[str] | None = None,
-                 name: str = "run", extra: str = "") -> None:  # fmt: skip
+                 name: str = "run", extra: str = "", receive_buffer: int = 33554432) -> None:  # fmt: skip
         self.tmp, self.name = tmp, name
         self.port = port or _free_port(socket.SOCK_DGRAM)
         self.metrics_port = _free_port(socket.SOCK_STREAM)
         self.out = tmp / f"out-{name}"
         self.stage_out = tmp / f"stage-{name}.json"
         self.config = tmp / "config.yaml"
-        self.extra = extra
+        self.extra, self.receive_buffer = extra, receive_buffer
         self.write_config(workers, allowed or [])
         env = {**ENV, "TH_TEST_STAGE_OUT": str(self.stage_out)}
         self.proc = subprocess.Popen(
@@ -78,7 +78,8 @@ class Collector:
     def write_config(self, workers: int, allowed: list[str]) -> None:
         self.config.write_text(
             f"state_dir: {self.tmp / 'state'}\n"
-            f"inputs:\n  udp:\n    listen: ['127.0.0.1:{self.port}']\n  allowed_exporters: {json.dumps(allowed)}\n"
+            f"inputs:\n  udp:\n    listen: ['127.0.0.1:{self.port}']\n    receive_buffer: {self.receive_buffer}\n"
+            f"  allowed_exporters: {json.dumps(allowed)}\n"
             "normalize:\n  biflow:\n    enabled: false\n"
             f"service:\n  workers: {workers}\n  metrics_listen: 127.0.0.1:{self.metrics_port}\n"
             "  stats_interval: 0.1\n" + self.extra
@@ -311,6 +312,22 @@ def test_sigterm_loses_no_delivered_record_and_restart_decodes_at_once(tmp_path:
         assert again.value("tunnelhound_template_misses_total") == 0
         again.stop()
     assert len(again.documents()) == records
+
+
+def test_with_kernel_drops_written_is_sent_minus_the_dropped_records(tmp_path: Path) -> None:
+    """A 256 KiB buffer overflows under a burst; every datagram carries its template and the
+    same number of records, so the records the kernel dropped are drops x records a datagram."""
+    per = int.from_bytes(build_v9(100, template_every=1).datagrams[0][2:4], "big") - 1  # minus the template
+    stream = build_v9(per * 3000, template_every=1)
+    assert len(stream.datagrams) == 3000
+    run = Collector(tmp_path, workers=1, receive_buffer=262144)
+    with exporter("127.0.0.1") as a:
+        _burst(stream, a, run.port)
+        err = run.stop()
+    dropped = summary_number(err, "datagrams\n")
+    written = len(run.documents())
+    assert dropped > 0, err  # the burst did overflow the small buffer
+    assert written == summary_number(err, "flow records") == per * (3000 - dropped)
 
 
 # ---------------------------------------------------------------------------- reload
