@@ -172,7 +172,8 @@ def soak(
     peak = max(peak, end_rss)
     drain = _drain(mport, sent, timeout=max(30.0, duration))
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=300)
+    proc.wait(timeout=300)
+    err = proc.stderr.read()  # not communicate(): it would skip what readline buffered
     for s in socks:
         s.close()
     received = _number(err, r"(\d+) flow records")

@@ -51,7 +51,8 @@ class Collector:
     """`tunnelhound run -c config.yaml` with the test stage, its metrics on a free port."""
 
     def __init__(self, tmp: Path, *, workers: int, port: int | None = None, allowed: list[str] | None = None,
-                 name: str = "run", extra: str = "", receive_buffer: int = 33554432) -> None:  # fmt: skip
+                 name: str = "run", extra: str = "", receive_buffer: int = 33554432,
+                 prefix: tuple[str, ...] = ()) -> None:  # fmt: skip
         self.tmp, self.name = tmp, name
         self.port = port or _free_port(socket.SOCK_DGRAM)
         self.metrics_port = _free_port(socket.SOCK_STREAM)
@@ -62,7 +63,7 @@ class Collector:
         self.write_config(workers, allowed or [])
         env = {**ENV, "TH_TEST_STAGE_OUT": str(self.stage_out)}
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", LAUNCHER, "run", "-c", str(self.config), "-o", str(self.out)],
+            [*prefix, sys.executable, "-c", LAUNCHER, "run", "-c", str(self.config), "-o", str(self.out)],
             stderr=subprocess.PIPE, text=True, env=env,
         )  # fmt: skip
         assert self.proc.stderr is not None
@@ -112,7 +113,10 @@ class Collector:
 
     def stop(self, sig: int = signal.SIGTERM) -> str:
         self.proc.send_signal(sig)
-        _, err = self.proc.communicate(timeout=60)
+        self.proc.wait(timeout=60)
+        # Not communicate(timeout=...): it reads the raw pipe and would skip what readline buffered.
+        assert self.proc.stderr is not None
+        err = self.proc.stderr.read()
         assert self.proc.returncode == 0, "".join(self.log) + err
         return "".join(self.log) + err
 
@@ -429,6 +433,26 @@ def test_drops_after_the_last_delivered_datagram_are_counted() -> None:
         assert 0 < received < 3000
         assert listener.kernel_drops == 3000 - received
         assert listener.queued_bytes == 0
+
+
+def test_a_receive_buffer_capped_by_the_kernel_is_one_clear_warning(tmp_path: Path) -> None:
+    """Without CAP_NET_ADMIN (dropped with util-linux's setpriv) SO_RCVBUF stops at rmem_max."""
+    rmem_max = int(Path("/proc/sys/net/core/rmem_max").read_text())
+    asked = 2 * rmem_max
+    no_admin = ("setpriv", "--bounding-set", "-net_admin", "--inh-caps", "-net_admin")
+    run = Collector(tmp_path, workers=1, receive_buffer=asked, prefix=no_admin)
+    try:
+        run.wait_for("tunnelhound_receive_buffer_bytes", rmem_max)
+        assert run.value("tunnelhound_kernel_rmem_max_bytes") == rmem_max
+    finally:
+        err = run.stop()
+    warnings = [json.loads(line) for line in err.splitlines() if line.startswith("{") and "capped" in line]
+    assert len(warnings) == 1
+    assert warnings[0]["log.level"] == "warning"
+    assert warnings[0]["message"] == (
+        f"receive buffer capped by the kernel at {rmem_max} bytes (asked {asked}, net.core.rmem_max is "
+        f"{rmem_max}); raise it with sysctl -w net.core.rmem_max={asked} or run with CAP_NET_ADMIN"
+    )
 
 
 # ---------------------------------------------------------------------------- config and logs
