@@ -8,6 +8,7 @@ documents equal records.  Every wait is bounded.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -26,7 +27,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from es_server import ensure_elasticsearch
+from service_stage import CrossExporterHosts
+from tunnelhound.config import Config, NdjsonOutputConfig
 from tunnelhound.logs import JsonFormatter
+from tunnelhound.model import Datagram
+from tunnelhound.pipeline import FanOut, FlowPipeline, open_sinks
+from tunnelhound.service.analysis import Analysis
 from tunnelhound.sources.udp import UdpListener
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -513,3 +519,28 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     copy.write_text(unit.replace("/usr/bin/tunnelhound", sys.executable))
     out = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "tunnelhound.service" not in out.stderr, out.stderr
+
+
+def test_analysis_is_a_flow_sink_for_one_process_pipelines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """replay can run the same stages: FlowPipeline → FanOut([sinks, Analysis])."""
+    monkeypatch.setenv("TH_TEST_STAGE_OUT", str(tmp_path / "stage.json"))
+    config = Config(state_dir=str(tmp_path / "state"))
+    analysis = Analysis(config, [CrossExporterHosts])
+    pipeline = FlowPipeline(config, FanOut([open_sinks(replace_path(config, tmp_path / "out")), analysis]))
+    v9, ipfix = build_v9(1000), build_ipfix(1000, seed=DEFAULT_SEED)
+    now = time.time()
+    pipeline.process([Datagram(d, "192.0.2.1", 2055, now) for d in v9.datagrams])
+    pipeline.process([Datagram(d, "192.0.2.2", 4739, now) for d in ipfix.datagrams])
+    pipeline.close()
+    stage = json.loads((tmp_path / "stage.json").read_text())
+    assert stage["rows"] == pipeline.counts.documents == analysis.stats.rows[0]
+    shared = sum(len(e) == 2 for e in stage["hosts"].values())
+    assert sum(analysis.stats.alerts.values()) == analysis.stats.alerts[RULE] == shared > 0
+
+
+def replace_path(config: Config, out: Path) -> Config:
+    return dataclasses.replace(
+        config, output=dataclasses.replace(config.output, ndjson=NdjsonOutputConfig(path=str(out)))
+    )

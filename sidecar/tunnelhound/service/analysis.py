@@ -17,6 +17,9 @@ counts them per ``rule.name`` for ``/metrics`` and hands them to ``alert_sink``.
 SIGHUP the stage's ``reload(config)`` runs between two frames; on shutdown ``close()``
 persists its state after the last frame.  ``state_size()`` is exported as the rule-state
 gauge.  When no stage is registered, workers send no frames at all.
+
+``Analysis`` is also a flow sink (``write_frame``/``close``), so a one-process pipeline such
+as ``replay`` runs the same stages with ``FanOut([open_sinks(config), Analysis(config)])``.
 """
 
 from __future__ import annotations
@@ -104,6 +107,11 @@ class Analysis:
                 self.stats.alerts.update(rule_name(a) for a in alerts)
                 if self.alert_sink is not None:
                     self.alert_sink(alerts)
+
+    def write_frame(self, frame: FlowFrame) -> None:
+        """The flow-sink face: ``FanOut([open_sinks(config), analysis])`` runs the stages on a
+        :class:`~tunnelhound.pipeline.FlowPipeline`'s output, e.g. for ``replay``."""
+        self.process(frame)
 
     def reload(self, config: Config) -> None:
         """Hand a reloaded config to every stage."""
