@@ -289,6 +289,20 @@ def test_elasticsearch_sink_metrics_of_both_workers(tmp_path: Path) -> None:
     assert len(run.documents()) == 8 * 500
 
 
+def test_a_dead_worker_stops_the_service_with_exit_code_1(tmp_path: Path) -> None:
+    run = Collector(tmp_path, workers=2)
+    children = Path(f"/proc/{run.proc.pid}/task/{run.proc.pid}/children").read_text().split()
+    # Spawned workers run multiprocessing.spawn's main; the resource tracker is another child.
+    workers = [int(pid) for pid in children if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+    assert len(workers) == 2, children
+    os.kill(workers[0], signal.SIGKILL)
+    run.proc.wait(timeout=60)
+    assert run.proc.stderr is not None
+    err = run.proc.stderr.read()
+    assert run.proc.returncode == 1, err
+    assert "exited unexpectedly" in err and "stopping the service" in err
+
+
 # ---------------------------------------------------------------------------- shutdown and restart
 
 
