@@ -19,8 +19,6 @@ from tunnelhound.pipeline import FlowPipeline, PipelineCounts, open_sinks
 from tunnelhound.sources.dat import parse_exporter
 from tunnelhound.sources.files import iter_replay
 
-log = logging.getLogger("tunnelhound")
-
 DEMO_CAPTURE = "lab_netflow_v9.pcap"
 
 
