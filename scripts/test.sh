@@ -10,6 +10,7 @@ command -v tshark >/dev/null 2>&1 || missing+=(tshark)
 command -v softflowd >/dev/null 2>&1 || missing+=(softflowd)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # test certificates (Kibana import over TLS)
 command -v nfcapd >/dev/null 2>&1 || missing+=(nfdump)  # nfcapd + nfdump: archive replay tests
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

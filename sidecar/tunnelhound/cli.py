@@ -5,24 +5,20 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from importlib import resources
 from pathlib import Path
-from types import FrameType
 
 from tunnelhound import __version__
-from tunnelhound.config import Config, load_config, parse_host_port
+from tunnelhound.config import Config, ServiceConfig, from_dict, load_config, parse_host_port
+from tunnelhound.decode.stats import DecodeStats
 from tunnelhound.errors import ConfigError, SourceError, TunnelhoundError
 from tunnelhound.model import Datagram
-from tunnelhound.pipeline import FlowPipeline, open_sinks
+from tunnelhound.pipeline import FlowPipeline, PipelineCounts, open_sinks
 from tunnelhound.sources.dat import parse_exporter
 from tunnelhound.sources.files import iter_replay_items
-from tunnelhound.sources.udp import UdpListener
-
-log = logging.getLogger("tunnelhound")
 
 DEMO_CAPTURE = "lab_netflow_v9.pcap"
 
@@ -79,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="collect NetFlow v5/v9/IPFIX over UDP until SIGTERM/SIGINT")
     run.add_argument(
         "--listen", action="append", help="HOST:PORT to listen on (repeatable; overrides config)"
+    )
+    run.add_argument("--workers", type=int, help="worker processes (overrides service.workers)")
+    run.add_argument(
+        "--metrics", help="HOST:PORT of /metrics and /healthz, '' for none (overrides service.metrics_listen)"
     )
     common(run)
     run.set_defaults(func=_run)
@@ -161,12 +161,11 @@ def _replay(args: argparse.Namespace) -> int:
         pipeline.process(chunk)
     finally:
         pipeline.close()
-    _summary(pipeline)
+    _summary(pipeline.counts, pipeline.decoder.stats)
     return 0
 
 
-def _summary(pipeline: FlowPipeline) -> None:
-    c, stats = pipeline.counts, pipeline.decoder.stats
+def _summary(c: PipelineCounts, stats: DecodeStats) -> None:
     errors = ", ".join(f"{reason}={n}" for reason, n in sorted(stats.errors_by_reason().items())) or "none"
     print(
         f"tunnelhound: {c.datagrams} datagrams, {c.records} flow records, {c.options_records} options records, "
@@ -188,44 +187,28 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # Imported here: replay and demo do not need the service machinery.
+    from tunnelhound.logs import setup_logging
+    from tunnelhound.metrics import decode_totals
+    from tunnelhound.service.runner import run_service
+
     config = _config(args)
+    service = config.service
+    overrides = {"workers": args.workers, "metrics_listen": args.metrics}
+    if any(v is not None for v in overrides.values()):
+        # Validated like the file, so `--workers 0` gets the same one-line error.
+        current = {f.name: getattr(service, f.name) for f in fields(service)}
+        service = from_dict(
+            ServiceConfig, current | {k: v for k, v in overrides.items() if v is not None}, "service"
+        )
+        config = replace(config, service=service)
+    setup_logging(service.log_format, "info" if args.verbose else service.log_level)
     listen = args.listen or list(config.inputs.udp.listen)
     binds = [parse_host_port(x) for x in listen]
-    pipeline = FlowPipeline(config, open_sinks(config))
-    stopping = False
-
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    with UdpListener(binds, receive_buffer=config.inputs.udp.receive_buffer) as listener:
-        if listener.buffer_capped:
-            log.warning(
-                "receive buffer capped by the kernel at %d bytes (asked %d); raise net.core.rmem_max",
-                listener.effective_receive_buffer,
-                config.inputs.udp.receive_buffer,
-            )
-        # One line on stderr that says where we listen (tests and operators read it).
-        addrs = " ".join(f"{h}:{p}" for h, p in listener.addresses)
-        print(
-            f"tunnelhound: listening on {addrs}; templates restored: {pipeline.restored}",
-            file=sys.stderr,
-            flush=True,
-        )
-        try:
-            while not stopping:
-                batch = listener.recv_batch(1024, timeout=0.2)
-                if batch:
-                    pipeline.process(batch)
-            # Drain what the kernel already delivered before exiting: nothing it accepted is lost.
-            while batch := listener.recv_batch(1024, timeout=0):
-                pipeline.process(batch)
-        finally:
-            pipeline.close()
-    _summary(pipeline)
-    return 0
+    result = run_service(config, args.config, binds)
+    _summary(result.counts, decode_totals(result.snapshots))
+    print(f"tunnelhound: kernel dropped {result.kernel_drops} datagrams", file=sys.stderr)
+    return result.exit_code
 
 
 def _setup(args: argparse.Namespace) -> int:

@@ -54,6 +54,7 @@ __all__ = [
     "NdjsonOutputConfig",
     "NormalizeConfig",
     "OutputConfig",
+    "ServiceConfig",
     "SmtpAlertConfig",
     "SmtpRouteConfig",
     "SmtpSeverityConfig",
@@ -405,6 +406,23 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class ServiceConfig:
+    """How ``tunnelhound run`` runs: worker processes, metrics endpoint, logs."""
+
+    workers: int = _int(1, 1, 64)
+    """Processes sharing the UDP ports with SO_REUSEPORT; 1 runs everything in one process."""
+    metrics_listen: str = field(
+        default="127.0.0.1:9631",
+        metadata={"check": _is_optional_host_port, "allowed": "host:port, [v6]:port, or empty (off)"},
+    )
+    """Address of the Prometheus /metrics and /healthz endpoint; empty turns it off."""
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    stats_interval: float = _float(1.0, above=0)
+    """Seconds between the counter snapshots workers hand to the metrics endpoint."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Config:
     """The whole configuration; ``Config()`` holds the embedded defaults."""
 
@@ -423,6 +441,7 @@ class Config:
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
 
 
 # --------------------------------------------------------------------------- from_dict

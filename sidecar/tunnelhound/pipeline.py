@@ -63,8 +63,12 @@ class FanOut:
             raise errors[0]
 
 
-def open_sinks(config: Config) -> FlowSink:
-    """The flow sinks the configuration asks for (NDJSON files and/or Elasticsearch)."""
+def open_sinks(config: Config, *, worker: int | None = None) -> FlowSink:
+    """The flow sinks the configuration asks for (NDJSON files and/or Elasticsearch).
+
+    ``worker`` numbers one of several processes writing side by side: its NDJSON files get
+    the prefix ``flows-w<worker>`` and its Elasticsearch spool a directory of its own.
+    """
     sinks: list[FlowSink] = []
     out = config.output
     if out.ndjson_enabled:
@@ -75,16 +79,18 @@ def open_sinks(config: Config) -> FlowSink:
                 rotate_bytes=nd.rotate_bytes,
                 rotate_seconds=nd.rotate_seconds,
                 max_files=nd.max_files,
+                prefix="flows" if worker is None else f"flows-w{worker}",
             )
         )
     es = out.elasticsearch
     if es.url:
         api_key = os.environ.get(es.api_key_env) if es.api_key_env else None
         password = os.environ.get(es.password_env, "") if es.password_env else ""
+        spool_dir = Path(es.spool_dir or Path(config.state_dir) / "spool")
         sinks.append(
             ElasticsearchSink(
                 es.url,
-                spool_dir=es.spool_dir or str(Path(config.state_dir) / "spool"),
+                spool_dir=spool_dir if worker is None else spool_dir / f"worker-{worker}",
                 spool_max_bytes=es.spool_max_bytes,
                 full_policy=es.full_policy,
                 batch_docs=es.batch_docs,
@@ -145,8 +151,9 @@ class FlowPipeline:
             if nc.biflow.enabled
             else None
         )
-        self.allowed = Networks(config.inputs.allowed_exporters) if config.inputs.allowed_exporters else None
+        self.allowed: Networks | None = None
         self._allowed_cache: dict[str, bool] = {}
+        self.set_allowed_exporters(config.inputs.allowed_exporters)
         self.counts = PipelineCounts()
         self.options: list[OptionsRecord] = []
         """Options records of the last :meth:`process` call (joined, not written as flows)."""
@@ -192,6 +199,11 @@ class FlowPipeline:
             frame = self.stitcher.push(frame)
         self._write(frame)
         return frame.n
+
+    def set_allowed_exporters(self, cidrs: tuple[str, ...]) -> None:
+        """Replace the exporter allowlist (CIDRs; empty accepts all), e.g. on a SIGHUP reload."""
+        self.allowed = Networks(cidrs) if cidrs else None
+        self._allowed_cache = {}
 
     def _is_allowed(self, ip: str) -> bool:
         allowed = self._allowed_cache.get(ip)
