@@ -19,12 +19,14 @@ from numpy.dtypes import StringDType
 
 from tunnelhound.model import FlowBatch
 from tunnelhound.normalize.addresses import ipv4_packed, ipv4_text, ipv6_text, mac_text
-from tunnelhound.normalize.community_id import community_id
-from tunnelhound.normalize.flow_id import flow_id
 from tunnelhound.normalize.frame import ABSENT, FlowFrame
+from tunnelhound.normalize.frame import object_column as _objects
 from tunnelhound.normalize.group import RecordHeaders, headers_of, merge_batches
+from tunnelhound.normalize.keys import flow_keys
+from tunnelhound.normalize.keys import hashable_tuples as _hashable_tuples
 from tunnelhound.normalize.locality import DEFAULT_INTERNAL_NETWORKS, Networks
 from tunnelhound.normalize.times import flow_times
+from tunnelhound.normalize.times import iso_ms as _iso
 
 # Counter elements in order of preference: delta counts, totals, then NSEL/initiator forms.
 _BYTES = ("octet_delta_count", "octet_total_count", "initiator_octets", "post_octet_delta_count")
@@ -92,14 +94,7 @@ class Normalizer:
         seed = self.options.community_id_seed
         p_l, sp_l, dp_l = proto.tolist(), sport.tolist(), dport.tolist()
         ok = hashable.tolist()
-        community = [
-            community_id(p, s, d, a, b, seed) if k and len(s) == len(d) else None
-            for p, s, d, a, b, k in zip(p_l, src_packed, dst_packed, sp_l, dp_l, ok, strict=True)
-        ]
-        flows = [
-            flow_id(s, d, a, b, p) if k else None
-            for p, s, d, a, b, k in zip(p_l, src_packed, dst_packed, sp_l, dp_l, ok, strict=True)
-        ]
+        community, flows = flow_keys(p_l, src_packed, dst_packed, sp_l, dp_l, ok, seed)
         zeros = np.zeros(n, dtype=np.int64)
         absent = np.full(n, ABSENT, dtype=np.int64)
         none = np.full(n, None, dtype=object)
@@ -242,17 +237,6 @@ class Normalizer:
 _V16 = np.dtype("V16")
 
 
-def _hashable_tuples(proto: np.ndarray, sport: np.ndarray, dport: np.ndarray) -> np.ndarray:
-    """Which records have a protocol and ports that Community ID and flow.id can pack.
-
-    A port or protocol element sent wider than its type (or garbage) can exceed 16/8 bits;
-    such a record gets no ids rather than failing the whole batch.
-    """
-    return (
-        (proto >= 0) & (proto <= 0xFF) & (sport >= 0) & (sport <= 0xFFFF) & (dport >= 0) & (dport <= 0xFFFF)
-    )
-
-
 def _first(cols: dict[str, np.ndarray], names: Sequence[str], n: int) -> np.ndarray:
     for name in names:
         col = cols.get(name)
@@ -299,13 +283,6 @@ def _scaled(raw: np.ndarray, rate: np.ndarray | float) -> np.ndarray:
     return scaled.astype(np.int64)
 
 
-def _iso(ns: np.ndarray) -> list[str]:
-    """ISO 8601 UTC with millisecond precision (what Elasticsearch ``date`` keeps)."""
-    return np.datetime_as_string(
-        ns.astype("datetime64[ns]").astype("datetime64[ms]"), timezone="UTC"
-    ).tolist()
-
-
 def _applications(batch: FlowBatch) -> list[str | None] | None:
     """``network.application``: only names the exporter gave (DPI), never guessed from ports."""
     cols = batch.columns
@@ -323,12 +300,6 @@ def _applications(batch: FlowBatch) -> list[str | None] | None:
     if names is None:
         return None
     return [v.lower() or None for v in names]
-
-
-def _objects(values: list[Any]) -> np.ndarray:
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
-    return out
 
 
 # Elements whose value the document already carries verbatim in ECS fields (DESIGN §4:
