@@ -80,7 +80,11 @@ class BrokerTransport:
         self.stats = TransportStats()
         self._retry = reconnect
         self._endpoint = self.broker.Endpoint()
-        self._subscriber = self._endpoint.make_subscriber(list(topics))
+        # One topic at a time: Broker 1.4's make_subscriber fails on a list under Python >= 3.10
+        # (it tests collections.Iterable); a single string and add_topic work everywhere.
+        self._subscriber = self._endpoint.make_subscriber(topics[0])
+        for topic in topics[1:]:
+            self._subscriber.add_topic(topic, True)
         self._status = self._endpoint.make_status_subscriber(True)
         self._protocols = {
             "tcp": self.broker.Port.TCP,
@@ -129,12 +133,13 @@ class BrokerTransport:
         self._endpoint.shutdown()
 
     def _note_status(self) -> None:
+        sc = self.broker.SC
         for status in self._status.poll():
-            code = getattr(status, "code", None)
-            name = str(code() if callable(code) else status)
-            if "peer_added" in name:
+            if not isinstance(status, self.broker.Status):
+                self.stats.last_error = str(status)  # a Broker error, e.g. peer unreachable
+            elif status.code() == sc.PeerAdded:
                 self.stats.connects += 1
-            elif "peer_lost" in name or "peer_removed" in name:
+            elif status.code() in (sc.PeerLost, sc.PeerRemoved):
                 self.stats.disconnects += 1
 
     def _plain(self, value: Any) -> Any:
