@@ -85,6 +85,10 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--state-dir", help="where templates are kept (default: a temporary directory)")
     d.set_defaults(func=_demo, config=None, no_progress=True, exporter=None)
 
+    z = sub.add_parser("zeek", help="collect Zeek's conn events (config section zeek:) until SIGTERM/SIGINT")
+    common(z)
+    z.set_defaults(func=_zeek)
+
     st = sub.add_parser("setup", help="install the Elasticsearch templates (and ILM policy) idempotently")
     st.add_argument("--es-url", required=True, help="Elasticsearch URL, e.g. https://127.0.0.1:9200")
     st.add_argument("--es-ca", help="CA certificate file (PEM) to verify the server with")
@@ -201,6 +205,28 @@ def _run(args: argparse.Namespace) -> int:
         finally:
             pipeline.close()
     _summary(pipeline)
+    return 0
+
+
+def _zeek(args: argparse.Namespace) -> int:
+    from tunnelhound.zeek.collect import collect
+
+    stopping = False
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    counts = collect(_config(args), lambda: stopping)
+    t = counts.transport
+    print(
+        f"tunnelhound: {counts.documents} documents from Zeek; sessions {t.connects}, "
+        f"events dropped {dict(counts.dropped) or 'none'}, dropped in transport {t.dropped_in}, "
+        f"bad messages {t.bad_messages}",
+        file=sys.stderr,
+    )
     return 0
 
 
