@@ -6,7 +6,10 @@
 ##! the same events in ``tunnelhound/zeek/events.py``; a test keeps the two in
 ##! step.
 
+@load base/frameworks/broker
+@load base/frameworks/cluster
 @load base/frameworks/notice
+@load base/misc/version
 @load base/protocols/conn
 # Adds community_id to Conn::Info (ships with Zeek 6 and later).
 @load policy/protocols/conn/community-id-logging

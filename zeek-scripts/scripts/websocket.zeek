@@ -3,6 +3,7 @@
 ##! The WebSocket API has no authentication: keep the default loopback
 ##! address, or put TLS and a firewall in front of it.
 
+@load base/misc/version
 @load ./main
 
 module Tunnelhound;
