@@ -324,6 +324,26 @@ def test_publishing_never_blocks_while_zeek_is_away() -> None:
     assert "ConnectionRefusedError" in transport.stats.last_error or "OSError" in transport.stats.last_error
 
 
+def test_publishing_never_blocks_while_zeek_does_not_read() -> None:
+    peer = BrokerJsonPeer(stall=True)
+    transport = client(peer.url, queue_size=100)
+    sink = ZeekAlertSink(transport)
+    try:
+        assert transport.wait_connected(5)
+        started = time.monotonic()
+        for _ in range(200):  # ~ 25 MB of detections: more than the socket buffers hold
+            sink.write_alerts([example_alert()] * 100)
+        elapsed = time.monotonic() - started
+    finally:
+        sink.close()  # frees the thread stuck in send
+        peer.drop()
+        peer.close()
+    assert elapsed < 5.0, elapsed
+    assert transport.stats.dropped_out > 0
+    assert sink.published + sink.dropped["transport_full"] == 20000
+    assert sink.dropped["transport_full"] == transport.stats.dropped_out
+
+
 def test_a_slow_pipeline_drops_received_events_and_counts_them(peer: BrokerJsonPeer) -> None:
     transport = client(peer.url, queue_size=10)
     try:

@@ -31,8 +31,10 @@ def golden(name: str) -> str:
 class BrokerJsonPeer:
     """The server side of Zeek's WebSocket API on 127.0.0.1 (an ephemeral port)."""
 
-    def __init__(self, *, reject: int = 0) -> None:
+    def __init__(self, *, reject: int = 0, stall: bool = False) -> None:
         self.reject = reject
+        self.stall = stall
+        """After the ack, read nothing until ``drop()`` (a Zeek too busy to keep up)."""
         self.attempts: list[float] = []
         """time.monotonic() of every connection attempt."""
         self.subscriptions: list[list[str]] = []
@@ -42,7 +44,7 @@ class BrokerJsonPeer:
         """Attempts that got an ack."""
         self._outgoing: queue.Queue[str] = queue.Queue()
         self._drop = threading.Event()
-        self._server = serve(self._handle, "127.0.0.1", 0)
+        self._server = serve(self._handle, "127.0.0.1", 0, close_timeout=1)
         self.port = self._server.socket.getsockname()[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -87,6 +89,8 @@ class BrokerJsonPeer:
             return
 
     def _serve(self, ws: ServerConnection) -> None:
+        if self.stall:
+            self._drop.wait()
         while not self._drop.is_set():
             while not self._outgoing.empty():
                 ws.send(self._outgoing.get_nowait())

@@ -10,7 +10,9 @@ away, the thread reconnects after a backoff that doubles from ``reconnect_initia
 
 from __future__ import annotations
 
+import contextlib
 import queue
+import socket
 import threading
 from typing import Any
 
@@ -56,6 +58,7 @@ class WebSocketTransport:
         self._open_timeout = open_timeout
         self._stop = threading.Event()
         self._connected = threading.Event()
+        self._ws: ClientConnection | None = None
         self._thread = threading.Thread(target=self._run, name="zeek-websocket", daemon=True)
 
     def start(self) -> None:
@@ -88,10 +91,19 @@ class WebSocketTransport:
         return out
 
     def close(self) -> None:
-        """Stop the thread (it closes the connection) and wait for it."""
+        """Stop the thread (it closes the connection) and wait for it.
+
+        A thread stuck sending to a Zeek that reads nothing is freed by shutting the socket.
+        """
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5.0)
+        if not self._thread.is_alive():
+            return
+        self._thread.join(timeout=2 * _POLL)
+        ws = self._ws
+        if self._thread.is_alive() and ws is not None:
+            with contextlib.suppress(OSError):
+                ws.socket.shutdown(socket.SHUT_RDWR)
+        self._thread.join(timeout=5.0)
 
     # ---------------------------------------------------------------- the thread
 
@@ -101,6 +113,7 @@ class WebSocketTransport:
         while not self._stop.is_set():
             try:
                 with connect(self.url, open_timeout=self._open_timeout, max_size=2**24) as ws:
+                    self._ws = ws
                     self._handshake(ws)
                     self.stats.connects += 1
                     self._connected.set()
