@@ -16,9 +16,7 @@ from zeek_peer import BrokerJsonPeer, golden
 def test_zeek_subcommand_writes_flow_documents_until_sigterm(tmp_path: Path) -> None:
     peer = BrokerJsonPeer()
     config = tmp_path / "config.yaml"
-    config.write_text(
-        f"zeek:\n  enabled: true\n  url: {peer.url}\n  observer_ip: 192.0.2.7\n  reconnect_initial: 0.05\n"
-    )
+    config.write_text(f"zeek:\n  url: {peer.url}\n  observer_ip: 192.0.2.7\n  reconnect_initial: 0.05\n")
     out = tmp_path / "out"
     proc = subprocess.Popen(
         [

@@ -275,7 +275,6 @@ class OutputConfig:
 class ZeekConfig:
     """Zeek as a flow source and a notice sink (``zeek-scripts/``, ``docs/zeek.md``)."""
 
-    enabled: bool = False
     transport: Literal["websocket", "broker"] = "websocket"
     """websocket: Zeek's WebSocket API; broker: Broker's Python bindings (needs a Zeek install)."""
     url: str = field(default="ws://127.0.0.1:27759/v1/messages/json", metadata=_NON_EMPTY)
