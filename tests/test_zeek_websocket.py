@@ -15,7 +15,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from fieldlist import problems
-from tunnelhound.config import ZeekConfig
+from tunnelhound.config import Config, ZeekConfig, from_dict
+from tunnelhound.errors import ConfigError
 from tunnelhound.sinks.zeek import ZeekAlertSink
 from tunnelhound.sources.zeek import ZeekConnSource
 from tunnelhound.zeek.brokerjson import BrokerJsonError, decode_message, decode_value, encode_value
@@ -372,3 +373,10 @@ def test_bad_messages_and_peer_errors_are_counted_and_the_session_goes_on(peer: 
     assert transport.stats.bad_messages == 2
     assert transport.stats.peer_errors == 1
     assert transport.stats.connects == 1 and transport.stats.disconnects == 1  # the close at the end
+
+
+def test_a_url_that_is_not_a_websocket_url_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        from_dict(Config, {"zeek": {"url": "http://127.0.0.1:27759/v1/messages/json"}})
+    assert str(info.value).startswith("config error: zeek.url:")
+    assert "a ws:// or wss:// URL" in str(info.value)

@@ -277,7 +277,10 @@ class ZeekConfig:
 
     transport: Literal["websocket", "broker"] = "websocket"
     """websocket: Zeek's WebSocket API; broker: Broker's Python bindings (needs a Zeek install)."""
-    url: str = field(default="ws://127.0.0.1:27759/v1/messages/json", metadata=_NON_EMPTY)
+    url: str = field(
+        default="ws://127.0.0.1:27759/v1/messages/json",
+        metadata={"check": lambda v: v.startswith(("ws://", "wss://")), "allowed": "a ws:// or wss:// URL"},
+    )
     """WebSocket endpoint (transport websocket)."""
     host: str = field(default="127.0.0.1", metadata=_NON_EMPTY)
     """Zeek's Broker address (transport broker)."""
