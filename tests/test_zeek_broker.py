@@ -274,3 +274,19 @@ def test_a_scripted_scan_comes_back_to_zeek_as_a_detection(
     assert values["ts"] == datetime(2026, 11, 23, 13, 40, 12, 345000, tzinfo=UTC)
     assert sink.published == 1 and transport.stats.sent == 1
     assert transport.stats.connects == 1 and transport.stats.received == 21
+
+
+def test_publishing_returns_at_once_while_zeek_is_away() -> None:
+    config = ZeekConfig(transport="broker", port=9, broker_python_path=BROKER_PATH)  # nothing listens
+    transport = open_transport(config)
+    transport.start()
+    sink = ZeekAlertSink(transport)
+    try:
+        started = time.monotonic()
+        for _ in range(50):
+            sink.write_alerts([example_alert()] * 100)
+        elapsed = time.monotonic() - started
+    finally:
+        sink.close()
+    assert elapsed < 5.0, elapsed
+    assert sink.published == 5000 and transport.stats.connects == 0

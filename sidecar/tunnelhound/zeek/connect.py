@@ -24,6 +24,7 @@ def open_transport(config: ZeekConfig) -> Transport:
             topics,
             broker_path=config.broker_python_path,
             reconnect=config.reconnect_initial,
+            queue_size=config.queue_size,
         )
     from tunnelhound.zeek.websocket import WebSocketTransport
 
