@@ -1,8 +1,6 @@
 # With insert_intel, a detection's source address becomes an Intel item.
-# @TEST-EXEC: zeek -b %INPUT > output
+# @TEST-EXEC: zeek -b $PACKAGE %INPUT > output
 # @TEST-EXEC: btest-diff output
-
-@load tunnelhound
 
 redef Tunnelhound::insert_intel = T;
 

@@ -1,10 +1,8 @@
 # A detection of each kind becomes one notice of the mapped type, with the
 # identifier the script builds; a second identical detection is suppressed.
-# @TEST-EXEC: zeek -b %INPUT
+# @TEST-EXEC: zeek -b $PACKAGE %INPUT
 # @TEST-EXEC: zeek-cut note msg sub src dst suppress_for < notice.log > notice.out
 # @TEST-EXEC: btest-diff notice.out
-
-@load tunnelhound
 
 event zeek_init()
 	{
