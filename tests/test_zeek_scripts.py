@@ -9,6 +9,7 @@ Parsing uses zeekscript (PyPI), the tree-sitter Zeek grammar behind ``zeek-scrip
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import subprocess
 import sysconfig
@@ -174,6 +175,7 @@ def test_btest_behaviour_tests_pass_with_zeek() -> None:
     run = subprocess.run(
         [BTEST, "-c", "btest.cfg", "-d"],
         cwd=PACKAGE / "testing",
+        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"},  # btest-diff
         capture_output=True,
         text=True,
         check=False,
