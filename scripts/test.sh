@@ -11,6 +11,8 @@ command -v softflowd >/dev/null 2>&1 || missing+=(softflowd)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # test certificates (Kibana import over TLS)
 command -v nfcapd >/dev/null 2>&1 || missing+=(nfdump)  # nfcapd + nfdump: archive replay tests
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+# Broker's Python bindings: the real Broker peer of tests/test_zeek_broker.py.
+[ -f /usr/lib/python3/dist-packages/broker/__init__.py ] || missing+=(python3-broker)
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -33,5 +35,11 @@ echo "== ruff"
 .venv/bin/ruff format --check .
 echo "== mypy"
 .venv/bin/mypy
+echo "== zeek scripts (zeek-script parse, zeek-format unchanged)"
+for script in zeek-scripts/scripts/*.zeek zeek-scripts/testing/tests/*.zeek; do
+  .venv/bin/zeek-script parse "$script" >/dev/null
+  .venv/bin/zeek-format "$script" | cmp -s - "$script" || { echo "zeek-format would change $script"; exit 1; }
+done
+command -v zeek >/dev/null 2>&1 || echo "NOT RUN: zeek-scripts/testing btest tests (no zeek binary on PATH)"
 echo "== pytest"
 .venv/bin/python -m pytest "$@"

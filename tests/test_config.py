@@ -164,6 +164,7 @@ def test_exports() -> None:
             "SmtpSeverityConfig",
             "SyslogAlertConfig",
             "WebhookAlertConfig",
+            "ZeekConfig",
             "from_dict",
             "load_config",
             "parse_host_port",
@@ -221,7 +222,7 @@ def test_unknown_key_without_suggestion() -> None:
     err = error_of({"elasticsearch": {}})
     assert str(err) == (
         "config error: elasticsearch: unknown key; allowed keys: state_dir, namespace, inputs, decode, "
-        "normalize, output, alerts, service"
+        "normalize, output, alerts, service, zeek"
     )
 
 
@@ -292,7 +293,7 @@ def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
         load_config(write(tmp_path, "- a\n- b\n"))
     assert str(info.value) == (
         'config error: (top level): ["a", "b"] (a list) is not allowed; expected a mapping with keys: '
-        "state_dir, namespace, inputs, decode, normalize, output, alerts, service"
+        "state_dir, namespace, inputs, decode, normalize, output, alerts, service, zeek"
     )
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import fields, replace
 from importlib import resources
 from pathlib import Path
+from types import FrameType
 
 from tunnelhound import __version__
 from tunnelhound.config import Config, ServiceConfig, from_dict, load_config, parse_host_port
@@ -87,6 +89,10 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("-o", "--output", default="-", help="NDJSON directory, or '-' for stdout (default)")
     d.add_argument("--state-dir", help="where templates are kept (default: a temporary directory)")
     d.set_defaults(func=_demo, config=None, no_progress=True, exporter=None)
+
+    z = sub.add_parser("zeek", help="collect Zeek's conn events (config section zeek:) until SIGTERM/SIGINT")
+    common(z)
+    z.set_defaults(func=_zeek)
 
     st = sub.add_parser(
         "setup", help="install the Elasticsearch templates (and ILM policy) idempotently; Kibana objects"
@@ -209,6 +215,28 @@ def _run(args: argparse.Namespace) -> int:
     _summary(result.counts, decode_totals(result.snapshots))
     print(f"tunnelhound: kernel dropped {result.kernel_drops} datagrams", file=sys.stderr)
     return result.exit_code
+
+
+def _zeek(args: argparse.Namespace) -> int:
+    from tunnelhound.zeek.collect import collect
+
+    stopping = False
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    counts = collect(_config(args), lambda: stopping)
+    t = counts.transport
+    print(
+        f"tunnelhound: {counts.documents} documents from Zeek; sessions {t.connects}, "
+        f"events dropped {dict(counts.dropped) or 'none'}, dropped in transport {t.dropped_in}, "
+        f"bad messages {t.bad_messages}",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def _setup(args: argparse.Namespace) -> int:

@@ -61,6 +61,7 @@ __all__ = [
     "SyslogAlertConfig",
     "UdpInputConfig",
     "WebhookAlertConfig",
+    "ZeekConfig",
     "from_dict",
     "load_config",
     "parse_host_port",
@@ -423,6 +424,33 @@ class ServiceConfig:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class ZeekConfig:
+    """Zeek as a flow source and a notice sink (``zeek-scripts/``, ``docs/zeek.md``)."""
+
+    transport: Literal["websocket", "broker"] = "websocket"
+    """websocket: Zeek's WebSocket API; broker: Broker's Python bindings (needs a Zeek install)."""
+    url: str = field(
+        default="ws://127.0.0.1:27759/v1/messages/json",
+        metadata={"check": lambda v: v.startswith(("ws://", "wss://")), "allowed": "a ws:// or wss:// URL"},
+    )
+    """WebSocket endpoint (transport websocket)."""
+    host: str = field(default="127.0.0.1", metadata=_NON_EMPTY)
+    """Zeek's Broker address (transport broker)."""
+    port: int = _int(9999, 1, 65535)
+    """Zeek's Broker port (transport broker)."""
+    conn_topic: str = field(default="tunnelhound/conn", metadata=_NON_EMPTY)
+    detection_topic: str = field(default="tunnelhound/detections", metadata=_NON_EMPTY)
+    observer_ip: str = field(default="127.0.0.1", metadata=_NON_EMPTY)
+    """``observer.ip`` of Zeek's flows: the address of the Zeek host."""
+    queue_size: int = _int(10000, 1)
+    """Events buffered each way; beyond it events are dropped and counted."""
+    reconnect_initial: float = _float(0.5, above=0)
+    reconnect_max: float = _float(30.0, above=0)
+    broker_python_path: tuple[str, ...] = ("/usr/lib/python3/dist-packages",)
+    """Where to look for Broker's Python module, besides ``zeek-config --python_dir``."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Config:
     """The whole configuration; ``Config()`` holds the embedded defaults."""
 
@@ -442,6 +470,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
+    zeek: ZeekConfig = field(default_factory=ZeekConfig)
 
 
 # --------------------------------------------------------------------------- from_dict

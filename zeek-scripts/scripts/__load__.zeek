@@ -1,0 +1,4 @@
+# Loaded by "@load tunnelhound" once zkg has installed the package.
+@load ./main
+@load ./intel
+@load ./websocket
