@@ -16,7 +16,9 @@ from types import FrameType
 from tunnelhound import __version__
 from tunnelhound.config import Config, load_config, parse_host_port
 from tunnelhound.errors import ConfigError, SourceError, TunnelhoundError
+from tunnelhound.features import build as baseline_build
 from tunnelhound.pipeline import FlowPipeline, open_sinks
+from tunnelhound.rules import commands as rules_commands
 from tunnelhound.sources.dat import parse_exporter
 from tunnelhound.sources.files import iter_replay
 from tunnelhound.sources.udp import UdpListener
@@ -93,6 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--es-api-key-env", help="environment variable holding an API key (base64 id:key)")
     st.add_argument("--dry-run", action="store_true", help="report what would change, write nothing")
     st.set_defaults(func=_setup)
+
+    rules_commands.add_parsers(sub)
+    baseline_build.add_parser(sub)
     return p
 
 

@@ -40,7 +40,7 @@ def samples(frame: FlowFrame) -> dict[str, np.ndarray]:
 
 
 def apply(frame: FlowFrame, config: IcmpDetectionConfig, baseline: Baseline, rows: RowSettings) -> None:
-    """Fill ``icmp.bytes_per_packet`` on echo flows and ``icmp.oversize`` where it exceeds normal."""
+    """Fill ``icmp_tunnel.bytes_per_packet`` on echo flows and ``icmp_tunnel.oversize`` where it exceeds normal."""
     echo = echo_flows(frame) & rows.enabled("icmp_tunnel")
     if not echo.any():
         return
@@ -49,6 +49,6 @@ def apply(frame: FlowFrame, config: IcmpDetectionConfig, baseline: Baseline, row
     threshold = baseline.threshold(BYTES_PER_PACKET, config.max_difference, rows.icmp_normal_bytes_per_packet)
     above = echo & (size > threshold)
     enough = (c["src_packets"] + c["dst_packets"]) >= config.min_packets
-    frame.features["icmp.bytes_per_packet"] = np.where(echo, size, np.nan)
-    frame.features["icmp.oversize"] = flag(above & enough)
+    frame.features["icmp_tunnel.bytes_per_packet"] = np.where(echo, size, np.nan)
+    frame.features["icmp_tunnel.oversize"] = flag(above & enough)
     baseline.learn(BYTES_PER_PACKET, size[echo & ~above])
