@@ -76,7 +76,7 @@ class MetricStats:
     def to_json(self) -> dict[str, Any]:
         """The file form."""
         out: dict[str, Any] = {"count": self.count, "mean": self.mean, "std": self.std}
-        if self.count:
+        if math.isfinite(self.minimum) and math.isfinite(self.maximum):
             out |= {"min": self.minimum, "max": self.maximum}
         if self.percentiles:
             out["percentiles"] = self.percentiles
@@ -95,8 +95,8 @@ class MetricStats:
             count,
             mean,
             std * std * count,
-            float(data.get("min", math.inf)),
-            float(data.get("max", -math.inf)),
+            float(data.get("min") if data.get("min") is not None else math.inf),
+            float(data.get("max") if data.get("max") is not None else -math.inf),
             {str(k): float(v) for k, v in dict(data.get("percentiles", {})).items()},
         )
 
