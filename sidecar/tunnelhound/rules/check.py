@@ -50,13 +50,12 @@ def check_rules(paths: Sequence[str], *, attack_data: str | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="tunnelhound-attack-") as cache:
         use_offline_data(attack_data, Path(cache))
         try:
-            sigma_check.main(["--fail-on-issues", *files], standalone_mode=False)
-        except click.exceptions.Exit as exc:
-            return int(exc.exit_code)
+            # standalone_mode=False: click returns the command's exit code instead of exiting
+            code = sigma_check.main(["--fail-on-issues", *files], standalone_mode=False)
         except click.ClickException as exc:
             exc.show()
             return exc.exit_code
-    return 0
+    return int(code or 0)
 
 
 def rule_files(paths: Sequence[str]) -> list[Path]:
