@@ -292,11 +292,20 @@ def test_beacon_history_survives_a_restart(tmp_path: Path) -> None:
     assert feats["beacon.connections"].tolist() == [4, 4]
 
 
-def test_beacon_pairs_are_bounded() -> None:
+def test_beacon_pairs_are_bounded_least_recently_seen_evicted() -> None:
     config = replace(DEFAULTS, beacon=replace(DEFAULTS.beacon, max_pairs=2))
     stage = FeatureStage(config)
-    stage.apply(frame(*[flow(dst_ip=f"198.51.100.{i}") for i in range(5)]))
+    stage.apply(frame(flow(dst_ip="198.51.100.1")))
+    stage.apply(frame(flow(dst_ip="198.51.100.2")))
+    stage.apply(frame(flow(dst_ip="198.51.100.3")))
+    assert sorted(stage.beacon.pairs) == ["10.0.0.5 198.51.100.2 443 6", "10.0.0.5 198.51.100.3 443 6"]
+    assert stage.beacon.evicted == 1
+    # more new pairs in one batch than rows: the rows fill, the rest are not remembered
+    feats = stage.apply(frame(*[flow(dst_ip=f"203.0.113.{i}") for i in range(5)])).features
     assert len(stage.beacon.pairs) == 2 and stage.beacon.evicted == 3
+    assert (feats["beacon.connections"] == 1).sum() == 2 and (
+        feats["beacon.connections"] == ABSENT
+    ).sum() == 3
 
 
 # --------------------------------------------------------------------------- application tunneling
@@ -377,3 +386,22 @@ def test_bad_baseline_files_fail_in_one_line(tmp_path: Path) -> None:
 
 def test_disabled_stage_adds_nothing() -> None:
     assert FeatureStage(replace(DEFAULTS, enabled=False)).apply(frame(flow())).features == {}
+
+
+def test_vectorized_regularity_equals_the_per_row_formula() -> None:
+    from tunnelhound.features.beacon import SKEW_TOLERANCE, regularity
+
+    rng = np.random.default_rng(3)
+    rows = [rng.uniform(1, 30, k) for k in (2, 3, 4, 7, 12, 64)] + [
+        np.full(5, 9.0),
+        np.array([90.0, 91, 90, 91]),
+    ]
+    padded = np.full((len(rows), 64), np.nan)
+    for i, r in enumerate(rows):
+        padded[i, : len(r)] = np.sort(r)
+    for i, r in enumerate(rows):
+        q1, q2, q3 = np.percentile(r, (25, 50, 75))
+        skew = (q3 + q1 - 2 * q2) / (q3 - q1) if q3 - q1 > SKEW_TOLERANCE * q2 else 0.0
+        madm = np.median(np.abs(r - q2))
+        expected = min(1 - abs(skew), 1 - min(1.0, madm / q2))
+        assert regularity(padded)[i] == pytest.approx(expected), i

@@ -2,8 +2,11 @@
 
 A pair is (source ip, destination ip, destination port, protocol): a beacon that opens a fresh
 source port per check-in is still one pair. Per pair the stage remembers the start time and the
-bytes the source sent of the last ``history`` connections (bounded; least recently seen pairs are
-evicted first). The score follows RITA: for the intervals between connections and for the sizes,
+bytes the source sent of the last ``history`` connections, in fixed-size numpy rings (one row
+per pair, at most ``max_pairs`` rows; the least recently seen pair gives its row up first).
+Every pair a batch touches is scored at once, with array operations over the rows.
+
+The score follows RITA: for the intervals between connections and for the sizes,
 ``(1 - |Bowley skew|)`` and ``1 - MADM / median`` (dispersion relative to the median, so a 1 s
 lab beacon and a 10 min real one score alike); unlike RITA the lower of the two, and the lower
 of the two series, count (see :func:`regularity`).
@@ -18,7 +21,6 @@ agree with the pair's other records.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -28,35 +30,51 @@ from tunnelhound.features.overrides import RowSettings
 from tunnelhound.features.values import ICMP, ICMPV6, NS, UDP, duration_s, flag
 from tunnelhound.normalize.frame import ABSENT, FlowFrame
 
-_Series = tuple[np.ndarray, np.ndarray]
-"""(connection start times in seconds, bytes sent by the source), oldest first."""
-
+_NEVER = np.iinfo(np.int64).max
 
 SKEW_TOLERANCE = 0.1
 """Quartiles closer than this fraction of the median are "all the same": Bowley skew of
 near-identical values (sizes 90 and 91 bytes) swings between -1 and 1 and means nothing."""
 
 
-def regularity(values: np.ndarray) -> float:
-    """Per-series score in [0, 1]: the lower of symmetry (1 - |Bowley skew|) and tightness
-    (1 - MADM / median). RITA averages the two; the lower is used here because uniformly random
-    gaps are perfectly symmetric and would score 0.75 on symmetry alone."""
-    q1, q2, q3 = np.percentile(values, (25, 50, 75))
+def regularity(values: np.ndarray) -> np.ndarray:
+    """Per row of ``values`` (sorted ascending, NaN padding at the end), a score in [0, 1]: the
+    lower of symmetry (1 - |Bowley skew|) and tightness (1 - MADM / median). RITA averages the
+    two; the lower is used here because uniformly random gaps are perfectly symmetric and would
+    score 0.75 on symmetry alone. NaN for rows with fewer than two values."""
+    count = np.sum(~np.isnan(values), axis=1)
+    q1, q2, q3 = (_quantile(values, count, q) for q in (0.25, 0.5, 0.75))
     spread = q3 - q1
-    skew = (q3 + q1 - 2 * q2) / spread if spread > SKEW_TOLERANCE * abs(q2) else 0.0
-    madm = float(np.median(np.abs(values - q2)))
-    dispersion = min(1.0, madm / q2) if q2 > 0 else float(madm > 0)
-    return float(min(1 - abs(skew), 1 - dispersion))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        skew = np.where(spread > SKEW_TOLERANCE * np.abs(q2), (q3 + q1 - 2 * q2) / spread, 0.0)
+        madm = _quantile(np.sort(np.abs(values - q2[:, None]), axis=1), count, 0.5)
+        dispersion = np.where(q2 > 0, np.minimum(1.0, madm / q2), (madm > 0).astype(float))
+    score = np.minimum(1 - np.abs(skew), 1 - dispersion)
+    return np.where(count >= 2, score, np.nan)
 
 
-def score(times: np.ndarray, sizes: np.ndarray) -> tuple[float, float]:
-    """(score, median interval in seconds) of one pair's connections; NaN below three.
+def _quantile(sorted_rows: np.ndarray, count: np.ndarray, q: float) -> np.ndarray:
+    """Linear-interpolated quantile per row over its first ``count`` values (numpy's default)."""
+    pos = q * np.maximum(count - 1, 0)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, np.maximum(count - 1, 0))
+    a = np.take_along_axis(sorted_rows, lo[:, None], axis=1)[:, 0]
+    b = np.take_along_axis(sorted_rows, hi[:, None], axis=1)[:, 0]
+    return a + (b - a) * (pos - lo)
+
+
+def score(times: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(score, median interval in seconds) per row of connection times and sizes (NaN padded);
+    NaN for rows with fewer than three connections.
 
     The score is the lower of the interval and the size regularity: a beacon repeats both."""
-    if len(times) < 3:
-        return float("nan"), float("nan")
-    intervals = np.diff(np.sort(times))
-    return min(regularity(intervals), regularity(sizes)), float(np.median(intervals))
+    ordered = np.sort(times, axis=1)
+    intervals = np.diff(ordered, axis=1)
+    count = np.sum(~np.isnan(times), axis=1)
+    value = np.minimum(regularity(intervals), regularity(np.sort(sizes, axis=1)))
+    median = _quantile(intervals, np.maximum(count - 1, 0), 0.5)
+    enough = count >= 3
+    return np.where(enough, value, np.nan), np.where(enough, median, np.nan)
 
 
 class BeaconFeatures:
@@ -64,23 +82,38 @@ class BeaconFeatures:
 
     def __init__(self, config: BeaconDetectionConfig) -> None:
         self.config = config
-        self.pairs: OrderedDict[str, _Series] = OrderedDict()
+        rows, width = config.max_pairs, config.history
+        self.slots: dict[str, int] = {}
+        """Pair key -> row of the rings."""
+        self.keys: list[str | None] = [None] * rows
+        self.times = np.full((0, width), np.nan)
+        self.sizes = np.full((0, width), np.nan)
+        self.filled = np.zeros(0, dtype=np.int64)
+        """Connections ever added per row (the next write goes to ``filled % history``)."""
+        self.last_seen = np.zeros(0, dtype=np.int64)
+        self.used = np.zeros(0, dtype=bool)
+        self.clock = 0
         self.evicted = 0
+
+    @property
+    def pairs(self) -> dict[str, int]:
+        """The pairs remembered."""
+        return self.slots
 
     def apply(self, frame: FlowFrame, rows: RowSettings) -> None:
         """Add the frame's connections to their pairs' history and score every flow's pair."""
         n, c, cfg = frame.n, frame.cols, self.config
         out_score, out_interval = np.full(n, np.nan), np.full(n, np.nan)
         out_count = np.full(n, ABSENT, dtype=np.int64)
-        active = rows.enabled("beacon") & ~np.isin(c["dst_port"], cfg.exclude_ports)
-        if active.any():
-            keys = _pair_keys(frame)
-            obs = self._observations(frame)
-            for key_rows in _group(keys, active):
-                series = self._extend(keys[key_rows[0]], *(o[key_rows] for o in obs))
-                value, interval = score(*series)
-                out_score[key_rows], out_interval[key_rows] = value, interval
-                out_count[key_rows] = len(series[0])
+        active = np.flatnonzero(rows.enabled("beacon") & ~np.isin(c["dst_port"], cfg.exclude_ports))
+        if len(active):
+            slot = self._slots(frame, active)
+            active, slot = active[slot >= 0], slot[slot >= 0]
+            self._append(frame, active, slot)
+            touched, inverse = np.unique(slot, return_inverse=True)
+            value, interval = score(self.times[touched], self.sizes[touched])
+            out_score[active], out_interval[active] = value[inverse], interval[inverse]
+            out_count[active] = np.minimum(self.filled[touched], cfg.history)[inverse]
         regular = (
             (out_score >= rows.beacon_min_score)
             & (out_count >= cfg.min_connections)
@@ -91,91 +124,129 @@ class BeaconFeatures:
         frame.features["beacon.connections"] = out_count
         frame.features["beacon.regular"] = flag(regular)
 
-    def _observations(self, frame: FlowFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Per flow: start (s), bytes per connection, the connections it stands for (1, or its
-        packets when it is a merged fixed-port beacon) and their spacing (s)."""
+    def _slots(self, frame: FlowFrame, active: np.ndarray) -> np.ndarray:
+        """The ring row of each active flow's pair (new pairs get free or evicted rows)."""
         c = frame.cols
-        start = c["start_ns"] / NS
-        sp, dp, sb, db = c["src_packets"], c["dst_packets"], c["src_bytes"], c["dst_bytes"]
-        gap = duration_s(c) / np.maximum(sp - 1, 1)
+        # Codes per distinct address, then per distinct pair: Python touches each pair once.
+        src = np.unique(c["src_ip"][active].astype(str), return_inverse=True)
+        dst = np.unique(c["dst_ip"][active].astype(str), return_inverse=True)
+        combo = np.stack([src[1], dst[1], c["dst_port"][active], c["proto"][active]], axis=1)
+        pairs, inverse = np.unique(combo, axis=0, return_inverse=True)
+        src_names, dst_names = src[0].tolist(), dst[0].tolist()
+        keys = [f"{src_names[s]} {dst_names[d]} {p} {t}" for s, d, p, t in pairs.tolist()]
+        slots = np.array([self.slots.get(k, -1) for k in keys], dtype=np.int64)
+        new = np.flatnonzero(slots < 0)
+        if len(new):
+            slots[new] = self._allocate([keys[i] for i in new.tolist()], keep=slots[slots >= 0])
+        self.clock += 1
+        self.last_seen[slots[slots >= 0]] = self.clock
+        return slots[inverse.reshape(-1)]
+
+    def _allocate(self, keys: list[str], keep: np.ndarray) -> np.ndarray:
+        """Rows for new pairs: unused rows first, then those least recently seen (never one a
+        pair of this batch holds). -1 for pairs beyond ``max_pairs`` in one batch."""
+        cfg, need = self.config, len(keys)
+        grow = min(cfg.max_pairs, len(self.filled) + need) - len(self.filled)
+        if grow > 0:
+            self.times = np.vstack([self.times, np.full((grow, cfg.history), np.nan)])
+            self.sizes = np.vstack([self.sizes, np.full((grow, cfg.history), np.nan)])
+            self.filled = np.concatenate([self.filled, np.zeros(grow, dtype=np.int64)])
+            self.last_seen = np.concatenate([self.last_seen, np.zeros(grow, dtype=np.int64)])
+            self.used = np.concatenate([self.used, np.zeros(grow, dtype=bool)])
+        free = np.flatnonzero(~self.used)[:need]
+        if len(free) < need:
+            age = np.where(self.used, self.last_seen, _NEVER)
+            age[keep] = _NEVER
+            victims = np.argsort(age, kind="stable")[: need - len(free)]
+            victims = victims[age[victims] < _NEVER]
+            for row in victims.tolist():
+                del self.slots[str(self.keys[row])]
+            self.evicted += len(victims)
+            free = np.concatenate([free, victims])
+        for key, row in zip(keys, free.tolist(), strict=False):
+            self.slots[key] = row
+            self.keys[row] = key
+        self.used[free] = True
+        self.times[free], self.sizes[free], self.filled[free] = np.nan, np.nan, 0
+        out = np.full(need, -1, dtype=np.int64)
+        out[: len(free)] = free
+        return out
+
+    def _append(self, frame: FlowFrame, active: np.ndarray, slot: np.ndarray) -> None:
+        """Write each active flow's connections into its pair's ring."""
+        c, cfg = frame.cols, self.config
+        sp, dp = c["src_packets"][active], c["dst_packets"][active]
+        sb, db = c["src_bytes"][active], c["dst_bytes"][active]
+        gap = duration_s(c)[active] / np.maximum(sp - 1, 1)
         same_size = (sp > 0) & (sb % np.maximum(sp, 1) == 0) & ((dp == 0) | (db % np.maximum(dp, 1) == 0))
         merged = (
-            np.isin(c["proto"], (UDP, ICMP, ICMPV6))
+            np.isin(c["proto"][active], (UDP, ICMP, ICMPV6))
             & (sp >= 3)
-            & (gap >= self.config.min_interval)
+            & (gap >= cfg.min_interval)
             & same_size
         )
-        sizes = np.where(merged, sb // np.maximum(sp, 1), sb).astype(np.float64)
-        count = np.where(merged, np.minimum(sp, self.config.history), 1)
-        return start, sizes, count, np.where(merged, gap, 0.0)
-
-    def _extend(
-        self, key: str, times: np.ndarray, sizes: np.ndarray, count: np.ndarray, gap: np.ndarray
-    ) -> _Series:
-        """Append one pair's new connections to its history (bounded) and return the history."""
+        count = np.where(merged, np.minimum(sp, cfg.history), 1)
         # Each merged record becomes `count` evenly spaced connections of its average size.
-        offsets = np.concatenate([np.arange(k) for k in count.tolist()]) if (count > 1).any() else 0
-        new_times = np.repeat(times, count) + offsets * np.repeat(gap, count)
-        new_sizes = np.repeat(sizes, count)
-        old = self.pairs.pop(key, None)
-        if old is not None:
-            new_times, new_sizes = np.concatenate([old[0], new_times]), np.concatenate([old[1], new_sizes])
-        order = np.argsort(new_times, kind="stable")[-self.config.history :]
-        series = (new_times[order], new_sizes[order])
-        self.pairs[key] = series
-        while len(self.pairs) > self.config.max_pairs:
-            self.pairs.popitem(last=False)
-            self.evicted += 1
-        return series
+        first = np.repeat(np.cumsum(count) - count, count)
+        offset = np.arange(int(count.sum())) - first
+        times = np.repeat(c["start_ns"][active] / NS, count) + offset * np.repeat(
+            np.where(merged, gap, 0.0), count
+        )
+        sizes = np.repeat(np.where(merged, sb // np.maximum(sp, 1), sb).astype(np.float64), count)
+        rows = np.repeat(slot, count)
+        # Position of each connection among its pair's new ones, in time order.
+        order = np.lexsort((times, rows))
+        rows, times, sizes = rows[order], times[order], sizes[order]
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        rank = np.arange(len(rows)) - np.repeat(starts, np.diff(np.r_[starts, len(rows)]))
+        position = (self.filled[rows] + rank) % cfg.history
+        self.times[rows, position] = times
+        self.sizes[rows, position] = sizes
+        np.add.at(self.filled, rows, 1)
 
     # ------------------------------------------------------------------ state
 
     def save(self, path: Path) -> None:
-        """Write the history (npz: keys, per-pair lengths, concatenated times and sizes)."""
-        keys = list(self.pairs)
-        lengths = np.array([len(self.pairs[k][0]) for k in keys], dtype=np.int64)
-        times = np.concatenate([self.pairs[k][0] for k in keys]) if keys else np.empty(0)
-        sizes = np.concatenate([self.pairs[k][1] for k in keys]) if keys else np.empty(0)
+        """Write the history (npz: pair keys and their ring rows)."""
+        rows = np.array(list(self.slots.values()), dtype=np.int64)
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(tmp, keys=np.array(keys, dtype=str), lengths=lengths, times=times, sizes=sizes)
+        np.savez_compressed(
+            tmp,
+            keys=np.array(list(self.slots), dtype=str),
+            times=self.times[rows],
+            sizes=self.sizes[rows],
+            filled=self.filled[rows],
+            last_seen=self.last_seen[rows],
+        )
         tmp.replace(path)
 
     def load(self, path: Path) -> int:
-        """Restore the history saved by :meth:`save`; returns the pairs restored."""
+        """Restore the history :meth:`save` wrote (the most recently seen pairs when there are
+        more than ``max_pairs``; rings cut or padded to ``history``); returns the pairs restored."""
+        cfg = self.config
         with np.load(path, allow_pickle=False) as data:
-            keys, lengths = data["keys"].tolist(), data["lengths"]
-            bounds = np.concatenate([[0], np.cumsum(lengths)])
-            times, sizes = data["times"], data["sizes"]
-        self.pairs = OrderedDict(
-            (k, (times[bounds[i] : bounds[i + 1]], sizes[bounds[i] : bounds[i + 1]]))
-            for i, k in enumerate(
-                keys[-self.config.max_pairs :], start=max(0, len(keys) - self.config.max_pairs)
+            keys = data["keys"].tolist()
+            keep = np.argsort(data["last_seen"], kind="stable")[-cfg.max_pairs :]
+            times, sizes = data["times"][keep], data["sizes"][keep]
+            filled, last_seen = data["filled"][keep], data["last_seen"][keep]
+        if times.shape[1] != cfg.history:
+            # another ring width: keep what fits, in time order, and restart the write position
+            order = np.argsort(times, axis=1)[:, -cfg.history :]
+            times, sizes = (
+                _width(np.take_along_axis(times, order, 1), cfg.history),
+                _width(np.take_along_axis(sizes, order, 1), cfg.history),
             )
-        )
-        return len(self.pairs)
+            filled = np.sum(~np.isnan(times), axis=1)
+        self.times, self.sizes, self.filled, self.last_seen = times, sizes, filled, last_seen
+        self.used = np.ones(len(keep), dtype=bool)
+        self.clock = int(last_seen.max()) if len(last_seen) else 0
+        self.slots = {keys[i]: row for row, i in enumerate(keep.tolist())}
+        self.keys = [keys[i] for i in keep.tolist()] + [None] * (cfg.max_pairs - len(keep))
+        return len(self.slots)
 
 
-def _pair_keys(frame: FlowFrame) -> np.ndarray:
-    c = frame.cols
-    return np.array(
-        [
-            f"{s} {d} {p} {t}"
-            for s, d, p, t in zip(
-                c["src_ip"].tolist(),
-                c["dst_ip"].tolist(),
-                c["dst_port"].tolist(),
-                c["proto"].tolist(),
-                strict=True,
-            )
-        ],
-        dtype=object,
-    )
-
-
-def _group(keys: np.ndarray, active: np.ndarray) -> list[np.ndarray]:
-    """Row indices per distinct key among the active rows."""
-    rows = np.flatnonzero(active)
-    _, inverse = np.unique(keys[rows].astype(str), return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
-    splits = np.flatnonzero(np.diff(inverse[order])) + 1
-    return np.split(rows[order], splits)
+def _width(rows: np.ndarray, width: int) -> np.ndarray:
+    """Rings cut or NaN-padded to ``width`` columns."""
+    if rows.shape[1] >= width:
+        return rows[:, :width].copy()
+    return np.hstack([rows, np.full((len(rows), width - rows.shape[1]), np.nan)])
