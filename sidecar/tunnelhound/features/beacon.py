@@ -146,7 +146,10 @@ class BeaconFeatures:
         """Rows for new pairs: unused rows first, then those least recently seen (never one a
         pair of this batch holds). -1 for pairs beyond ``max_pairs`` in one batch."""
         cfg, need = self.config, len(keys)
-        grow = min(cfg.max_pairs, len(self.filled) + need) - len(self.filled)
+        have = len(self.filled)
+        free_now = have - int(self.used.sum())
+        # grow geometrically: copying the rings on every batch would cost O(pairs) per batch
+        grow = min(cfg.max_pairs, max(have + need - free_now, 2 * have)) - have if need > free_now else 0
         if grow > 0:
             self.times = np.vstack([self.times, np.full((grow, cfg.history), np.nan)])
             self.sizes = np.vstack([self.sizes, np.full((grow, cfg.history), np.nan)])
