@@ -405,3 +405,37 @@ def test_vectorized_regularity_equals_the_per_row_formula() -> None:
         madm = np.median(np.abs(r - q2))
         expected = min(1 - abs(skew), 1 - min(1.0, madm / q2))
         assert regularity(padded)[i] == pytest.approx(expected), i
+
+
+@pytest.mark.parametrize("capture", ["netflow_v5.pcap", "netflow_v9.pcap", "ipfix.pcap"])
+def test_lab_documents_with_features_fit_the_field_list_and_encode_alike(capture: str) -> None:
+    import orjson
+
+    from fieldlist import declared, problems
+    from replay import DATA
+    from tunnelhound.decode.decoder import Decoder
+    from tunnelhound.normalize.biflow import BiflowStitcher
+    from tunnelhound.normalize.ecs import Normalizer
+    from tunnelhound.normalize.frame import FlowFrame, encode_ndjson
+    from tunnelhound.sources.files import iter_replay
+
+    decoder, normalizer, stitcher = Decoder(), Normalizer(), BiflowStitcher()
+    stage = FeatureStage(DEFAULTS)
+    frames = []
+    for dg in iter_replay([str(DATA / "lab" / capture)]):
+        frames.append(stage.apply(stitcher.push(normalizer.frames(decoder.decode(dg).flows))))
+    frames.append(stage.apply(stitcher.flush()))
+    lab = FlowFrame.concat(frames)
+    exact, _ = declared("flow.yml")
+    assert {f"tunnelhound.{name}" for name in lab.features} <= set(exact)
+    docs = lab.documents()
+    assert sorted({p for doc in docs for p in problems(doc)}) == []
+    assert [orjson.loads(line) for line in encode_ndjson(lab)] == docs
+    flagged = {
+        (d["source"]["ip"], k)
+        for d in docs
+        for k, v in d["tunnelhound"].items()
+        if isinstance(v, dict)
+        and (v.get("anomaly") or v.get("oversize") or v.get("regular") or v.get("reason"))
+    }
+    assert {host for host, _ in flagged} == {f"10.77.1.{i}" for i in (65, 66, 67, 70, 71, 72, 73)}
