@@ -66,7 +66,7 @@ class AppTunnelFeatures:
         """Flows whose DPI application is known to us and runs on none of its ports."""
         apps = frame.cols["application"]
         off = np.zeros(frame.n, dtype=bool)
-        present = np.not_equal(apps, None)
+        present = apps != None  # noqa: E711 - elementwise on an object array
         if not present.any():
             return off
         for app in set(apps[present].tolist()):
