@@ -27,7 +27,7 @@ import numpy as np
 
 from tunnelhound.config import BeaconDetectionConfig
 from tunnelhound.features.overrides import RowSettings
-from tunnelhound.features.values import ICMP, ICMPV6, NS, UDP, duration_s, flag
+from tunnelhound.features.values import ICMP, ICMPV6, NS, UDP, duration_s
 from tunnelhound.normalize.frame import ABSENT, FlowFrame
 
 _NEVER = np.iinfo(np.int64).max
@@ -122,7 +122,7 @@ class BeaconFeatures:
         frame.features["beacon.score"] = out_score
         frame.features["beacon.interval"] = out_interval
         frame.features["beacon.connections"] = out_count
-        frame.features["beacon.regular"] = flag(regular)
+        frame.features["beacon.regular"] = regular
 
     def _slots(self, frame: FlowFrame, active: np.ndarray) -> np.ndarray:
         """The ring row of each active flow's pair (new pairs get free or evicted rows)."""

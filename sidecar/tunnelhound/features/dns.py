@@ -16,7 +16,7 @@ import numpy as np
 from tunnelhound.config import DnsDetectionConfig
 from tunnelhound.features.baseline import Baseline
 from tunnelhound.features.overrides import RowSettings
-from tunnelhound.features.values import UDP, duration_s, flag, ports_of, ratio
+from tunnelhound.features.values import UDP, duration_s, ports_of, ratio
 from tunnelhound.normalize.frame import FlowFrame
 
 PACKETS, DURATION = "dns.packets", "dns.duration"
@@ -55,7 +55,7 @@ def apply(frame: FlowFrame, config: DnsDetectionConfig, baseline: Baseline, rows
     frame.features["dns.packets_z"] = np.where(dns, baseline.zscore(PACKETS, packets), absent)
     frame.features["dns.duration_z"] = np.where(dns, baseline.zscore(DURATION, duration), absent)
     frame.features["dns.packet_rate"] = np.where(dns, rate, absent)
-    frame.features["dns.anomaly"] = flag(anomaly)
+    frame.features["dns.anomaly"] = anomaly
     normal = dns & ~(above_packets & above_duration)
     baseline.learn(PACKETS, packets[normal])
     baseline.learn(DURATION, duration[normal])

@@ -13,7 +13,7 @@ import numpy as np
 from tunnelhound.config import IcmpDetectionConfig
 from tunnelhound.features.baseline import Baseline
 from tunnelhound.features.overrides import RowSettings
-from tunnelhound.features.values import ICMP, ICMPV6, flag, ratio
+from tunnelhound.features.values import ICMP, ICMPV6, ratio
 from tunnelhound.normalize.frame import FlowFrame
 
 BYTES_PER_PACKET = "icmp.bytes_per_packet"
@@ -50,5 +50,5 @@ def apply(frame: FlowFrame, config: IcmpDetectionConfig, baseline: Baseline, row
     above = echo & (size > threshold)
     enough = (c["src_packets"] + c["dst_packets"]) >= config.min_packets
     frame.features["icmp_tunnel.bytes_per_packet"] = np.where(echo, size, np.nan)
-    frame.features["icmp_tunnel.oversize"] = flag(above & enough)
+    frame.features["icmp_tunnel.oversize"] = above & enough
     baseline.learn(BYTES_PER_PACKET, size[echo & ~above])

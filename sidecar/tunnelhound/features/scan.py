@@ -11,7 +11,7 @@ from __future__ import annotations
 from tunnelhound.config import ScanDetectionConfig
 from tunnelhound.features.hosts import AddressSet
 from tunnelhound.features.overrides import RowSettings
-from tunnelhound.features.values import ACK, TCP, UDP, flag
+from tunnelhound.features.values import ACK, TCP, UDP
 from tunnelhound.normalize.frame import ABSENT, FlowFrame
 
 
@@ -30,4 +30,4 @@ class ScanFeatures:
         unanswered = (tcp | udp) & ((c["dst_packets"] == 0) | no_ack) & rows.enabled("port_scan")
         if unanswered.any():
             unanswered &= ~self.excluded.mask(c["src_ip"])
-        frame.features["scan.unanswered"] = flag(unanswered)
+        frame.features["scan.unanswered"] = unanswered

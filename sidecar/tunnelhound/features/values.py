@@ -11,13 +11,6 @@ ACK = 0x10
 NS = 1e9
 
 
-def flag(mask: np.ndarray) -> np.ndarray:
-    """``true`` where ``mask``, absent elsewhere (a bool column would write ``false`` on every flow)."""
-    out = np.full(len(mask), None, dtype=object)
-    out[mask] = True
-    return out
-
-
 def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """numerator / denominator as float64, NaN (absent) where the denominator is 0."""
     out = np.full(len(numerator), np.nan)
