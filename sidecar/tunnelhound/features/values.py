@@ -1,4 +1,4 @@
-"""Feature columns in the forms :class:`~tunnelhound.normalize.frame.FlowFrame` renders."""
+"""Helpers the feature modules share: protocol numbers, ratios, durations, service ports."""
 
 from __future__ import annotations
 

@@ -114,10 +114,11 @@ def convert_file(path: Path, pipeline: ProcessingPipeline, *, index: str = FLOW_
     except (OSError, SigmaError) as exc:
         raise ConvertError(f"{path}: {exc}") from None
     lucene, esql = LuceneBackend(pipeline), ESQLBackend(pipeline)
+    # Sigma: rules a correlation refers to do not alert on their own unless it says generate
     correlated = {
-        ref.reference
+        str(ref.reference)
         for rule in collection.rules
-        if isinstance(rule, SigmaCorrelationRule)
+        if isinstance(rule, SigmaCorrelationRule) and not rule.generate
         for ref in rule.rules or []
     }
     queries: dict[str, str] = {}
@@ -128,21 +129,16 @@ def convert_file(path: Path, pipeline: ProcessingPipeline, *, index: str = FLOW_
             if isinstance(rule, SigmaRule):
                 query = str(lucene.convert_rule(plain[name])[0])
                 queries[name] = query
-                out.append(_base(rule, path.stem, query, name not in correlated or rule_generates(rule)))
+                out.append(_base(rule, path.stem, query, name not in correlated))
                 # only flow rules read the flow data stream (threat-index events are not stored)
                 out[-1].esql = _esql(esql, plain[name], index if out[-1].service == "flow" else "*")
             elif isinstance(rule, SigmaCorrelationRule):
                 out.append(_correlation(rule, path.stem, queries, {c.name: c for c in out}))
-                out[-1].alerts = name not in correlated or rule_generates(rule)
+                out[-1].alerts = name not in correlated
                 out[-1].esql = _esql(esql, rule, index)
         except (SigmaError, NotImplementedError, KeyError) as exc:
             raise ConvertError(f"{path}: rule {name}: {exc}") from None
     return out
-
-
-def rule_generates(rule: SigmaRule | SigmaCorrelationRule) -> bool:
-    """Sigma's ``generate: true``: a correlated rule that still alerts on its own."""
-    return bool(getattr(rule, "generate", False) or rule.custom_attributes.get("generate"))
 
 
 def _esql(backend: ESQLBackend, rule: SigmaRule | SigmaCorrelationRule, index: str) -> str | None:
