@@ -13,10 +13,9 @@ from importlib import resources
 from pathlib import Path
 from types import FrameType
 
-from tunnelhound import __version__
+from tunnelhound import __version__, baseline_build
 from tunnelhound.config import Config, load_config, parse_host_port
 from tunnelhound.errors import ConfigError, SourceError, TunnelhoundError
-from tunnelhound.features import build as baseline_build
 from tunnelhound.pipeline import FlowPipeline, open_sinks
 from tunnelhound.rules import commands as rules_commands
 from tunnelhound.sources.dat import parse_exporter

@@ -7,12 +7,17 @@ import json
 import sys
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tunnelhound.errors import TunnelhoundError
-from tunnelhound.rules.check import check_rules
-from tunnelhound.rules.convert import FLOW_INDEX, Conversion, convert_paths, load_pipeline
+from tunnelhound.sinks.elasticsearch import flow_index
 
+if TYPE_CHECKING:
+    from tunnelhound.rules.convert import Conversion
+
+# pySigma and sigma-cli are imported by the handlers: every other command starts without them.
 PIPELINE = Path("pipelines") / "tunnelhound.yml"
+FLOW_INDEX = flow_index("*")
 
 
 def builtin_rules() -> Path:
@@ -54,12 +59,16 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def _conversions(args: argparse.Namespace, index: str = FLOW_INDEX) -> list[Conversion]:
+    from tunnelhound.rules.convert import convert_paths, load_pipeline
+
     paths = args.paths or [str(builtin_rules())]
     pipeline = load_pipeline(builtin_rules() / PIPELINE)
     return convert_paths(paths, pipeline, index=index)
 
 
 def _check(args: argparse.Namespace) -> int:
+    from tunnelhound.rules.check import check_rules
+
     return check_rules(args.paths or [str(builtin_rules())], attack_data=args.attack_data)
 
 

@@ -38,8 +38,10 @@ from sigma.rule import SigmaRule
 
 from tunnelhound.errors import TunnelhoundError
 from tunnelhound.rules.check import rule_files
+from tunnelhound.sinks.elasticsearch import flow_index
 
-FLOW_INDEX = "logs-tunnelhound.flow-*"
+FLOW_INDEX = flow_index("*")
+"""Every namespace's flow data stream."""
 HOST_FIELD = "source.ip"
 """Hosts a base rule finds are its flows' sources."""
 BUCKETS = 10000

@@ -2,8 +2,10 @@
 
 Sources: captures (replayed through decode, normalize and biflow stitching exactly as the
 pipeline does) and/or a time range of flows already in Elasticsearch. The samples of every
-metric (:mod:`.dns`, :mod:`.icmp`) are pooled and summarized into a baseline file
-(:mod:`.baseline` describes the format) that ``detections.baseline`` or ``--baseline`` uses.
+metric (:mod:`tunnelhound.features.dns`, :mod:`tunnelhound.features.icmp`) are pooled and
+summarized into a baseline file (:mod:`tunnelhound.features.baseline` describes the format) that
+``detections.baseline`` or ``--baseline`` uses. A command module, like :mod:`tunnelhound.hunt`: it
+drives the pipeline, so it lives beside it rather than inside ``features/``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from tunnelhound.errors import SourceError
 from tunnelhound.features import dns, icmp
 from tunnelhound.features.baseline import Baseline, summarize
 from tunnelhound.normalize.frame import ABSENT, COLUMNS, FlowFrame
+from tunnelhound.pipeline import FlowPipeline
+from tunnelhound.sinks.elasticsearch import flow_index
+from tunnelhound.sources.files import iter_replay
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     build.add_argument("--es-url", help="also learn from flows stored in this Elasticsearch")
     build.add_argument("--from", dest="start", help="start of the Elasticsearch time range (e.g. now-7d)")
     build.add_argument("--to", dest="end", help="end of the Elasticsearch time range")
-    build.add_argument("--index", default="logs-tunnelhound.flow-*", help="flow index pattern")
+    build.add_argument("--index", default=flow_index("*"), help="flow index pattern")
     build.add_argument("-o", "--output", required=True, help="baseline file to write")
     build.set_defaults(func=_build)
 
@@ -69,9 +74,6 @@ def build_baseline(frames: list[FlowFrame], config: DetectionsConfig) -> Baselin
 
 def capture_frames(config: Config, files: list[str]) -> Iterator[FlowFrame]:
     """Stitched flow frames of the captures, as the pipeline produces them (nothing written)."""
-    from tunnelhound.pipeline import FlowPipeline
-    from tunnelhound.sources.files import iter_replay
-
     if not files:
         return
     for name in files:
