@@ -47,6 +47,7 @@ def dns(packets: int, duration: float, **kw: object) -> dict:
 def test_dns_floors_before_the_baseline_is_known() -> None:
     feats = run(dns(11, 2.0), dns(10, 2.0), dns(11, 1.0), dns(11, 1.01), dns(2, 0.0))
     assert flags(feats["dns.anomaly"]) == [True, False, False, True, False]
+    assert feats["dns.bytes"].tolist() == [200] * 5  # both directions, for the volume rule
     assert np.isnan(feats["dns.packets_z"]).all()  # no baseline yet: no z-scores
     assert feats["dns.packet_rate"][0] == pytest.approx(5.5)
 
@@ -97,7 +98,7 @@ def test_dns_merged_requests_4_packets_over_4001_s_do_not_alert() -> None:
 
 def test_dns_tcp_and_other_ports_are_not_dns_tunnel_flows() -> None:
     feats = run(dns(5000, 30.0, proto=6), dns(5000, 30.0, dst_port=5353))
-    assert "dns.anomaly" not in feats
+    assert "dns.anomaly" not in feats and "dns.bytes" not in feats
 
 
 def test_online_baseline_learns_after_warm_up_from_normal_flows_only() -> None:

@@ -59,7 +59,8 @@ def test_every_rule_converts_to_a_search_request() -> None:
     conv = conversions()
     assert sorted(conv) == sorted(
         [
-            "app_tunnel_flow", "beacon_regular", "dns_tunnel_flow", "exfiltration_outbound_bytes",
+            "app_tunnel_flow", "beacon_regular", "dns_tunnel_flow", "dns_tunnel_client_bytes", "dns_tunnel_volume",
+            "exfiltration_outbound_bytes",
             "exfiltration_volume", "exfiltration_repeat", "icmp_tunnel_flow", "port_scan_unanswered_probe",
             "port_scan_vertical", "port_scan_horizontal", "threat_index_high",
         ]
@@ -90,7 +91,7 @@ def test_every_rule_converts_to_a_search_request() -> None:
 def test_convert_command_formats(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rules", "convert", "--format", "dsl"]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
-    assert len(lines) == 11 and all("query" in x["body"] for x in lines)
+    assert len(lines) == 13 and all("query" in x["body"] for x in lines)
     assert main(["rules", "convert", "--format", "lucene"]) == 0
     out = capsys.readouterr().out
     assert "icmp_tunnel_flow\ttunnelhound.icmp_tunnel.oversize:true" in out
@@ -169,6 +170,8 @@ def test_hunt_finds_every_lab_scenario_and_no_benign_host(
         ("beacon_regular", "10.77.1.73"),
         ("dns_tunnel_flow", "10.77.1.65"),
         ("dns_tunnel_flow", "10.77.1.66"),
+        ("dns_tunnel_volume", "10.77.1.65"),
+        ("dns_tunnel_volume", "10.77.1.66"),
         ("exfiltration_volume", "10.77.1.69"),
         ("icmp_tunnel_flow", "10.77.1.67"),
         ("port_scan_vertical", "10.77.1.68"),

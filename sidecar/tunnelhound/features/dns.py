@@ -6,7 +6,8 @@ client port busy for seconds to minutes with thousands of packets. Both metrics 
 stub that reuses its source port until the exporter's idle timeout), a short burst of several
 packets is retries. The packet-rate check removes the known false positive of the research this
 detection comes from: two lookups minutes apart merged into one flow ("4 packets over 4001 s")
-are above both thresholds but far too slow to carry data.
+are above both thresholds but far too slow to carry data. ``dns.bytes`` lets a correlation
+sum each client's DNS volume (a tunnel moves megabytes; a busy workstation kilobytes).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from tunnelhound.config import DnsDetectionConfig
 from tunnelhound.features.baseline import Baseline
 from tunnelhound.features.overrides import RowSettings
 from tunnelhound.features.values import UDP, duration_s, ports_of, ratio
-from tunnelhound.normalize.frame import FlowFrame
+from tunnelhound.normalize.frame import ABSENT, FlowFrame
 
 PACKETS, DURATION = "dns.packets", "dns.duration"
 
@@ -38,7 +39,8 @@ def samples(frame: FlowFrame, config: DnsDetectionConfig) -> dict[str, np.ndarra
 
 
 def apply(frame: FlowFrame, config: DnsDetectionConfig, baseline: Baseline, rows: RowSettings) -> None:
-    """Fill ``dns.{packets_z,duration_z,packet_rate,anomaly}`` on DNS flows; learn from the normal ones."""
+    """Fill ``dns.{bytes,packets_z,duration_z,packet_rate,anomaly}`` on DNS flows; learn from the
+    normal ones. ``dns.bytes`` (both directions) feeds the per-client volume rule."""
     c = frame.cols
     dns = dns_flows(frame, config) & rows.enabled("dns_tunnel")
     if not dns.any():
@@ -52,6 +54,7 @@ def apply(frame: FlowFrame, config: DnsDetectionConfig, baseline: Baseline, rows
     # rate is NaN for a zero duration, which is never above the duration threshold anyway
     anomaly = dns & above_packets & above_duration & (rate >= config.min_packet_rate)
     absent = np.full(frame.n, np.nan)
+    frame.features["dns.bytes"] = np.where(dns, c["src_bytes"] + c["dst_bytes"], ABSENT)
     frame.features["dns.packets_z"] = np.where(dns, baseline.zscore(PACKETS, packets), absent)
     frame.features["dns.duration_z"] = np.where(dns, baseline.zscore(DURATION, duration), absent)
     frame.features["dns.packet_rate"] = np.where(dns, rate, absent)
