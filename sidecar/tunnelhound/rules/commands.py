@@ -130,7 +130,7 @@ def _hunt(args: argparse.Namespace) -> int:
     for f in findings:
         rest = ", ".join(f"{k}={v}" for k, v in f.group.items() if v != f.host)
         print(
-            f"{f.detector:<13} {f.rule:<22} {f.host:<16} {f.level:<8} {f.value:>12g}  {f.window_start} {rest}".rstrip()
+            f"{f.detector:<13} {f.rule:<22} {f.host:<16} {f.level:<8} {f.value:>12,.0f}  {f.window_start} {rest}".rstrip()
         )
     print(f"{len(findings)} findings", file=sys.stderr)
     return 0
