@@ -7,6 +7,8 @@ import importlib.util
 import json
 import sys
 import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -14,11 +16,15 @@ from typing import Any
 import pytest
 
 from es_server import ensure_elasticsearch, es_request
+from flowframes import T0, flow, frame
 from tunnelhound.cli import main
+from tunnelhound.config import DetectionsConfig
+from tunnelhound.features import FeatureStage
 from tunnelhound.features.baseline import Baseline
 from tunnelhound.rules.check import rule_files
 from tunnelhound.rules.commands import PIPELINE, builtin_rules
 from tunnelhound.rules.convert import convert_paths, load_pipeline
+from tunnelhound.sinks.elasticsearch import ElasticsearchSink
 
 REPO = Path(__file__).resolve().parents[1]
 LAB = REPO / "tests" / "data" / "lab"
@@ -138,26 +144,38 @@ def _has_feature_mappings(url: str, index: str) -> bool:
     return "dns" in mapping["mappings"]["properties"]["tunnelhound"]["properties"]
 
 
-@pytest.fixture(scope="module")
-def lab_indices(es_url: str) -> dict[str, str]:
-    """Each lab capture, with features, in its own data stream (fresh namespaces).
+def indexed_with_features(es_url: str, write: Callable[[str], list[str]]) -> list[str]:
+    """Run ``write(prefix)`` (it indexes into namespaces starting with ``prefix`` and returns the
+    data streams) after `tunnelhound setup`, until the streams carry the feature mappings.
 
     The node is shared: another branch's `tunnelhound setup` can replace the flow template
     between ours and the first write (its template lacks the feature fields). Data streams
     cannot be deleted here, so such a run is retried in new namespaces."""
-    lab_index = script("lab_index")
     for _attempt in range(3):
         assert main(["setup", "--es-url", es_url]) == 0
         prefix = "hunt" + uuid.uuid4().hex[:10]
-        out = {}
-        for capture in ("netflow_v5.pcap", "netflow_v9.pcap", "ipfix.pcap"):
+        streams = write(prefix)
+        es_request(es_url, "POST", f"/logs-tunnelhound.flow-{prefix}*/_refresh")
+        if all(_has_feature_mappings(es_url, index) for index in streams):
+            return streams
+    raise AssertionError("the flow template kept losing the feature fields to another setup")
+
+
+@pytest.fixture(scope="module")
+def lab_indices(es_url: str) -> dict[str, str]:
+    """Each lab capture, with features, in its own data stream (fresh namespaces)."""
+    lab_index = script("lab_index")
+    captures = ("netflow_v5.pcap", "netflow_v9.pcap", "ipfix.pcap")
+
+    def write(prefix: str) -> list[str]:
+        streams = []
+        for capture in captures:
             namespace = prefix + capture.split(".")[0].replace("_", "")
             assert lab_index.index_capture(LAB / capture, es_url, namespace) == 1919
-            out[capture] = f"logs-tunnelhound.flow-{namespace}"
-        es_request(es_url, "POST", f"/logs-tunnelhound.flow-{prefix}*/_refresh")
-        if all(_has_feature_mappings(es_url, index) for index in out.values()):
-            return out
-    raise AssertionError("the flow template kept losing the feature fields to another setup")
+            streams.append(f"logs-tunnelhound.flow-{namespace}")
+        return streams
+
+    return dict(zip(captures, indexed_with_features(es_url, write), strict=True))
 
 
 @pytest.mark.parametrize("capture", ["netflow_v5.pcap", "netflow_v9.pcap", "ipfix.pcap"])
@@ -223,3 +241,44 @@ def test_baseline_build_from_a_capture_and_from_elasticsearch(
         assert from_es.metrics[name].count == stats.count
         assert from_es.metrics[name].mean == pytest.approx(stats.mean)
     assert "wrote" in capsys.readouterr().out
+
+
+def _iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def test_hunt_chains_exfiltration_repeat_over_the_volume_correlation(
+    es_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Trigger 2: three > 20 MB windows of one host in 24 h; two of another host are not enough."""
+    uploads = [("10.0.0.5", 0), ("10.0.0.5", 600), ("10.0.0.5", 1800), ("10.0.0.6", 0), ("10.0.0.6", 900)]
+    rows = [
+        flow(
+            src_ip=host, start=start, duration=60.0, src_bytes=25_000_000, src_packets=17000, event_id=f"e{i}"
+        )
+        for i, (host, start) in enumerate(uploads)
+    ]
+    rows.append(flow(src_ip="10.0.0.7", start=0, duration=60.0, src_bytes=19_000_000, event_id="e9"))
+    for row in rows:
+        row |= {"start_iso": _iso(row["start_ns"]), "end_iso": _iso(row["end_ns"]), "created": _iso(T0)}
+        row |= {"observer": "192.0.2.1"}
+    flows = FeatureStage(DetectionsConfig()).apply(frame(*rows))
+
+    def write(prefix: str) -> list[str]:
+        flows.namespace = prefix + "exfil"
+        sink = ElasticsearchSink(es_url, spool_dir=tmp_path / prefix)
+        sink.write_frame(flows)
+        sink.close()
+        return [f"logs-tunnelhound.flow-{prefix}exfil"]
+
+    (index,) = indexed_with_features(es_url, write)
+    capsys.readouterr()  # setup's report
+    assert main(["hunt", "--es-url", es_url, "--index", index, "--json"]) == 0
+    found = sorted(
+        (f["rule"], f["host"], f["value"]) for f in map(json.loads, capsys.readouterr().out.splitlines())
+    )
+    assert found == [
+        ("exfiltration_repeat", "10.0.0.5", 3.0),
+        ("exfiltration_volume", "10.0.0.5", 25_000_000.0),
+        ("exfiltration_volume", "10.0.0.6", 25_000_000.0),
+    ]
