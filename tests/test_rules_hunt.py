@@ -3,6 +3,7 @@ into the real Elasticsearch (issue 4, acceptance 1 and 2 for the hunt path)."""
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import sys
@@ -24,6 +25,7 @@ from tunnelhound.features.baseline import Baseline
 from tunnelhound.rules.check import rule_files
 from tunnelhound.rules.commands import PIPELINE, builtin_rules
 from tunnelhound.rules.convert import convert_paths, load_pipeline
+from tunnelhound.setup.elasticsearch import Asset, install_assets, load_assets
 from tunnelhound.sinks.elasticsearch import ElasticsearchSink
 
 REPO = Path(__file__).resolve().parents[1]
@@ -144,21 +146,35 @@ def _has_feature_mappings(url: str, index: str) -> bool:
     return "dns" in mapping["mappings"]["properties"]["tunnelhound"]["properties"]
 
 
+PRIVATE = "huntdet"
+"""Namespace prefix of this module's data streams; a template of our own maps them."""
+
+
 def indexed_with_features(es_url: str, write: Callable[[str], list[str]]) -> list[str]:
     """Run ``write(prefix)`` (it indexes into namespaces starting with ``prefix`` and returns the
-    data streams) after `tunnelhound setup`, until the streams carry the feature mappings.
+    data streams) with this branch's flow mappings, then refresh.
 
-    The node is shared: another branch's `tunnelhound setup` can replace the flow template
-    between ours and the first write (its template lacks the feature fields). Data streams
-    cannot be deleted here, so such a run is retried in new namespaces."""
-    for _attempt in range(3):
-        assert main(["setup", "--es-url", es_url]) == 0
-        prefix = "hunt" + uuid.uuid4().hex[:10]
-        streams = write(prefix)
-        es_request(es_url, "POST", f"/logs-tunnelhound.flow-{prefix}*/_refresh")
-        if all(_has_feature_mappings(es_url, index) for index in streams):
-            return streams
-    raise AssertionError("the flow template kept losing the feature fields to another setup")
+    The node is shared, and other branches' `tunnelhound setup` replace the shared flow
+    template with theirs (without the feature fields) at any time. So the streams written here
+    match a private index template (this branch's assets under another name, higher priority,
+    only for ``logs-tunnelhound.flow-huntdet*``), installed with setup's own installer."""
+    assets = {a.name: a for a in load_assets()}
+    template = assets["logs-tunnelhound.flow"]
+    body = copy.deepcopy(template.body)
+    body["index_patterns"] = [f"logs-tunnelhound.flow-{PRIVATE}*"]
+    body["priority"] = template.body["priority"] + 100
+    # our required components under private names; optional ones (ILM, Elastic's) left out
+    optional = set(body.pop("ignore_missing_component_templates"))
+    components = {c: f"{PRIVATE}-{c}" for c in body["composed_of"] if c not in optional}
+    body["composed_of"] = list(components.values())
+    private = [Asset("component_template", copy_name, assets[c].body) for c, copy_name in components.items()]
+    report = install_assets(es_url, assets=[*private, Asset("index_template", f"{PRIVATE}-flow", body)])
+    assert report.ok, report.lines()
+    prefix = PRIVATE + uuid.uuid4().hex[:10]
+    streams = write(prefix)
+    es_request(es_url, "POST", f"/logs-tunnelhound.flow-{prefix}*/_refresh")
+    assert all(_has_feature_mappings(es_url, index) for index in streams)
+    return streams
 
 
 @pytest.fixture(scope="module")
