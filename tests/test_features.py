@@ -116,17 +116,14 @@ def test_online_baseline_learns_after_warm_up_from_normal_flows_only() -> None:
 
 
 def echo(packets: int, size: int, icmp_type: int = 8, **kw: object) -> dict:
+    values: dict = {"proto": 1, "src_port": ABSENT, "dst_port": ABSENT, "icmp_code": 0, **kw}
     return flow(
-        proto=1,
-        src_port=ABSENT,
-        dst_port=ABSENT,
         icmp_type=icmp_type,
-        icmp_code=0,
         src_packets=packets,
         src_bytes=packets * size,
         dst_packets=0,
         dst_bytes=0,
-        **kw,
+        **values,
     )
 
 
@@ -149,6 +146,12 @@ def test_icmp_reply_direction_counts_and_windows_size_is_normal() -> None:
         dst_bytes=487072,
     )
     assert flags(run(reply_heavy, echo(10, 60))["icmp_tunnel.oversize"]) == [True, False]
+
+
+def test_icmpv6_echo_allows_the_longer_header() -> None:
+    v6 = {"proto": 58, "is_v6": True, "src_ip": "fd00::5", "dst_ip": "2001:db8::7"}
+    feats = run(echo(10, 104, icmp_type=128, **v6), echo(10, 105, icmp_type=128, **v6), echo(10, 105))
+    assert flags(feats["icmp_tunnel.oversize"]) == [False, True, True]
 
 
 def test_icmp_normal_size_per_network() -> None:

@@ -3,7 +3,8 @@
 ``ping`` sends 84-byte IP packets on Linux, macOS and the BSDs (56 data bytes) and 60-byte ones
 on Windows (32 data bytes); echo replies mirror the request. Tunnels (ptunnel, icmpsh, pingtunnel)
 fill echo payloads up to the MTU. Only echo request/reply counts: ICMP errors quote the offending
-packet and are legitimately up to 576 bytes.
+packet and are legitimately up to 576 bytes. The normal size is an IPv4 packet's; IPv6 headers
+are 20 bytes longer (``ping -6`` sends 104-byte packets), so IPv6 flows get 20 bytes more.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from tunnelhound.features.values import ICMP, ICMPV6, ratio
 from tunnelhound.normalize.frame import FlowFrame
 
 BYTES_PER_PACKET = "icmp.bytes_per_packet"
+IPV6_EXTRA = 20
+"""IPv6 header (40 bytes) minus IPv4 header (20 bytes)."""
 _ECHO = {ICMP: (8, 0), ICMPV6: (128, 129)}
 
 
@@ -47,7 +50,7 @@ def apply(frame: FlowFrame, config: IcmpDetectionConfig, baseline: Baseline, row
     c = frame.cols
     size = largest_packet_size(frame)
     threshold = baseline.threshold(BYTES_PER_PACKET, config.max_difference, rows.icmp_normal_bytes_per_packet)
-    above = echo & (size > threshold)
+    above = echo & (size > threshold + np.where(c["is_v6"], IPV6_EXTRA, 0))
     enough = (c["src_packets"] + c["dst_packets"]) >= config.min_packets
     frame.features["icmp_tunnel.bytes_per_packet"] = np.where(echo, size, np.nan)
     frame.features["icmp_tunnel.oversize"] = above & enough
