@@ -304,7 +304,7 @@ class IcmpDetectionConfig:
     """ICMP tunnel features: echo packets larger than what ping sends by default."""
 
     normal_bytes_per_packet: int = _int(84, 28)
-    """Largest normal echo IP packet: Linux/macOS ping 84 B, Windows 60 B."""
+    """Largest normal echo IPv4 packet: Linux/macOS ping 84 B, Windows 60 B (IPv6: 20 B more)."""
     max_difference: float = _float(3.0, above=0)
     """k for a learned baseline: the threshold is max(normal, mean + k * std)."""
     min_packets: int = _int(10, 1)
