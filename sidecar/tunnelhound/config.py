@@ -341,8 +341,8 @@ class BeaconDetectionConfig:
     """Seconds; faster repetition is streaming, not beaconing."""
     exclude_ports: tuple[int, ...] = field(default=(53, 123), metadata=_PORT)
     """Destination ports periodic by design: DNS refreshes records as TTLs expire, NTP polls."""
-    history: int = _int(64, 4)
-    """Connections remembered per pair."""
+    history: int = _int(32, 4)
+    """Connections remembered per pair (12 bytes each)."""
     max_pairs: int = _int(100000, 1)
     """Pairs remembered (least recently seen evicted first)."""
 

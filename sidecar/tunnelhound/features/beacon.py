@@ -3,7 +3,8 @@
 A pair is (source ip, destination ip, destination port, protocol): a beacon that opens a fresh
 source port per check-in is still one pair. Per pair the stage remembers the start time and the
 bytes the source sent of the last ``history`` connections, in fixed-size numpy rings (one row
-per pair, at most ``max_pairs`` rows; the least recently seen pair gives its row up first).
+per pair, at most ``max_pairs`` rows; the least recently seen pair gives its row up first): at
+most ``max_pairs * history * 12`` bytes (38 MB at the defaults), grown as pairs appear.
 Every pair a batch touches is scored at once, with array operations over the rows.
 
 The score follows RITA: for the intervals between connections and for the sizes,
@@ -87,7 +88,7 @@ class BeaconFeatures:
         """Pair key -> row of the rings."""
         self.keys: list[str | None] = [None] * rows
         self.times = np.full((0, width), np.nan)
-        self.sizes = np.full((0, width), np.nan)
+        self.sizes = np.full((0, width), np.nan, dtype=np.float32)  # sizes need no more precision
         self.filled = np.zeros(0, dtype=np.int64)
         """Connections ever added per row (the next write goes to ``filled % history``)."""
         self.last_seen = np.zeros(0, dtype=np.int64)
@@ -152,7 +153,7 @@ class BeaconFeatures:
         grow = min(cfg.max_pairs, max(have + need - free_now, 2 * have)) - have if need > free_now else 0
         if grow > 0:
             self.times = np.vstack([self.times, np.full((grow, cfg.history), np.nan)])
-            self.sizes = np.vstack([self.sizes, np.full((grow, cfg.history), np.nan)])
+            self.sizes = np.vstack([self.sizes, np.full((grow, cfg.history), np.nan, dtype=np.float32)])
             self.filled = np.concatenate([self.filled, np.zeros(grow, dtype=np.int64)])
             self.last_seen = np.concatenate([self.last_seen, np.zeros(grow, dtype=np.int64)])
             self.used = np.concatenate([self.used, np.zeros(grow, dtype=bool)])
@@ -240,7 +241,7 @@ class BeaconFeatures:
                 _width(np.take_along_axis(sizes, order, 1), cfg.history),
             )
             filled = np.sum(~np.isnan(times), axis=1)
-        self.times, self.sizes, self.filled, self.last_seen = times, sizes, filled, last_seen
+        self.times, self.sizes, self.filled, self.last_seen = times, sizes.astype(np.float32), filled, last_seen
         self.used = np.ones(len(keep), dtype=bool)
         self.clock = int(last_seen.max()) if len(last_seen) else 0
         self.slots = {keys[i]: row for row, i in enumerate(keep.tolist())}
