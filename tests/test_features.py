@@ -249,7 +249,8 @@ def test_beacon_irregular_intervals_or_sizes_do_not_score() -> None:
 
 
 def test_beacon_faster_than_min_interval_and_dns_are_not_beacons() -> None:
-    assert not any(flags(run(*beacons([0.5 * i for i in range(10)]))["beacon.regular"]))
+    assert not any(flags(run(*beacons([0.49 * i for i in range(10)]))["beacon.regular"]))
+    assert all(flags(run(*beacons([0.5 * i for i in range(10)]))["beacon.regular"]))
     assert not any(flags(run(*beacons([60 * i for i in range(10)], dst_port=53, proto=17))["beacon.regular"]))
 
 
@@ -283,6 +284,23 @@ def test_fixed_port_udp_beacon_merged_into_long_flows() -> None:
     # a long flow of unequal packets (bytes not a multiple of packets) is one connection
     odd = flow(proto=17, dst_port=9999, src_packets=14, src_bytes=14 * 92 + 5, dst_packets=0, duration=65.0)
     assert run(odd)["beacon.connections"].tolist() == [1]
+    # one record alone is only an average spacing: not yet a beacon (nor is ping -c 4)
+    assert flags(run(rows[0])["beacon.regular"]) == [False]
+    ping = flow(
+        proto=1,
+        src_port=ABSENT,
+        dst_port=ABSENT,
+        icmp_type=8,
+        src_packets=4,
+        src_bytes=336,
+        dst_packets=4,
+        dst_bytes=336,
+        duration=3.0,
+    )
+    ping_features = run(ping)
+    assert ping_features["beacon.connections"].tolist() == [4] and flags(ping_features["beacon.regular"]) == [
+        False
+    ]
 
 
 def test_beacon_history_survives_a_restart(tmp_path: Path) -> None:

@@ -337,7 +337,7 @@ class BeaconDetectionConfig:
     min_score: float = field(
         default=0.8, metadata={"check": lambda v: 0 <= v <= 1, "allowed": "a number from 0 to 1"}
     )
-    min_interval: float = _float(1.0, above=0)
+    min_interval: float = _float(0.5, above=0)
     """Seconds; faster repetition is streaming, not beaconing."""
     exclude_ports: tuple[int, ...] = field(default=(53, 123), metadata=_PORT)
     """Destination ports periodic by design: DNS refreshes records as TTLs expire, NTP polls."""

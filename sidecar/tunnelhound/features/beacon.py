@@ -16,8 +16,10 @@ Exporters merge a fixed-port UDP beacon into few long flows (one record per idle
 timeout). Such a record is expanded into its packets when it shows the signs of one: UDP or
 ICMP, at least three packets spaced ``min_interval`` or more apart on average, and every
 direction's bytes an exact multiple of its packets (all packets the same size). Its packets then
-count as connections, evenly spaced, each of the average size; the score comes from how these
-agree with the pair's other records.
+count as connections, evenly spaced, each of the average size. One record's even spacing is only
+its average, so a pair is called regular only once it has two records or more: then the score
+says whether they agree (``ping -c 4`` is one record and stays quiet; a beacon merged into
+records of 14 and 10 packets 5 s apart scores 1).
 """
 
 from __future__ import annotations
@@ -91,6 +93,8 @@ class BeaconFeatures:
         self.sizes = np.full((0, width), np.nan, dtype=np.float32)  # sizes need no more precision
         self.filled = np.zeros(0, dtype=np.int64)
         """Connections ever added per row (the next write goes to ``filled % history``)."""
+        self.records = np.zeros(0, dtype=np.int64)
+        """Flow records ever added per row (a merged record adds many connections)."""
         self.last_seen = np.zeros(0, dtype=np.int64)
         self.used = np.zeros(0, dtype=bool)
         self.clock = 0
@@ -106,6 +110,7 @@ class BeaconFeatures:
         n, c, cfg = frame.n, frame.cols, self.config
         out_score, out_interval = np.full(n, np.nan), np.full(n, np.nan)
         out_count = np.full(n, ABSENT, dtype=np.int64)
+        out_records = np.zeros(n, dtype=np.int64)
         active = np.flatnonzero(rows.enabled("beacon") & ~np.isin(c["dst_port"], cfg.exclude_ports))
         if len(active):
             slot = self._slots(frame, active)
@@ -115,10 +120,13 @@ class BeaconFeatures:
             value, interval = score(self.times[touched], self.sizes[touched])
             out_score[active], out_interval[active] = value[inverse], interval[inverse]
             out_count[active] = np.minimum(self.filled[touched], cfg.history)[inverse]
+            out_records[active] = self.records[touched][inverse]
         regular = (
             (out_score >= rows.beacon_min_score)
             & (out_count >= cfg.min_connections)
             & (out_interval >= cfg.min_interval)
+            # one record's spacing is its average: regularity needs two records that agree
+            & (out_records >= 2)
         )
         frame.features["beacon.score"] = out_score
         frame.features["beacon.interval"] = out_interval
@@ -155,6 +163,7 @@ class BeaconFeatures:
             self.times = np.vstack([self.times, np.full((grow, cfg.history), np.nan)])
             self.sizes = np.vstack([self.sizes, np.full((grow, cfg.history), np.nan, dtype=np.float32)])
             self.filled = np.concatenate([self.filled, np.zeros(grow, dtype=np.int64)])
+            self.records = np.concatenate([self.records, np.zeros(grow, dtype=np.int64)])
             self.last_seen = np.concatenate([self.last_seen, np.zeros(grow, dtype=np.int64)])
             self.used = np.concatenate([self.used, np.zeros(grow, dtype=bool)])
         free = np.flatnonzero(~self.used)[:need]
@@ -171,7 +180,7 @@ class BeaconFeatures:
             self.slots[key] = row
             self.keys[row] = key
         self.used[free] = True
-        self.times[free], self.sizes[free], self.filled[free] = np.nan, np.nan, 0
+        self.times[free], self.sizes[free], self.filled[free], self.records[free] = np.nan, np.nan, 0, 0
         out = np.full(need, -1, dtype=np.int64)
         out[: len(free)] = free
         return out
@@ -207,6 +216,7 @@ class BeaconFeatures:
         self.times[rows, position] = times
         self.sizes[rows, position] = sizes
         np.add.at(self.filled, rows, 1)
+        np.add.at(self.records, slot, 1)
 
     # ------------------------------------------------------------------ state
 
@@ -220,6 +230,7 @@ class BeaconFeatures:
             times=self.times[rows],
             sizes=self.sizes[rows],
             filled=self.filled[rows],
+            records=self.records[rows],
             last_seen=self.last_seen[rows],
         )
         tmp.replace(path)
@@ -233,6 +244,7 @@ class BeaconFeatures:
             keep = np.argsort(data["last_seen"], kind="stable")[-cfg.max_pairs :]
             times, sizes = data["times"][keep], data["sizes"][keep]
             filled, last_seen = data["filled"][keep], data["last_seen"][keep]
+            self.records = data["records"][keep]
         if times.shape[1] != cfg.history:
             # another ring width: keep what fits, in time order, and restart the write position
             order = np.argsort(times, axis=1)[:, -cfg.history :]
@@ -241,7 +253,12 @@ class BeaconFeatures:
                 _width(np.take_along_axis(sizes, order, 1), cfg.history),
             )
             filled = np.sum(~np.isnan(times), axis=1)
-        self.times, self.sizes, self.filled, self.last_seen = times, sizes.astype(np.float32), filled, last_seen
+        self.times, self.sizes, self.filled, self.last_seen = (
+            times,
+            sizes.astype(np.float32),
+            filled,
+            last_seen,
+        )
         self.used = np.ones(len(keep), dtype=bool)
         self.clock = int(last_seen.max()) if len(last_seen) else 0
         self.slots = {keys[i]: row for row, i in enumerate(keep.tolist())}
