@@ -298,3 +298,9 @@ def test_hunt_chains_exfiltration_repeat_over_the_volume_correlation(
         ("exfiltration_volume", "10.0.0.5", 25_000_000.0),
         ("exfiltration_volume", "10.0.0.6", 25_000_000.0),
     ]
+
+
+def test_hunt_against_a_dead_cluster_fails_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["hunt", "--es-url", "http://127.0.0.1:1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tunnelhound: hunt against http://127.0.0.1:1 failed:") and "\n" not in err

@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from elasticsearch import Elasticsearch
 
 from tunnelhound.config import Config, DetectionsConfig, load_config
 from tunnelhound.errors import SourceError
 from tunnelhound.features import dns, icmp
 from tunnelhound.features.baseline import Baseline, summarize
+from tunnelhound.hunt import add_connection_arguments, connect_from_arguments, time_filter
 from tunnelhound.normalize.frame import ABSENT, COLUMNS, FlowFrame
 from tunnelhound.pipeline import FlowPipeline
 from tunnelhound.sinks.elasticsearch import flow_index
@@ -36,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     build = bsub.add_parser("build", help="from captures and/or a time range of flows in Elasticsearch")
     build.add_argument("files", nargs="*", help="captures of export packets (pcap, pcapng, .dat)")
     build.add_argument("-c", "--config", help="YAML config (internal networks, DNS ports)")
-    build.add_argument("--es-url", help="also learn from flows stored in this Elasticsearch")
+    add_connection_arguments(build, required=False)  # --es-url: also learn from stored flows
     build.add_argument("--from", dest="start", help="start of the Elasticsearch time range (e.g. now-7d)")
     build.add_argument("--to", dest="end", help="end of the Elasticsearch time range")
     build.add_argument("--index", default=flow_index("*"), help="flow index pattern")
@@ -50,7 +52,11 @@ def _build(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     frames = list(capture_frames(config, args.files))
     if args.es_url:
-        frames.extend(elasticsearch_frames(args.es_url, args.index, args.start, args.end, config.detections))
+        client = connect_from_arguments(args)
+        try:
+            frames.extend(elasticsearch_frames(client, args.index, args.start, args.end, config.detections))
+        finally:
+            client.close()
     baseline = build_baseline(frames, config.detections)
     baseline.sources = [
         *args.files,
@@ -117,12 +123,10 @@ _SOURCE_FIELDS = [
 
 
 def elasticsearch_frames(
-    url: str, index: str, start: str | None, end: str | None, config: DetectionsConfig
+    client: Elasticsearch, index: str, start: str | None, end: str | None, config: DetectionsConfig
 ) -> Iterator[FlowFrame]:
     """Frames (only the columns the metrics read) of the DNS and ICMP flows stored in a time range."""
-    from elasticsearch import Elasticsearch, helpers
-
-    from tunnelhound.hunt import time_filter
+    from elasticsearch import helpers
 
     query = {
         "bool": {
@@ -135,18 +139,14 @@ def elasticsearch_frames(
             "minimum_should_match": 1,
         }
     }
-    client = Elasticsearch(url, request_timeout=60)
-    try:
-        batch: list[dict[str, Any]] = []
-        for hit in helpers.scan(client, index=index, query={"query": query, "_source": _SOURCE_FIELDS}):
-            batch.append(hit["_source"])
-            if len(batch) >= 10000:
-                yield frame_from_documents(batch)
-                batch = []
-        if batch:
+    batch: list[dict[str, Any]] = []
+    for hit in helpers.scan(client, index=index, query={"query": query, "_source": _SOURCE_FIELDS}):
+        batch.append(hit["_source"])
+        if len(batch) >= 10000:
             yield frame_from_documents(batch)
-    finally:
-        client.close()
+            batch = []
+    if batch:
+        yield frame_from_documents(batch)
 
 
 def frame_from_documents(docs: list[dict[str, Any]]) -> FlowFrame:

@@ -14,15 +14,18 @@ the same, only more buckets travel.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import operator
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from elasticsearch import BadRequestError, Elasticsearch
 
-from tunnelhound.rules.convert import Conversion
+if TYPE_CHECKING:  # pySigma loads only for the commands that convert rules
+    from tunnelhound.rules.convert import Conversion
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,32 @@ class Finding:
     group: dict[str, str]
     value: float
     window_start: str
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    """--es-url and the TLS/auth options of a command that reads from Elasticsearch."""
+    parser.add_argument("--es-url", required=required, help="Elasticsearch URL, e.g. https://es.example:9200")
+    parser.add_argument("--es-ca", help="CA certificate (PEM) of the cluster")
+    parser.add_argument("--es-user", help="basic-auth user; the password comes from --es-password-env")
+    parser.add_argument(
+        "--es-password-env", default="TUNNELHOUND_ES_PASSWORD", help="variable holding the password"
+    )
+    parser.add_argument(
+        "--es-api-key-env",
+        default="TUNNELHOUND_ES_API_KEY",
+        help="variable holding an API key (used when set)",
+    )
+
+
+def connect_from_arguments(args: argparse.Namespace) -> Elasticsearch:
+    """A client for the options :func:`add_connection_arguments` added (secrets from the environment)."""
+    from tunnelhound.setup.elasticsearch import connect
+
+    api_key = os.environ.get(args.es_api_key_env) if args.es_api_key_env else None
+    basic_auth = (args.es_user, os.environ.get(args.es_password_env, "")) if args.es_user else None
+    return connect(
+        args.es_url, ca_certs=args.es_ca, basic_auth=basic_auth, api_key=api_key or None, request_timeout=60
+    )
 
 
 def time_filter(start: str | None, end: str | None) -> list[dict[str, Any]]:

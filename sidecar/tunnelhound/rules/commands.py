@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tunnelhound.errors import TunnelhoundError
+from tunnelhound.hunt import add_connection_arguments
 from tunnelhound.sinks.elasticsearch import flow_index
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
     h = sub.add_parser("hunt", help="run the rules against flows stored in Elasticsearch; print hosts found")
     dirs(h)
-    h.add_argument("--es-url", required=True, help="Elasticsearch URL")
+    add_connection_arguments(h, required=True)
     h.add_argument(
         "--from", dest="start", help="start of the time range (ISO time or date math, e.g. now-24h)"
     )
@@ -96,12 +97,11 @@ def _convert(args: argparse.Namespace) -> int:
 
 def _hunt(args: argparse.Namespace) -> int:
     from elastic_transport import TransportError
-    from elasticsearch import Elasticsearch
     from elasticsearch import TransportError as EsTransportError
 
-    from tunnelhound.hunt import hunt
+    from tunnelhound.hunt import connect_from_arguments, hunt
 
-    client = Elasticsearch(args.es_url, request_timeout=60)
+    client = connect_from_arguments(args)
     try:
         findings = hunt(
             client, _conversions(args, args.index), index=args.index, start=args.start, end=args.end
