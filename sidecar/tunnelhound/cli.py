@@ -13,12 +13,13 @@ from importlib import resources
 from pathlib import Path
 from types import FrameType
 
-from tunnelhound import __version__
+from tunnelhound import __version__, baseline_build
 from tunnelhound.config import Config, ServiceConfig, from_dict, load_config, parse_host_port
 from tunnelhound.decode.stats import DecodeStats
 from tunnelhound.errors import ConfigError, SourceError, TunnelhoundError
 from tunnelhound.model import Datagram
 from tunnelhound.pipeline import FlowPipeline, PipelineCounts, open_sinks
+from tunnelhound.rules import commands as rules_commands
 from tunnelhound.sources.dat import parse_exporter
 from tunnelhound.sources.files import iter_replay_items
 
@@ -118,6 +119,9 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--kibana-password-env", help="environment variable holding the Kibana password")
     st.add_argument("--kibana-api-key-env", help="environment variable holding a Kibana API key")
     st.set_defaults(func=_setup)
+
+    rules_commands.add_parsers(sub)
+    baseline_build.add_parser(sub)
     return p
 
 

@@ -49,6 +49,7 @@ __all__ = [
     "BiflowConfig",
     "Config",
     "DecodeConfig",
+    "DetectionsConfig",
     "ElasticsearchOutputConfig",
     "InputsConfig",
     "NdjsonOutputConfig",
@@ -450,6 +451,144 @@ class ZeekConfig:
     """Where to look for Broker's Python module, besides ``zeek-config --python_dir``."""
 
 
+# --------------------------------------------------------------------------- detections
+
+Detector = Literal["app_tunnel", "dns_tunnel", "icmp_tunnel", "port_scan", "exfiltration", "beacon"]
+"""Detector slugs with features (the rule files in sigma-rules/ are named after them)."""
+
+
+def _port(value: int) -> bool:
+    return 0 <= value <= 65535
+
+
+_PORT: dict[str, Any] = {"check": _port, "allowed": "a port number 0..65535"}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DnsDetectionConfig:
+    """DNS tunnel features: a UDP/53 flow whose packets AND duration both exceed the baseline."""
+
+    ports: tuple[int, ...] = field(default=(53,), metadata=_PORT)
+    max_difference: float = _float(3.0, above=0)
+    """k: a metric is anomalous above mean + k * std of the baseline."""
+    min_packets: int = _int(10, 1)
+    """Floor under the packet threshold (a near-constant baseline has std ~ 0)."""
+    min_duration: float = _float(1.0, minimum=0)
+    """Floor under the duration threshold, seconds."""
+    min_packet_rate: float = _float(0.5, minimum=0)
+    """Packets per second below which a long flow is merged lookups, not a tunnel."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class IcmpDetectionConfig:
+    """ICMP tunnel features: echo packets larger than what ping sends by default."""
+
+    normal_bytes_per_packet: int = _int(84, 28)
+    """Largest normal echo IPv4 packet: Linux/macOS ping 84 B, Windows 60 B (IPv6: 20 B more)."""
+    max_difference: float = _float(3.0, above=0)
+    """k for a learned baseline: the threshold is max(normal, mean + k * std)."""
+    min_packets: int = _int(10, 1)
+    """Packets (both directions) a flow needs before its size counts."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ScanDetectionConfig:
+    """Port scan features: which flows went unanswered."""
+
+    exclude_sources: tuple[str, ...] = field(default=(), metadata=_CIDR)
+    """Scanners you run on purpose (vulnerability scanners, monitoring), as CIDRs."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ExfilDetectionConfig:
+    """Exfiltration features: bytes each internal host sent to external addresses."""
+
+    exclude_networks: tuple[str, ...] = field(default=(), metadata=_CIDR)
+    """Internal hosts or external destinations not counted (backup targets, CDNs), as CIDRs."""
+    exclude_ports: tuple[int, ...] = field(default=(), metadata=_PORT)
+    """External-side ports not counted."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BeaconDetectionConfig:
+    """Beacon features: interval and size regularity per (source, destination, port, protocol)."""
+
+    min_connections: int = _int(4, 3)
+    min_score: float = field(
+        default=0.8, metadata={"check": lambda v: 0 <= v <= 1, "allowed": "a number from 0 to 1"}
+    )
+    min_interval: float = _float(0.5, above=0)
+    """Seconds; faster repetition is streaming, not beaconing."""
+    exclude_ports: tuple[int, ...] = field(default=(53, 123), metadata=_PORT)
+    """Destination ports periodic by design: DNS refreshes records as TTLs expire, NTP polls."""
+    history: int = _int(32, 4)
+    """Connections remembered per pair (12 bytes each)."""
+    max_pairs: int = _int(100000, 1)
+    """Pairs remembered (least recently seen evicted first)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ApplicationPortsConfig:
+    """Ports a DPI application may use."""
+
+    application: str = field(metadata=_NON_EMPTY)
+    ports: tuple[int, ...] = field(metadata=_PORT)
+
+
+DEFAULT_APPLICATION_PORTS = (
+    ApplicationPortsConfig(application="dns", ports=(53,)),
+    ApplicationPortsConfig(application="ssh", ports=(22,)),
+    ApplicationPortsConfig(application="http", ports=(80, 8000, 8008, 8080, 8888)),
+    ApplicationPortsConfig(application="ssl", ports=(443, 8443)),
+    ApplicationPortsConfig(application="openvpn", ports=(1194,)),
+)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AppTunnelDetectionConfig:
+    """Application tunneling features: DPI application off its ports, or a service port whose
+    flows do not look like the service."""
+
+    application_ports: tuple[ApplicationPortsConfig, ...] = DEFAULT_APPLICATION_PORTS
+    dns_tcp_ports: tuple[int, ...] = field(default=(53,), metadata=_PORT)
+    dns_tcp_max_duration: float = _float(60.0, above=0)
+    dns_tcp_max_bytes: int = _int(1000000, 1)
+    interactive_ports: tuple[int, ...] = field(default=(53, 8000, 8008, 8080, 8888), metadata=_PORT)
+    interactive_max_bytes_per_packet: float = _float(250.0, above=0)
+    interactive_min_packets: int = _int(20, 1)
+    interactive_min_duration: float = _float(2.0, minimum=0)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DetectionOverrideConfig:
+    """Thresholds for the hosts in ``networks`` (the internal side of a flow, else its source)."""
+
+    networks: tuple[str, ...] = field(metadata=_CIDR)
+    disable: tuple[Detector, ...] = ()
+    """Detectors whose features stay absent for these hosts."""
+    dns_max_difference: float | None = None
+    icmp_normal_bytes_per_packet: int | None = None
+    beacon_min_score: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DetectionsConfig:
+    """Feature computation for the built-in Sigma rules (sigma-rules/)."""
+
+    enabled: bool = True
+    baseline: str = ""
+    """Baseline file from `tunnelhound baseline build`; empty learns online after the warm-up."""
+    warmup_flows: int = _int(1000, 1)
+    """Flows per metric before an online baseline replaces the floors."""
+    dns: DnsDetectionConfig = field(default_factory=DnsDetectionConfig)
+    icmp: IcmpDetectionConfig = field(default_factory=IcmpDetectionConfig)
+    scan: ScanDetectionConfig = field(default_factory=ScanDetectionConfig)
+    exfil: ExfilDetectionConfig = field(default_factory=ExfilDetectionConfig)
+    beacon: BeaconDetectionConfig = field(default_factory=BeaconDetectionConfig)
+    app_tunnel: AppTunnelDetectionConfig = field(default_factory=AppTunnelDetectionConfig)
+    overrides: tuple[DetectionOverrideConfig, ...] = ()
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Config:
     """The whole configuration; ``Config()`` holds the embedded defaults."""
@@ -471,6 +610,8 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
     zeek: ZeekConfig = field(default_factory=ZeekConfig)
+
+    detections: DetectionsConfig = field(default_factory=DetectionsConfig)
 
 
 # --------------------------------------------------------------------------- from_dict

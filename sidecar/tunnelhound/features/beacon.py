@@ -1,0 +1,273 @@
+"""Beacon features: how regular the connections of one pair are (RITA-style).
+
+A pair is (source ip, destination ip, destination port, protocol): a beacon that opens a fresh
+source port per check-in is still one pair. Per pair the stage remembers the start time and the
+bytes the source sent of the last ``history`` connections, in fixed-size numpy rings (one row
+per pair, at most ``max_pairs`` rows; the least recently seen pair gives its row up first): at
+most ``max_pairs * history * 12`` bytes (38 MB at the defaults), grown as pairs appear.
+Every pair a batch touches is scored at once, with array operations over the rows.
+
+The score follows RITA: for the intervals between connections and for the sizes,
+``(1 - |Bowley skew|)`` and ``1 - MADM / median`` (dispersion relative to the median, so a 1 s
+lab beacon and a 10 min real one score alike); unlike RITA the lower of the two, and the lower
+of the two series, count (see :func:`regularity`).
+
+Exporters merge a fixed-port UDP beacon into few long flows (one record per idle/active
+timeout). Such a record is expanded into its packets when it shows the signs of one: UDP or
+ICMP, at least three packets spaced ``min_interval`` or more apart on average, and every
+direction's bytes an exact multiple of its packets (all packets the same size). Its packets then
+count as connections, evenly spaced, each of the average size. One record's even spacing is only
+its average, so a pair is called regular only once it has two records or more: then the score
+says whether they agree (``ping -c 4`` is one record and stays quiet; a beacon merged into
+records of 14 and 10 packets 5 s apart scores 1).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tunnelhound.config import BeaconDetectionConfig
+from tunnelhound.features.overrides import RowSettings
+from tunnelhound.features.values import ICMP, ICMPV6, NS, UDP, duration_s
+from tunnelhound.normalize.frame import ABSENT, FlowFrame
+
+_NEVER = np.iinfo(np.int64).max
+
+SKEW_TOLERANCE = 0.1
+"""Quartiles closer than this fraction of the median are "all the same": Bowley skew of
+near-identical values (sizes 90 and 91 bytes) swings between -1 and 1 and means nothing."""
+
+
+def regularity(values: np.ndarray) -> np.ndarray:
+    """Per row of ``values`` (sorted ascending, NaN padding at the end), a score in [0, 1]: the
+    lower of symmetry (1 - |Bowley skew|) and tightness (1 - MADM / median). RITA averages the
+    two; the lower is used here because uniformly random gaps are perfectly symmetric and would
+    score 0.75 on symmetry alone. NaN for rows with fewer than two values."""
+    count = np.sum(~np.isnan(values), axis=1)
+    q1, q2, q3 = (_quantile(values, count, q) for q in (0.25, 0.5, 0.75))
+    spread = q3 - q1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        skew = np.where(spread > SKEW_TOLERANCE * np.abs(q2), (q3 + q1 - 2 * q2) / spread, 0.0)
+        madm = _quantile(np.sort(np.abs(values - q2[:, None]), axis=1), count, 0.5)
+        dispersion = np.where(q2 > 0, np.minimum(1.0, madm / q2), (madm > 0).astype(float))
+    score = np.minimum(1 - np.abs(skew), 1 - dispersion)
+    return np.where(count >= 2, score, np.nan)
+
+
+def _quantile(sorted_rows: np.ndarray, count: np.ndarray, q: float) -> np.ndarray:
+    """Linear-interpolated quantile per row over its first ``count`` values (numpy's default)."""
+    pos = q * np.maximum(count - 1, 0)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, np.maximum(count - 1, 0))
+    a = np.take_along_axis(sorted_rows, lo[:, None], axis=1)[:, 0]
+    b = np.take_along_axis(sorted_rows, hi[:, None], axis=1)[:, 0]
+    return a + (b - a) * (pos - lo)
+
+
+def score(times: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(score, median interval in seconds) per row of connection times and sizes (NaN padded);
+    NaN for rows with fewer than three connections.
+
+    The score is the lower of the interval and the size regularity: a beacon repeats both."""
+    ordered = np.sort(times, axis=1)
+    intervals = np.diff(ordered, axis=1)
+    count = np.sum(~np.isnan(times), axis=1)
+    value = np.minimum(regularity(intervals), regularity(np.sort(sizes, axis=1)))
+    median = _quantile(intervals, np.maximum(count - 1, 0), 0.5)
+    enough = count >= 3
+    return np.where(enough, value, np.nan), np.where(enough, median, np.nan)
+
+
+class BeaconFeatures:
+    """Per-pair connection history and the ``beacon.*`` columns."""
+
+    def __init__(self, config: BeaconDetectionConfig) -> None:
+        self.config = config
+        rows, width = config.max_pairs, config.history
+        self.slots: dict[str, int] = {}
+        """Pair key -> row of the rings."""
+        self.keys: list[str | None] = [None] * rows
+        self.times = np.full((0, width), np.nan)
+        self.sizes = np.full((0, width), np.nan, dtype=np.float32)  # sizes need no more precision
+        self.filled = np.zeros(0, dtype=np.int64)
+        """Connections ever added per row (the next write goes to ``filled % history``)."""
+        self.records = np.zeros(0, dtype=np.int64)
+        """Flow records ever added per row (a merged record adds many connections)."""
+        self.last_seen = np.zeros(0, dtype=np.int64)
+        self.used = np.zeros(0, dtype=bool)
+        self.clock = 0
+        self.evicted = 0
+
+    @property
+    def pairs(self) -> dict[str, int]:
+        """The pairs remembered."""
+        return self.slots
+
+    def apply(self, frame: FlowFrame, rows: RowSettings) -> None:
+        """Add the frame's connections to their pairs' history and score every flow's pair."""
+        n, c, cfg = frame.n, frame.cols, self.config
+        out_score, out_interval = np.full(n, np.nan), np.full(n, np.nan)
+        out_count = np.full(n, ABSENT, dtype=np.int64)
+        out_records = np.zeros(n, dtype=np.int64)
+        active = np.flatnonzero(rows.enabled("beacon") & ~np.isin(c["dst_port"], cfg.exclude_ports))
+        if len(active):
+            slot = self._slots(frame, active)
+            active, slot = active[slot >= 0], slot[slot >= 0]
+            self._append(frame, active, slot)
+            touched, inverse = np.unique(slot, return_inverse=True)
+            value, interval = score(self.times[touched], self.sizes[touched])
+            out_score[active], out_interval[active] = value[inverse], interval[inverse]
+            out_count[active] = np.minimum(self.filled[touched], cfg.history)[inverse]
+            out_records[active] = self.records[touched][inverse]
+        regular = (
+            (out_score >= rows.beacon_min_score)
+            & (out_count >= cfg.min_connections)
+            & (out_interval >= cfg.min_interval)
+            # one record's spacing is its average: regularity needs two records that agree
+            & (out_records >= 2)
+        )
+        frame.features["beacon.score"] = out_score
+        frame.features["beacon.interval"] = out_interval
+        frame.features["beacon.connections"] = out_count
+        frame.features["beacon.regular"] = regular
+
+    def _slots(self, frame: FlowFrame, active: np.ndarray) -> np.ndarray:
+        """The ring row of each active flow's pair (new pairs get free or evicted rows)."""
+        c = frame.cols
+        # Codes per distinct address, then per distinct pair: Python touches each pair once.
+        src = np.unique(c["src_ip"][active].astype(str), return_inverse=True)
+        dst = np.unique(c["dst_ip"][active].astype(str), return_inverse=True)
+        combo = np.stack([src[1], dst[1], c["dst_port"][active], c["proto"][active]], axis=1)
+        pairs, inverse = np.unique(combo, axis=0, return_inverse=True)
+        src_names, dst_names = src[0].tolist(), dst[0].tolist()
+        keys = [f"{src_names[s]} {dst_names[d]} {p} {t}" for s, d, p, t in pairs.tolist()]
+        slots = np.array([self.slots.get(k, -1) for k in keys], dtype=np.int64)
+        new = np.flatnonzero(slots < 0)
+        if len(new):
+            slots[new] = self._allocate([keys[i] for i in new.tolist()], keep=slots[slots >= 0])
+        self.clock += 1
+        self.last_seen[slots[slots >= 0]] = self.clock
+        return slots[inverse.reshape(-1)]
+
+    def _allocate(self, keys: list[str], keep: np.ndarray) -> np.ndarray:
+        """Rows for new pairs: unused rows first, then those least recently seen (never one a
+        pair of this batch holds). -1 for pairs beyond ``max_pairs`` in one batch."""
+        cfg, need = self.config, len(keys)
+        have = len(self.filled)
+        free_now = have - int(self.used.sum())
+        # grow geometrically: copying the rings on every batch would cost O(pairs) per batch
+        grow = min(cfg.max_pairs, max(have + need - free_now, 2 * have)) - have if need > free_now else 0
+        if grow > 0:
+            self.times = np.vstack([self.times, np.full((grow, cfg.history), np.nan)])
+            self.sizes = np.vstack([self.sizes, np.full((grow, cfg.history), np.nan, dtype=np.float32)])
+            self.filled = np.concatenate([self.filled, np.zeros(grow, dtype=np.int64)])
+            self.records = np.concatenate([self.records, np.zeros(grow, dtype=np.int64)])
+            self.last_seen = np.concatenate([self.last_seen, np.zeros(grow, dtype=np.int64)])
+            self.used = np.concatenate([self.used, np.zeros(grow, dtype=bool)])
+        free = np.flatnonzero(~self.used)[:need]
+        if len(free) < need:
+            age = np.where(self.used, self.last_seen, _NEVER)
+            age[keep] = _NEVER
+            victims = np.argsort(age, kind="stable")[: need - len(free)]
+            victims = victims[age[victims] < _NEVER]
+            for row in victims.tolist():
+                del self.slots[str(self.keys[row])]
+            self.evicted += len(victims)
+            free = np.concatenate([free, victims])
+        for key, row in zip(keys, free.tolist(), strict=False):
+            self.slots[key] = row
+            self.keys[row] = key
+        self.used[free] = True
+        self.times[free], self.sizes[free], self.filled[free], self.records[free] = np.nan, np.nan, 0, 0
+        out = np.full(need, -1, dtype=np.int64)
+        out[: len(free)] = free
+        return out
+
+    def _append(self, frame: FlowFrame, active: np.ndarray, slot: np.ndarray) -> None:
+        """Write each active flow's connections into its pair's ring."""
+        c, cfg = frame.cols, self.config
+        sp, dp = c["src_packets"][active], c["dst_packets"][active]
+        sb, db = c["src_bytes"][active], c["dst_bytes"][active]
+        gap = duration_s(c)[active] / np.maximum(sp - 1, 1)
+        same_size = (sp > 0) & (sb % np.maximum(sp, 1) == 0) & ((dp == 0) | (db % np.maximum(dp, 1) == 0))
+        merged = (
+            np.isin(c["proto"][active], (UDP, ICMP, ICMPV6))
+            & (sp >= 3)
+            & (gap >= cfg.min_interval)
+            & same_size
+        )
+        count = np.where(merged, np.minimum(sp, cfg.history), 1)
+        # Each merged record becomes `count` evenly spaced connections of its average size.
+        first = np.repeat(np.cumsum(count) - count, count)
+        offset = np.arange(int(count.sum())) - first
+        times = np.repeat(c["start_ns"][active] / NS, count) + offset * np.repeat(
+            np.where(merged, gap, 0.0), count
+        )
+        sizes = np.repeat(np.where(merged, sb // np.maximum(sp, 1), sb).astype(np.float64), count)
+        rows = np.repeat(slot, count)
+        # Position of each connection among its pair's new ones, in time order.
+        order = np.lexsort((times, rows))
+        rows, times, sizes = rows[order], times[order], sizes[order]
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        rank = np.arange(len(rows)) - np.repeat(starts, np.diff(np.r_[starts, len(rows)]))
+        position = (self.filled[rows] + rank) % cfg.history
+        self.times[rows, position] = times
+        self.sizes[rows, position] = sizes
+        np.add.at(self.filled, rows, 1)
+        np.add.at(self.records, slot, 1)
+
+    # ------------------------------------------------------------------ state
+
+    def save(self, path: Path) -> None:
+        """Write the history (npz: pair keys and their ring rows)."""
+        rows = np.array(list(self.slots.values()), dtype=np.int64)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(
+            tmp,
+            keys=np.array(list(self.slots), dtype=str),
+            times=self.times[rows],
+            sizes=self.sizes[rows],
+            filled=self.filled[rows],
+            records=self.records[rows],
+            last_seen=self.last_seen[rows],
+        )
+        tmp.replace(path)
+
+    def load(self, path: Path) -> int:
+        """Restore the history :meth:`save` wrote (the most recently seen pairs when there are
+        more than ``max_pairs``; rings cut or padded to ``history``); returns the pairs restored."""
+        cfg = self.config
+        with np.load(path, allow_pickle=False) as data:
+            keys = data["keys"].tolist()
+            keep = np.argsort(data["last_seen"], kind="stable")[-cfg.max_pairs :]
+            times, sizes = data["times"][keep], data["sizes"][keep]
+            filled, last_seen = data["filled"][keep], data["last_seen"][keep]
+            self.records = data["records"][keep]
+        if times.shape[1] != cfg.history:
+            # another ring width: keep what fits, in time order, and restart the write position
+            order = np.argsort(times, axis=1)[:, -cfg.history :]
+            times, sizes = (
+                _width(np.take_along_axis(times, order, 1), cfg.history),
+                _width(np.take_along_axis(sizes, order, 1), cfg.history),
+            )
+            filled = np.sum(~np.isnan(times), axis=1)
+        self.times, self.sizes, self.filled, self.last_seen = (
+            times,
+            sizes.astype(np.float32),
+            filled,
+            last_seen,
+        )
+        self.used = np.ones(len(keep), dtype=bool)
+        self.clock = int(last_seen.max()) if len(last_seen) else 0
+        self.slots = {keys[i]: row for row, i in enumerate(keep.tolist())}
+        self.keys = [keys[i] for i in keep.tolist()] + [None] * (cfg.max_pairs - len(keep))
+        return len(self.slots)
+
+
+def _width(rows: np.ndarray, width: int) -> np.ndarray:
+    """Rings cut or NaN-padded to ``width`` columns."""
+    if rows.shape[1] >= width:
+        return rows[:, :width].copy()
+    return np.hstack([rows, np.full((len(rows), width - rows.shape[1]), np.nan)])

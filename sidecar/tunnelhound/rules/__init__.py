@@ -1,0 +1,1 @@
+"""Sigma rules: checking and converting them (this package also holds the streaming engine)."""
