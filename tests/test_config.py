@@ -154,6 +154,8 @@ def test_exports() -> None:
             "NdjsonOutputConfig",
             "NormalizeConfig",
             "OutputConfig",
+            "RulesConfig",
+            "ThreatIndexConfig",
             "UdpInputConfig",
             "from_dict",
             "load_config",
@@ -212,7 +214,7 @@ def test_unknown_key_without_suggestion() -> None:
     err = error_of({"elasticsearch": {}})
     assert str(err) == (
         "config error: elasticsearch: unknown key; allowed keys: state_dir, namespace, inputs, decode, "
-        "normalize, output"
+        "normalize, output, rules"
     )
 
 
@@ -283,7 +285,7 @@ def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
         load_config(write(tmp_path, "- a\n- b\n"))
     assert str(info.value) == (
         'config error: (top level): ["a", "b"] (a list) is not allowed; expected a mapping with keys: '
-        "state_dir, namespace, inputs, decode, normalize, output"
+        "state_dir, namespace, inputs, decode, normalize, output, rules"
     )
 
 

@@ -1,0 +1,23 @@
+"""The streaming Sigma rule engine (DESIGN §5): Sigma rules compiled to vectorized predicates
+over flow frames, correlations on sliding flow-time windows, and the per-host threat index.
+
+Entry point: :meth:`RuleEngine.from_config` → :meth:`RuleEngine.process` per frame →
+:class:`Detection` s (``alerts.build_alerts`` turns them into alert documents).
+"""
+
+from tunnelhound.errors import RuleError
+
+from .engine import RuleEngine
+from .loader import BUILTIN_RULES, RuleSet, load_pipeline, load_rules
+from .model import Detection, RuleInfo
+
+__all__ = [
+    "BUILTIN_RULES",
+    "Detection",
+    "RuleEngine",
+    "RuleError",
+    "RuleInfo",
+    "RuleSet",
+    "load_pipeline",
+    "load_rules",
+]
