@@ -54,6 +54,7 @@ def flow(
         "src_internal": src.startswith("10."),
         "dst_internal": dst.startswith("10."),
         "proto": proto,
+        "is_v6": ":" in src,
         "application": app,
         "community_id": f"1:{src}-{dst}-{dport}",
         "observer": "192.0.2.1",

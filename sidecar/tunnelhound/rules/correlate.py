@@ -194,7 +194,6 @@ class Windows:
             firings.extend(self._slide(key, group, watermark))
             if not group.times or group.times[-1] <= group.done:
                 self.pending.discard(key)
-        self._expire(watermark)
         return firings
 
     def _slide(self, key: tuple[Any, ...], group: _Group, watermark: int) -> list[Firing]:
@@ -243,7 +242,7 @@ class Windows:
             del times[:cut], events[:cut]
         return firings
 
-    def _expire(self, watermark: int) -> None:
+    def expire(self, watermark: int) -> None:
         """Drop groups whose every event is too old to be in any window still to be judged."""
         span = self.spec.timespan_ns
         while self.groups:

@@ -153,8 +153,12 @@ class RuleEngine:
                     detections.append(detection)
                 for consumer in self._consumers.get(c.info.name, ()):
                     self._feed_detection(consumer, c, detection, watermark)
+        # flush() judges everything but keeps what later flows may still need.
+        now = min(watermark, self.max_t - self.lateness_ns)
+        for windows in self.windows.values():
+            windows.expire(now)
         for suppressor in self.suppressors.values():
-            suppressor.prune(min(watermark, self.max_t - self.lateness_ns))
+            suppressor.prune(now)
         detections.extend(self._raise_threat(detections))
         return detections
 
