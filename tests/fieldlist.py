@@ -42,7 +42,7 @@ def leaves(doc: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def _ok(es_type: str, value: Any) -> bool:
-    if es_type in ("keyword", "constant_keyword"):
+    if es_type in ("keyword", "constant_keyword", "match_only_text"):
         return isinstance(value, str)
     if es_type == "long":
         return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationCondition, SigmaCorrelationRule, SigmaCorrelationType
 from sigma.exceptions import SigmaError
@@ -104,7 +105,7 @@ def load_rules(
         if rule.name in names:
             raise RuleError(str(path), f"rule name {rule.name!r} is also used in {names[rule.name]}")
         names[rule.name] = path
-    collection = SigmaCollection([rule for _, rule in parsed])
+    collection = SigmaCollection([rule for _, rule in parsed], resolve_references=False)
     for path, rule in parsed:
         if isinstance(rule, SigmaCorrelationRule):
             try:
@@ -136,10 +137,10 @@ def load_rules(
 def _parse_file(path: Path) -> list[SigmaRule | SigmaCorrelationRule]:
     try:
         text = path.read_text(encoding="utf-8")
-        rules = list(SigmaCollection.from_yaml(text, collect_errors=False).rules)
+        rules = list(SigmaCollection.from_yaml(text, collect_errors=False, resolve_references=False).rules)
     except (OSError, UnicodeDecodeError) as exc:
         raise RuleError(str(path), f"cannot read: {exc}") from None
-    except (SigmaError, ValueError, TypeError, AttributeError) as exc:
+    except (SigmaError, yaml.YAMLError, ValueError, TypeError, AttributeError) as exc:
         raise RuleError(str(path), _one_line(exc)) from None
     for rule in rules:
         if isinstance(rule, SigmaCorrelationRule) and rule.type not in _KINDS:
