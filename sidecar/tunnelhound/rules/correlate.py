@@ -13,14 +13,26 @@ one alert per rule and key per suppression window.
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import math
 import operator
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_left, bisect_right
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["CorrelationSpec", "Counters", "Event", "Firing", "Suppressor", "Windows"]
+__all__ = [
+    "CorrelationSpec",
+    "Counters",
+    "Event",
+    "Firing",
+    "Suppressor",
+    "Windows",
+    "flow_ids",
+    "restore_event",
+]
 
 CorrelationKind = Literal["event_count", "value_count", "value_sum"]
 Pins = tuple[str | None, str | None, int | None, int | None, str | None]
@@ -62,29 +74,31 @@ class CorrelationSpec:
     field: str | None = None
 
 
-@dataclass(slots=True)
-class Event:
-    """One thing a correlation counts: a flow, or a firing of a correlation it chains on.
+Event = tuple[Any, ...]
+"""One thing a correlation counts: a flow, or a firing of a correlation it chains on, as a
+plain tuple ``(t, start, value, ids, flows, query, pins)`` (fields :data:`T` … :data:`PINS`;
+``pins`` is a :data:`Pins`).
 
-    ``t`` is ``event.end`` in ns truncated to milliseconds (the precision Elasticsearch keeps,
-    so evidence queries by time range select exactly the window's events).
-    """
+``t`` is ``event.end`` in ns truncated to milliseconds (the precision Elasticsearch keeps, so
+evidence queries by time range select exactly the window's events); ``ids`` the flow's
+``event.id`` or a firing's evidence ids (a list); ``flows`` how many flows it stands for;
+``query`` a firing's evidence query.  Plain tuples because flows become events by the
+thousand: they are cheap to make, and the garbage collector stops tracking a tuple of plain
+values (a tuple subclass it tracks for ever, and a full collection then visits every event).
+"""
+T, START, VALUE, IDS, FLOWS, QUERY, PINS = range(7)
 
-    t: int
-    start: int
-    value: Any
-    ids: list[str]
-    count: int
-    query: str | None
-    pins: Pins
 
-    def dump(self) -> list[Any]:
-        return [self.t, self.start, self.value, self.ids, self.count, self.query, list(self.pins)]
+def flow_ids(event: Event) -> list[str]:
+    """The evidence flows' ids of an event."""
+    ids = event[IDS]
+    return [ids] if isinstance(ids, str) else ids
 
-    @staticmethod
-    def restore(row: list[Any]) -> Event:
-        t, start, value, ids, count, query, pins = row
-        return Event(t, start, value, ids, count, query, tuple(pins))
+
+def restore_event(row: list[Any]) -> Event:
+    """An event from its JSON form (a list)."""
+    t, start, value, ids, flows, query, pins = row
+    return (t, start, value, ids, flows, query, tuple(pins))
 
 
 @dataclass(slots=True)
@@ -94,14 +108,6 @@ class Firing:
     key: tuple[Any, ...]
     events: list[Event]
     value: float
-
-
-@dataclass(slots=True)
-class _Group:
-    times: list[int] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
-    done: int = -(2**63)
-    """Windows ending at or before this time have been judged."""
 
 
 class Suppressor:
@@ -139,7 +145,13 @@ class Suppressor:
 
 
 class Windows:
-    """The sliding windows of one correlation rule, per group key."""
+    """The sliding windows of one correlation rule, per group key.
+
+    A group is just its list of events in time order (searched with ``bisect`` on ``t``):
+    one garbage-collected container per group, as the collector's cost grows with them.
+    ``done[key]``: windows ending at or before it were judged; ``due_at[key]``: the time of
+    the group's entry in the due heap.
+    """
 
     def __init__(
         self,
@@ -154,82 +166,115 @@ class Windows:
         self.max_groups = max_groups
         self.max_events = max_events
         self.counters = counters
-        self.groups: OrderedDict[tuple[Any, ...], _Group] = OrderedDict()
-        self.pending: set[tuple[Any, ...]] = set()
+        self.groups: OrderedDict[tuple[Any, ...], list[Event]] = OrderedDict()
+        self.done: dict[tuple[Any, ...], int] = {}
+        self.due_at: dict[tuple[Any, ...], int] = {}
+        # (earliest unjudged event time, arrival order, key): which groups have windows to judge
+        # once the watermark passes that time, without visiting every group on every batch.
+        self.due: list[tuple[int, int, tuple[Any, ...]]] = []
+        self._order = itertools.count()
         self._test = OPS[spec.op]
+        self._min_events = _min_events(spec)
 
-    def add(self, key: tuple[Any, ...], events: list[Event], watermark: int) -> None:
-        """Add one group's new events; those older than ``watermark`` are late and dropped."""
-        group = self.groups.get(key)
-        if group is None:
-            group = self.groups[key] = _Group()
-            while len(self.groups) > self.max_groups:
-                old, _ = self.groups.popitem(last=False)
-                self.pending.discard(old)
-                self.counters.evicted_groups += 1
-        else:
-            self.groups.move_to_end(key)
-        for event in events:
-            if event.t < watermark or event.t <= group.done:
-                self.counters.late_events += 1
+    def add(self, keys: list[tuple[Any, ...]], events: list[Event], watermark: int) -> None:
+        """Add events (``keys[i]`` is the group of ``events[i]``); those older than
+        ``watermark`` are late and dropped.  One pass, no per-group calls: this is the loop
+        every matching flow goes through."""
+        groups, done, counters = self.groups, self.done, self.counters
+        touched: dict[tuple[Any, ...], int] = {}
+        for key, event in zip(keys, events, strict=True):
+            t = event[T]
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = []
+                if len(groups) > self.max_groups:
+                    self._forget(next(iter(groups)))
+                    counters.evicted_groups += 1
+            elif key not in touched:
+                groups.move_to_end(key)
+            if t < watermark or t <= done.get(key, _NEVER):
+                counters.late_events += 1
                 continue
-            if not group.times or event.t >= group.times[-1]:
-                group.times.append(event.t)
-                group.events.append(event)
+            if t < touched.get(key, _ALWAYS):
+                touched[key] = t
+            if not group or t >= group[-1][T]:
+                group.append(event)
             else:
-                i = bisect_right(group.times, event.t)
-                insort(group.times, event.t)
-                group.events.insert(i, event)
-        excess = len(group.times) - self.max_events
-        if excess > 0:
-            del group.times[:excess], group.events[:excess]
-            self.counters.evicted_events += excess
-        self.pending.add(key)
+                group.insert(bisect_right(group, t, key=_time), event)
+        span = self.spec.timespan_ns
+        for key, earliest in touched.items():
+            group = groups.get(key)
+            if group is None:
+                continue  # evicted by later keys of this batch
+            excess = len(group) - self.max_events
+            if excess > 0:
+                del group[:excess]
+                counters.evicted_events += excess
+            if len(group) >= self._min_events:
+                self._schedule(key, earliest)
+            elif key not in self.due_at:
+                # Too few events to fire yet: not judged, but kept to the span the next can reach.
+                del group[: bisect_left(group, watermark - span, key=_time)]
+
+    def _forget(self, key: tuple[Any, ...]) -> None:
+        del self.groups[key]
+        self.done.pop(key, None)
+        self.due_at.pop(key, None)  # its heap entry is skipped when popped
+
+    def _schedule(self, key: tuple[Any, ...], t: int) -> None:
+        if t < self.due_at.get(key, _ALWAYS):
+            self.due_at[key] = t
+            heapq.heappush(self.due, (t, next(self._order), key))
 
     def evaluate(self, watermark: int) -> list[Firing]:
         """Judge every window that ends at or before ``watermark`` and was not judged yet."""
         firings: list[Firing] = []
-        for key in sorted(self.pending, key=repr):
+        due = self.due
+        while due and due[0][0] <= watermark:
+            t, _, key = heapq.heappop(due)
+            if self.due_at.get(key) != t:
+                continue  # evicted, or rescheduled earlier and already judged
+            del self.due_at[key]
             group = self.groups[key]
             firings.extend(self._slide(key, group, watermark))
-            if not group.times or group.times[-1] <= group.done:
-                self.pending.discard(key)
+            done = self.done[key]
+            if group and group[-1][T] > done and len(group) >= self._min_events:
+                self._schedule(key, group[bisect_right(group, done, key=_time)][T])
         return firings
 
-    def _slide(self, key: tuple[Any, ...], group: _Group, watermark: int) -> list[Firing]:
-        times, events, span = group.times, group.events, self.spec.timespan_ns
-        first = bisect_right(times, group.done)
-        last = bisect_right(times, watermark)
+    def _slide(self, key: tuple[Any, ...], events: list[Event], watermark: int) -> list[Firing]:
+        span, kind = self.spec.timespan_ns, self.spec.kind
+        first = bisect_right(events, self.done.get(key, _NEVER), key=_time)
+        last = bisect_right(events, watermark, key=_time)
         if first >= last:
             return []
-        group.done = times[last - 1]
-        kind = self.spec.kind
-        lo = bisect_left(times, times[first] - span)
+        done = self.done[key] = events[last - 1][T]
+        lo = bisect_left(events, events[first][T] - span, key=_time)
         distinct: Counter[Any] = Counter()
         total = 0.0
         for e in events[lo:first]:
             if kind == "value_count":
-                distinct[e.value] += 1
+                distinct[e[VALUE]] += 1
             elif kind == "value_sum":
-                total += e.value
+                total += e[VALUE]
         firings = []
         for j in range(first, last):
-            t = times[j]
             new = events[j]
+            t = new[T]
             if kind == "value_count":
-                distinct[new.value] += 1
+                distinct[new[VALUE]] += 1
             elif kind == "value_sum":
-                total += new.value
-            while times[lo] < t - span:
+                total += new[VALUE]
+            while events[lo][T] < t - span:
                 gone = events[lo]
                 if kind == "value_count":
-                    distinct[gone.value] -= 1
-                    if not distinct[gone.value]:
-                        del distinct[gone.value]
+                    distinct[gone[VALUE]] -= 1
+                    if not distinct[gone[VALUE]]:
+                        del distinct[gone[VALUE]]
                 elif kind == "value_sum":
-                    total -= gone.value
+                    total -= gone[VALUE]
                 lo += 1
-            if j + 1 < len(times) and times[j + 1] == t:
+            if j + 1 < len(events) and events[j + 1][T] == t:
                 continue  # judge ties once, with all of them in the window
             value = float(
                 j + 1 - lo if kind == "event_count" else len(distinct) if kind == "value_count" else total
@@ -237,29 +282,44 @@ class Windows:
             if self._test(value, self.spec.threshold) and self.suppressor.allow(key, t):
                 firings.append(Firing(key, events[lo : j + 1], value))
         # Events that no window still to be judged can reach.
-        cut = bisect_left(times, group.done - span)
-        if cut:
-            del times[:cut], events[:cut]
+        del events[: bisect_left(events, done - span, key=_time)]
         return firings
 
     def expire(self, watermark: int) -> None:
         """Drop groups whose every event is too old to be in any window still to be judged."""
         span = self.spec.timespan_ns
         while self.groups:
-            key, group = next(iter(self.groups.items()))
-            if key in self.pending or (group.times and group.times[-1] >= watermark - span):
+            key, events = next(iter(self.groups.items()))
+            if key in self.due_at or (events and events[-1][T] >= watermark - span):
                 break
-            del self.groups[key]
+            self._forget(key)
 
     def dump(self) -> list[list[Any]]:
         """The groups as JSON-ready rows."""
-        return [[list(k), g.done, [e.dump() for e in g.events]] for k, g in self.groups.items()]
+        return [[list(k), self.done.get(k, _NEVER), g] for k, g in self.groups.items()]
 
     def restore(self, rows: list[list[Any]]) -> None:
         """Groups from :meth:`dump` rows (their pending windows are judged on the next batch)."""
-        for key_list, done, events in rows:
+        for key_list, done, rows_of_events in rows:
             key = tuple(key_list)
-            restored = [Event.restore(e) for e in events]
-            self.groups[key] = _Group([e.t for e in restored], restored, done)
-            if restored and restored[-1].t > done:
-                self.pending.add(key)
+            events = self.groups[key] = [restore_event(e) for e in rows_of_events]
+            if done != _NEVER:
+                self.done[key] = done
+            if events and events[-1][T] > done and len(events) >= self._min_events:
+                self._schedule(key, events[bisect_right(events, done, key=_time)][T])
+
+
+_NEVER = -(2**63)
+_ALWAYS = 2**63
+_time = operator.itemgetter(T)
+
+
+def _min_events(spec: CorrelationSpec) -> int:
+    """Fewest events a window needs to meet the condition: a count or distinct count of ``n``
+    needs ``n`` events (``gt``: one more); sums and other operators: one."""
+    if spec.kind == "value_sum" or spec.op not in ("gte", "gt", "eq"):
+        return 1
+    need = math.ceil(spec.threshold)
+    if spec.op == "gt" and need == spec.threshold:
+        need += 1
+    return max(1, int(need))

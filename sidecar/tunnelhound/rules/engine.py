@@ -17,6 +17,7 @@ import logging
 import os
 from collections import defaultdict
 from datetime import UTC, datetime
+from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,19 @@ import numpy as np
 
 from tunnelhound.normalize.frame import ABSENT, FlowFrame
 
-from .correlate import Counters, Event, Firing, Suppressor, Windows
+from .correlate import (
+    FLOWS,
+    PINS,
+    QUERY,
+    START,
+    Counters,
+    Event,
+    Firing,
+    Suppressor,
+    T,
+    Windows,
+    flow_ids,
+)
 from .fields import Column, EventFields, FlowFields
 from .loader import BUILTIN_RULES, PIPELINE, BaseRule, CorrelationRule, RuleSet, load_pipeline, load_rules
 from .lucene import quote, term
@@ -152,7 +165,7 @@ class RuleEngine:
                 if c.output:
                     detections.append(detection)
                 for consumer in self._consumers.get(c.info.name, ()):
-                    self._feed_detection(consumer, c, detection, watermark)
+                    self._feed_detection(consumer, detection)
         # flush() judges everything but keeps what later flows may still need.
         now = min(watermark, self.max_t - self.lateness_ns)
         for windows in self.windows.values():
@@ -216,23 +229,15 @@ class RuleEngine:
                 rows, keys, values = rows[keep], [keys[i] for i in keep], [values[i] for i in keep]
         else:
             values = [None] * rows.size
-        events = _flow_events(frame, rows, ends, values)
-        grouped: dict[tuple[Any, ...], list[Event]] = defaultdict(list)
-        for key, event in zip(keys, events, strict=True):
-            grouped[key].append(event)
-        windows = self.windows[consumer.info.name]
-        for key, group_events in grouped.items():
-            windows.add(key, group_events, watermark)
+        self.windows[consumer.info.name].add(keys, _flow_events(frame, rows, ends, values), watermark)
 
-    def _feed_detection(
-        self, consumer: CorrelationRule, inner: CorrelationRule, detection: Detection, watermark: int
-    ) -> None:
+    def _feed_detection(self, consumer: CorrelationRule, detection: Detection) -> None:
         spec = consumer.spec
         key = tuple(detection.key.get(g) for g in spec.group_by)
         value = detection.key.get(spec.field) if spec.field else None
         if spec.kind == "value_sum":
             value = detection.value
-        event = Event(
+        event: Event = (
             detection.end_ns,
             detection.start_ns,
             value,
@@ -247,16 +252,16 @@ class RuleEngine:
                 detection.community_id,
             ),
         )
-        self.windows[consumer.info.name].add(key, [event], -(2**62))
+        self.windows[consumer.info.name].add([key], [event], -(2**62))
 
     def _correlation_alert(self, c: CorrelationRule, firing: Firing) -> Detection:
         spec = c.spec
         key = dict(zip(spec.group_by, firing.key, strict=True))
-        t_end = firing.events[-1].t
+        t_end = firing.events[-1][T]
         window = (t_end - spec.timespan_ns, t_end)
         chained = spec.sources[0] not in self.base_queries
         if chained:
-            inner = [e.query for e in firing.events]
+            inner = [e[QUERY] for e in firing.events]
             condition = None if None in inner else " OR ".join(f"({q})" for q in inner if q)
             query = _evidence_query(firing.events, condition, {}, None, chained=True)
         else:
@@ -309,8 +314,8 @@ class RuleEngine:
                 host = hosts[i]
                 if not self.suppressors[rule.info.name].allow((host,), ends[i]):
                     continue
-                events = [
-                    Event(
+                events: list[Event] = [
+                    (
                         d.end_ns,
                         d.start_ns,
                         None,
@@ -321,7 +326,7 @@ class RuleEngine:
                     )
                     for d in changed[host]
                 ]
-                inner = [e.query for e in events]
+                inner = [e[QUERY] for e in events]
                 condition = None if None in inner else " OR ".join(f"({q})" for q in inner if q)
                 query = _evidence_query(events, condition, {}, None, chained=True)
                 reason = f"threat index of {host} rose from {previous[host]:.1f} to {values[i]:.1f}"
@@ -408,18 +413,16 @@ def _flow_events(frame: FlowFrame, rows: np.ndarray, ends: np.ndarray, values: l
     c = frame.cols
     ids = c["event_id"][rows].tolist()
     starts = c["start_ns"][rows].tolist()
+    # Ports as they are (-1: absent); _detection reads them so.
     pins = zip(
         c["src_ip"][rows].tolist(),
         c["dst_ip"][rows].tolist(),
-        [p if p != ABSENT else None for p in c["src_port"][rows].tolist()],
-        [p if p != ABSENT else None for p in c["dst_port"][rows].tolist()],
+        c["src_port"][rows].tolist(),
+        c["dst_port"][rows].tolist(),
         c["community_id"][rows].tolist(),
         strict=True,
     )
-    return [
-        Event(t, s, v, [i], 1, None, pin)
-        for t, s, v, i, pin in zip(ends[rows].tolist(), starts, values, ids, pins, strict=True)
-    ]
+    return list(zip(ends[rows].tolist(), starts, values, ids, repeat(1), repeat(None), pins))
 
 
 def _iso(ns: int) -> str:
@@ -436,8 +439,8 @@ def _evidence_query(
 ) -> str:
     """A Lucene query on flow documents returning exactly the evidence flows: their event ids
     when they are few enough to list, else the rules' condition within the key and window."""
-    ids = [i for e in events for i in e.ids]
-    count = sum(e.count for e in events)
+    ids = [i for e in events for i in flow_ids(e)]
+    count = sum(e[FLOWS] for e in events)
     if count <= MAX_EVIDENCE_IDS and len(ids) == count:
         return f"{_FLOWS} AND event.id:(" + " OR ".join(quote(i) for i in ids) + ")"
     if condition is None:
@@ -458,18 +461,18 @@ def _detection(
 ) -> Detection:
     ids: list[str] = []
     for e in events:
-        ids.extend(e.ids[: MAX_EVIDENCE_IDS - len(ids)])
+        ids.extend(flow_ids(e)[: MAX_EVIDENCE_IDS - len(ids)])
         if len(ids) >= MAX_EVIDENCE_IDS:
             break
-    pinned = [_pinned([e.pins[k] for e in events]) for k in range(5)]
+    pinned = [_pinned([e[PINS][k] for e in events]) for k in range(5)]
     source_ip = key.get("source.ip", pinned[0])
     return Detection(
         rule=rule.info,
         key=key,
-        start_ns=min(e.start for e in events),
-        end_ns=max(e.t for e in events),
+        start_ns=min(e[START] for e in events),
+        end_ns=max(e[T] for e in events),
         flow_ids=ids,
-        flow_count=sum(e.count for e in events),
+        flow_count=sum(e[FLOWS] for e in events),
         query=query,
         reason=reason,
         source_ip=source_ip,
@@ -481,9 +484,9 @@ def _detection(
 
 
 def _pinned(values: list[Any]) -> Any:
-    """The one value all evidence shares, else None."""
+    """The one value all evidence shares, else None (ports: -1 is absent)."""
     first = values[0]
-    return first if first is not None and all(v == first for v in values) else None
+    return first if first is not None and first != ABSENT and all(v == first for v in values) else None
 
 
 def _describe(key: dict[str, Any]) -> str:
