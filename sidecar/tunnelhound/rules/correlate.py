@@ -147,8 +147,10 @@ class Suppressor:
 class Windows:
     """The sliding windows of one correlation rule, per group key.
 
-    A group is just its list of events in time order (searched with ``bisect`` on ``t``):
-    one garbage-collected container per group, as the collector's cost grows with them.
+    A group is its list of events in time order (searched with ``bisect`` on ``t``), or, while
+    it has one event, that bare event: most keys of busy rules (address pairs) are seen once
+    or twice, and an event tuple of plain values is not tracked by the garbage collector while
+    a list is, so the collector's full passes do not grow with them.
     ``done[key]``: windows ending at or before it were judged; ``due_at[key]``: the time of
     the group's entry in the due heap.
     """
@@ -166,7 +168,7 @@ class Windows:
         self.max_groups = max_groups
         self.max_events = max_events
         self.counters = counters
-        self.groups: OrderedDict[tuple[Any, ...], list[Event]] = OrderedDict()
+        self.groups: OrderedDict[tuple[Any, ...], list[Event] | Event] = OrderedDict()
         self.done: dict[tuple[Any, ...], int] = {}
         self.due_at: dict[tuple[Any, ...], int] = {}
         # (earliest unjudged event time, arrival order, key): which groups have windows to judge
@@ -184,28 +186,35 @@ class Windows:
         touched: dict[tuple[Any, ...], int] = {}
         for key, event in zip(keys, events, strict=True):
             t = event[T]
-            group = groups.get(key)
-            if group is None:
-                group = groups[key] = []
-                if len(groups) > self.max_groups:
-                    self._forget(next(iter(groups)))
-                    counters.evicted_groups += 1
-            elif key not in touched:
-                groups.move_to_end(key)
             if t < watermark or t <= done.get(key, _NEVER):
                 counters.late_events += 1
                 continue
+            group = groups.get(key)
+            if group is None:
+                groups[key] = event  # a group of one is the bare event: see the class doc
+                if len(groups) > self.max_groups:
+                    self._forget(next(iter(groups)))
+                    counters.evicted_groups += 1
+            else:
+                if key not in touched:
+                    groups.move_to_end(key)
+                if not isinstance(group, list):
+                    group = groups[key] = [group]
+                if t >= group[-1][T]:
+                    group.append(event)
+                else:
+                    group.insert(bisect_right(group, t, key=_time), event)
             if t < touched.get(key, _ALWAYS):
                 touched[key] = t
-            if not group or t >= group[-1][T]:
-                group.append(event)
-            else:
-                group.insert(bisect_right(group, t, key=_time), event)
         span = self.spec.timespan_ns
         for key, earliest in touched.items():
             group = groups.get(key)
             if group is None:
                 continue  # evicted by later keys of this batch
+            if not isinstance(group, list):
+                if self._min_events <= 1:
+                    self._schedule(key, earliest)
+                continue
             excess = len(group) - self.max_events
             if excess > 0:
                 del group[:excess]
@@ -215,6 +224,13 @@ class Windows:
             elif key not in self.due_at:
                 # Too few events to fire yet: not judged, but kept to the span the next can reach.
                 del group[: bisect_left(group, watermark - span, key=_time)]
+
+    def _events(self, key: tuple[Any, ...]) -> list[Event]:
+        """The group's events as a list (a group of one is stored as the bare event)."""
+        group = self.groups[key]
+        if not isinstance(group, list):
+            group = self.groups[key] = [group]
+        return group
 
     def _forget(self, key: tuple[Any, ...]) -> None:
         del self.groups[key]
@@ -235,7 +251,7 @@ class Windows:
             if self.due_at.get(key) != t:
                 continue  # evicted, or rescheduled earlier and already judged
             del self.due_at[key]
-            group = self.groups[key]
+            group = self._events(key)
             firings.extend(self._slide(key, group, watermark))
             done = self.done[key]
             if group and group[-1][T] > done and len(group) >= self._min_events:
@@ -289,14 +305,18 @@ class Windows:
         """Drop groups whose every event is too old to be in any window still to be judged."""
         span = self.spec.timespan_ns
         while self.groups:
-            key, events = next(iter(self.groups.items()))
-            if key in self.due_at or (events and events[-1][T] >= watermark - span):
+            key, group = next(iter(self.groups.items()))
+            last = group[-1][T] if isinstance(group, list) else group[T]
+            if key in self.due_at or last >= watermark - span:
                 break
             self._forget(key)
 
     def dump(self) -> list[list[Any]]:
         """The groups as JSON-ready rows."""
-        return [[list(k), self.done.get(k, _NEVER), g] for k, g in self.groups.items()]
+        return [
+            [list(k), self.done.get(k, _NEVER), g if isinstance(g, list) else [g]]
+            for k, g in self.groups.items()
+        ]
 
     def restore(self, rows: list[list[Any]]) -> None:
         """Groups from :meth:`dump` rows (their pending windows are judged on the next batch)."""
