@@ -4,6 +4,7 @@ and bounded state."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -220,3 +221,54 @@ def test_from_config_loads_users_rules_and_disables(tmp_path: Path) -> None:
     # Disabling the base rule turns off the correlations built on it.
     assert loaded == {"test_ssh_on_53", "test_threat_index"}
     assert e.state_dir == tmp_path
+
+
+def test_saved_windows_of_a_changed_rule_are_not_restored(tmp_path: Path) -> None:
+    first = engine(tmp_path)
+    first.process(frame(scan(10)))
+    first.save()
+    changed = tmp_path / "rules"
+    changed.mkdir()
+    text = (
+        (RULES / "scan.yml")
+        .read_text()
+        .replace("group-by: [SourceIp, DestinationIp]", "group-by: [SourceIp]")
+    )
+    (changed / "scan.yml").write_text(text)
+    second = RuleEngine(load_rules([changed], load_pipeline(PIPELINE)), lateness_s=10, state_dir=tmp_path)
+    assert second.load()
+    assert second.windows["test_scan_vertical"].groups == {}
+    found = run(second, scan(15, start=20, port=2000))
+    assert [d.key for d in found] == [{"source.ip": SCANNER}]
+
+
+def test_state_file_is_versioned_json(tmp_path: Path) -> None:
+    e = engine(tmp_path)
+    e.process(frame(scan(3)))
+    e.save()
+    state = json.loads((tmp_path / "rules-state.json").read_text())
+    assert state["version"] == 1 and set(state) == {
+        "version",
+        "max_t",
+        "windows",
+        "suppressed",
+        "threat_index",
+    }
+    fingerprint, groups = state["windows"]["test_scan_vertical"]
+    assert "value_count" in fingerprint and [g[0] for g in groups] == [[SCANNER, TARGET]]
+
+
+def test_public_names() -> None:
+    import tunnelhound.rules as rules
+
+    assert sorted(rules.__all__) == [
+        "BUILTIN_RULES",
+        "Detection",
+        "RuleEngine",
+        "RuleError",
+        "RuleInfo",
+        "RuleSet",
+        "load_pipeline",
+        "load_rules",
+    ]
+    assert all(getattr(rules, name).__doc__ or name == "BUILTIN_RULES" for name in rules.__all__)

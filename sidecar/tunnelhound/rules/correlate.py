@@ -132,9 +132,11 @@ class Suppressor:
         return True
 
     def prune(self, now: int) -> None:
-        """Forget keys whose quiet time ended before ``now``."""
-        for key in [k for k, until in self.until.items() if until <= now]:
-            del self.until[key]
+        """Forget keys whose quiet time ended before ``now``: from the oldest on, as keys are
+        kept in the order they fired (a key fired out of order stays until those before it go)."""
+        until = self.until
+        while until and next(iter(until.values())) <= now:
+            until.popitem(last=False)
 
     def dump(self) -> list[list[Any]]:
         return [[list(key) if isinstance(key, tuple) else key, until] for key, until in self.until.items()]

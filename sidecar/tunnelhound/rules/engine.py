@@ -30,6 +30,7 @@ from .correlate import (
     PINS,
     QUERY,
     START,
+    CorrelationSpec,
     Counters,
     Event,
     Firing,
@@ -344,7 +345,7 @@ class RuleEngine:
         state = {
             "version": STATE_VERSION,
             "max_t": self.max_t,
-            "windows": {name: w.dump() for name, w in self.windows.items()},
+            "windows": {name: [_fingerprint(w.spec), w.dump()] for name, w in self.windows.items()},
             "suppressed": {name: s.dump() for name, s in self.suppressors.items()},
             "threat_index": self.threat.dump(),
         }
@@ -364,8 +365,9 @@ class RuleEngine:
             if state.get("version") != STATE_VERSION:
                 raise ValueError(f"version {state.get('version')!r}, expected {STATE_VERSION}")
             self.max_t = int(state["max_t"])
-            for name, rows in state["windows"].items():
-                if name in self.windows:
+            for name, (fingerprint, rows) in state["windows"].items():
+                # A rule changed since (group-by, window, condition): its old groups do not fit.
+                if name in self.windows and fingerprint == _fingerprint(self.windows[name].spec):
                     self.windows[name].restore(rows)
             for name, rows in state["suppressed"].items():
                 if name in self.suppressors:
@@ -394,6 +396,11 @@ class RuleEngine:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _fingerprint(spec: CorrelationSpec) -> str:
+    """What saved windows must match to be restored into a correlation."""
+    return repr(spec)
 
 
 def _python(col: Column, rows: np.ndarray) -> list[Any]:
