@@ -76,8 +76,8 @@ class CorrelationSpec:
 
 Event = tuple[Any, ...]
 """One thing a correlation counts: a flow, or a firing of a correlation it chains on, as a
-plain tuple ``(t, start, value, ids, flows, query, pins)`` (fields :data:`T` … :data:`PINS`;
-``pins`` is a :data:`Pins`).
+plain tuple ``(t, start, value, ids, flows, query, *pins)`` (fields :data:`T` …
+:data:`QUERY`, then the five :data:`Pins` from :data:`PINS` on, inline: one object a flow).
 
 ``t`` is ``event.end`` in ns truncated to milliseconds (the precision Elasticsearch keeps, so
 evidence queries by time range select exactly the window's events); ``ids`` the flow's
@@ -97,8 +97,7 @@ def flow_ids(event: Event) -> list[str]:
 
 def restore_event(row: list[Any]) -> Event:
     """An event from its JSON form (a list)."""
-    t, start, value, ids, flows, query, pins = row
-    return (t, start, value, ids, flows, query, tuple(pins))
+    return tuple(row)
 
 
 @dataclass(slots=True)
@@ -186,28 +185,36 @@ class Windows:
         every matching flow goes through."""
         groups, done, counters = self.groups, self.done, self.counters
         touched: dict[tuple[Any, ...], int] = {}
+        # Dictionary lookups are most of this loop's cost on large state: one per event on
+        # `groups` and one on `touched`, `done` only for keys judged before.
         for key, event in zip(keys, events, strict=True):
             t = event[T]
-            if t < watermark or t <= done.get(key, _NEVER):
+            if t < watermark:
                 counters.late_events += 1
                 continue
             group = groups.get(key)
             if group is None:
                 groups[key] = event  # a group of one is the bare event: see the class doc
                 if len(groups) > self.max_groups:
-                    self._forget(next(iter(groups)))
+                    self._forget(groups.popitem(last=False)[0])
                     counters.evicted_groups += 1
-            else:
-                if key not in touched:
-                    groups.move_to_end(key)
-                if not isinstance(group, list):
-                    group = groups[key] = [group]
-                if t >= group[-1][T]:
-                    group.append(event)
-                else:
-                    group.insert(bisect_right(group, t, key=_time), event)
-            if t < touched.get(key, _ALWAYS):
                 touched[key] = t
+                continue
+            if done and t <= done.get(key, _NEVER):
+                counters.late_events += 1
+                continue
+            first = touched.get(key)
+            if first is None:
+                groups.move_to_end(key)
+                touched[key] = t
+            elif t < first:
+                touched[key] = t
+            if not isinstance(group, list):
+                group = groups[key] = [group]
+            if t >= group[-1][T]:
+                group.append(event)
+            else:
+                group.insert(bisect_right(group, t, key=_time), event)
         span = self.spec.timespan_ns
         for key, earliest in touched.items():
             group = groups.get(key)
@@ -235,9 +242,11 @@ class Windows:
         return group
 
     def _forget(self, key: tuple[Any, ...]) -> None:
-        del self.groups[key]
-        self.done.pop(key, None)
-        self.due_at.pop(key, None)  # its heap entry is skipped when popped
+        """Drop what is kept beside a group that was just removed from ``groups``."""
+        if self.done:
+            self.done.pop(key, None)
+        if self.due_at:
+            self.due_at.pop(key, None)  # its heap entry is skipped when popped
 
     def _schedule(self, key: tuple[Any, ...], t: int) -> None:
         if t < self.due_at.get(key, _ALWAYS):
@@ -311,6 +320,7 @@ class Windows:
             last = group[-1][T] if isinstance(group, list) else group[T]
             if key in self.due_at or last >= watermark - span:
                 break
+            del self.groups[key]
             self._forget(key)
 
     def dump(self) -> list[list[Any]]:

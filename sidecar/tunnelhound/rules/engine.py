@@ -245,13 +245,11 @@ class RuleEngine:
             detection.flow_ids,
             detection.flow_count,
             detection.query,
-            (
-                detection.source_ip,
-                detection.destination_ip,
-                detection.source_port,
-                detection.destination_port,
-                detection.community_id,
-            ),
+            detection.source_ip,
+            detection.destination_ip,
+            detection.source_port,
+            detection.destination_port,
+            detection.community_id,
         )
         self.windows[consumer.info.name].add([key], [event], -(2**62))
 
@@ -323,7 +321,11 @@ class RuleEngine:
                         d.flow_ids,
                         d.flow_count,
                         d.query,
-                        (host, None, None, None, None),
+                        host,
+                        None,
+                        None,
+                        None,
+                        None,
                     )
                     for d in changed[host]
                 ]
@@ -421,15 +423,21 @@ def _flow_events(frame: FlowFrame, rows: np.ndarray, ends: np.ndarray, values: l
     ids = c["event_id"][rows].tolist()
     starts = c["start_ns"][rows].tolist()
     # Ports as they are (-1: absent); _detection reads them so.
-    pins = zip(
-        c["src_ip"][rows].tolist(),
-        c["dst_ip"][rows].tolist(),
-        c["src_port"][rows].tolist(),
-        c["dst_port"][rows].tolist(),
-        c["community_id"][rows].tolist(),
-        strict=True,
+    return list(
+        zip(
+            ends[rows].tolist(),
+            starts,
+            values,
+            ids,
+            repeat(1),
+            repeat(None),
+            c["src_ip"][rows].tolist(),
+            c["dst_ip"][rows].tolist(),
+            c["src_port"][rows].tolist(),
+            c["dst_port"][rows].tolist(),
+            c["community_id"][rows].tolist(),
+        )
     )
-    return list(zip(ends[rows].tolist(), starts, values, ids, repeat(1), repeat(None), pins))
 
 
 def _iso(ns: int) -> str:
@@ -471,7 +479,7 @@ def _detection(
         ids.extend(flow_ids(e)[: MAX_EVIDENCE_IDS - len(ids)])
         if len(ids) >= MAX_EVIDENCE_IDS:
             break
-    pinned = [_pinned([e[PINS][k] for e in events]) for k in range(5)]
+    pinned = [_pinned([e[PINS + k] for e in events]) for k in range(5)]
     source_ip = key.get("source.ip", pinned[0])
     return Detection(
         rule=rule.info,
