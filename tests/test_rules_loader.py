@@ -107,3 +107,15 @@ def test_referenced_rules_do_not_alert_unless_generate() -> None:
         "test_exfil_volume": True,  # the repeat rule chains on it with generate: true
         "test_exfil_repeat": True,
     }
+
+
+def test_a_rule_without_name_goes_by_its_id(tmp_path: Path) -> None:
+    write(tmp_path, "a.yml", BASE.format(name="x", n=1, field="destination.port").replace("name: x\n", ""))
+    (rule,) = load_rules([tmp_path]).base
+    assert rule.info.name == rule.info.id == "3f6c2a10-0000-4000-8000-000000000001"
+    path = write(
+        tmp_path,
+        "a.yml",
+        "title: t\nlogsource: {product: tunnelhound}\ndetection: {s: {a: 1}, condition: s}\n",
+    )
+    assert error([tmp_path]) == f"rules error: {path}: rule 't' has neither a name nor an id"

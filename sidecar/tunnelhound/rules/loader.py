@@ -101,7 +101,9 @@ def load_rules(
     names: dict[str, Path] = {}
     for path, rule in parsed:
         if not rule.name:
-            raise RuleError(str(path), f"rule {rule.title!r} has no name (correlations refer to rules by it)")
+            if not rule.id:
+                raise RuleError(str(path), f"rule {rule.title!r} has neither a name nor an id")
+            rule.name = str(rule.id)  # users' plain rules often have only an id
         if rule.name in names:
             raise RuleError(str(path), f"rule name {rule.name!r} is also used in {names[rule.name]}")
         names[rule.name] = path
