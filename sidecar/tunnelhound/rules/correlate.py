@@ -138,9 +138,11 @@ class Suppressor:
             until.popitem(last=False)
 
     def dump(self) -> list[list[Any]]:
+        """JSON-ready rows: key, quiet until."""
         return [[list(key) if isinstance(key, tuple) else key, until] for key, until in self.until.items()]
 
     def restore(self, rows: list[list[Any]]) -> None:
+        """Keys from :meth:`dump` rows."""
         for key, until in rows:
             self.until[tuple(key) if isinstance(key, list) else key] = until
 
@@ -264,7 +266,7 @@ class Windows:
             del self.due_at[key]
             group = self._events(key)
             firings.extend(self._slide(key, group, watermark))
-            done = self.done[key]
+            done = self.done.get(key, _NEVER)
             if group and group[-1][T] > done and len(group) >= self._min_events:
                 self._schedule(key, group[bisect_right(group, done, key=_time)][T])
         return firings
