@@ -80,17 +80,25 @@ def test_group_by_keeps_destinations_apart() -> None:
     assert "test_scan_vertical" not in names(run(engine(), rows))
 
 
-def test_late_flows_within_lateness_count_and_older_ones_are_dropped() -> None:
+def test_late_flows_count_until_no_window_can_hold_them() -> None:
+    # Ports 0..13 in order, then port 14 arriving 5 s late (within the lateness): counted.
     e = engine(lateness_s=10)
-    # Ports 0..13 in order, then port 14 arriving 5 s late: still counted.
     assert e.process(frame(scan(14, start=100))) == []
     found = run(e, [flow(SCANNER, TARGET, 1999, t=108)])
     assert names(found) == ["test_scan_vertical"] and e.counters.late_events == 0
+    # The same, with the watermark already 80 s past it: the group's windows were not judged
+    # (14 ports cannot fire), so the late flow still completes the scan.
     e = engine(lateness_s=10)
-    e.process(frame(scan(14, start=100)))
-    e.process(frame([flow("10.9.9.9", TARGET, 80, t=200)]))  # the watermark moves to 190
-    assert run(e, [flow(SCANNER, TARGET, 1999, t=108)]) == []
-    assert e.counters.late_events == 2  # late for both correlations it feeds (scan and upload volume)
+    e.process(frame(scan(14, start=100, dst="10.9.9.9")))
+    e.process(frame([flow("10.9.9.8", "10.9.9.7", 80, t=200)]))  # the watermark moves to 190
+    found = run(e, [flow(SCANNER, "10.9.9.9", 1999, t=108)])
+    assert names(found) == ["test_scan_vertical"] and e.counters.late_events == 0
+    # A flow older than every window still to be judged of its group is dropped and counted.
+    e = engine(lateness_s=10)
+    e.process(frame(scan(20, start=1000, dst="10.9.9.9")))
+    e.process(frame([flow("10.9.9.8", "10.9.9.7", 80, t=1100)]))  # judged up to 1019
+    assert names(e.process(frame([flow(SCANNER, "10.9.9.9", 5000, t=600)]))) == []
+    assert e.counters.late_events == 1
 
 
 def test_suppression_one_alert_per_key_per_window() -> None:

@@ -2,10 +2,10 @@
 lateness, suppression and a cap on the number of groups.
 
 Events (a matching flow, or a firing of a correlated correlation) are kept per group in time
-order.  A window is judged only once it can no longer change: the window ending at event
-time ``t`` covers ``[t - timespan, t]`` and is evaluated when the watermark (latest flow time
-seen minus the allowed lateness) has passed ``t``; events older than the watermark are late,
-dropped and counted.  Windows are evaluated by sliding over the group's events (a running
+order.  A window is judged once the flows it should hold have arrived: the window ending at
+event time ``t`` covers ``[t - timespan, t]`` and is evaluated when the watermark (latest flow
+time seen minus the allowed lateness) has passed ``t``.  A flow arriving later still counts in
+the windows judged after it arrives; one older than any such window is dropped and counted.  Windows are evaluated by sliding over the group's events (a running
 count, distinct-value counter or sum), so a batch costs the events it adds plus one pass over
 the windows they touch.  A firing suppresses the same rule and key until ``t + suppression``:
 one alert per rule and key per suppression window.
@@ -182,18 +182,18 @@ class Windows:
         self._min_events = _min_events(spec)
 
     def add(self, keys: list[tuple[Any, ...]], events: list[Event], watermark: int) -> None:
-        """Add events (``keys[i]`` is the group of ``events[i]``); those older than
-        ``watermark`` are late and dropped.  One pass, no per-group calls: this is the loop
-        every matching flow goes through."""
+        """Add events (``keys[i]`` is the group of ``events[i]``).  An event is late, dropped
+        and counted only when no window still to be judged can hold it (it is older than the
+        group's last judged window end minus the timespan); a flow that arrives after the
+        watermark still counts in the windows ending after it.  One pass, no per-group calls:
+        this is the loop every matching flow goes through."""
         groups, done, counters = self.groups, self.done, self.counters
+        span = self.spec.timespan_ns
         touched: dict[tuple[Any, ...], int] = {}
         # Dictionary lookups are most of this loop's cost on large state: one per event on
         # `groups` and one on `touched`, `done` only for keys judged before.
         for key, event in zip(keys, events, strict=True):
             t = event[T]
-            if t < watermark:
-                counters.late_events += 1
-                continue
             group = groups.get(key)
             if group is None:
                 groups[key] = event  # a group of one is the bare event: see the class doc
@@ -202,7 +202,7 @@ class Windows:
                     counters.evicted_groups += 1
                 touched[key] = t
                 continue
-            if done and t <= done.get(key, _NEVER):
+            if done and t < done.get(key, _NEVER) - span:
                 counters.late_events += 1
                 continue
             first = touched.get(key)
@@ -217,7 +217,6 @@ class Windows:
                 group.append(event)
             else:
                 group.insert(bisect_right(group, t, key=_time), event)
-        span = self.spec.timespan_ns
         for key, earliest in touched.items():
             group = groups.get(key)
             if group is None:
@@ -233,7 +232,8 @@ class Windows:
             if len(group) >= self._min_events:
                 self._schedule(key, earliest)
             elif key not in self.due_at:
-                # Too few events to fire yet: not judged, but kept to the span the next can reach.
+                # Too few events to fire yet: not judged; keep those a window ending after the
+                # watermark can reach (bounds a key seen now and then for ever).
                 del group[: bisect_left(group, watermark - span, key=_time)]
 
     def _events(self, key: tuple[Any, ...]) -> list[Event]:
