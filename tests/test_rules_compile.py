@@ -132,3 +132,16 @@ def test_fieldref(tmp_path: Path) -> None:
     )
     (base,) = load_rules([tmp_path]).base
     assert base.predicate(FlowFields(frame(rows))).tolist() == [True, False]
+
+
+def test_object_feature_holding_numbers(tmp_path: Path) -> None:
+    features = {**FEATURES, "app.port_class": np.array([53, "dns", None, 7, "x"], dtype=object)}
+    rule = {
+        "title": "t",
+        "name": "t",
+        "logsource": {"product": "tunnelhound"},
+        "detection": {"sel": {"tunnelhound.app.port_class": ["53", "dns"]}, "condition": "sel"},
+    }
+    (tmp_path / "t.yml").write_text(yaml.safe_dump(rule))
+    (base,) = load_rules([tmp_path]).base
+    assert np.flatnonzero(base.predicate(FlowFields(frame(ROWS, features)))).tolist() == [0, 1]

@@ -172,14 +172,14 @@ def _number_text(text: str) -> float | None:
 
 def _strings(test: Callable[[str], bool], number: float | None = None) -> _Test:
     """Run ``test`` once per distinct string of a column (memoized across batches)."""
-    memo: dict[str, bool] = {}
+    memo: dict[Any, bool] = {}
 
-    def hit(v: str) -> bool:
+    def hit(v: Any) -> bool:
         found = memo.get(v)
         if found is None:
             if len(memo) >= _MEMO_MAX:
                 memo.clear()
-            found = memo[v] = test(v)
+            found = memo[v] = test(v if isinstance(v, str) else str(v))  # an object feature may hold numbers
         return found
 
     as_number = None if number is None else _numeric(operator.eq, number)
