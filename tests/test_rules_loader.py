@@ -119,3 +119,30 @@ def test_a_rule_without_name_goes_by_its_id(tmp_path: Path) -> None:
         "title: t\nlogsource: {product: tunnelhound}\ndetection: {s: {a: 1}, condition: s}\n",
     )
     assert error([tmp_path]) == f"rules error: {path}: rule 't' has neither a name nor an id"
+
+
+@pytest.mark.parametrize(
+    ("selection", "message"),
+    [
+        (
+            {"source.ip|expand": "%admin_hosts%"},
+            "placeholder in %admin_hosts% is not resolved; map it in a processing pipeline",
+        ),
+        ({"event.end|minute": 3}, "timestamp part modifiers (minute, hour …) are not supported"),
+    ],
+)
+def test_unsupported_values_are_refused(tmp_path: Path, selection: dict[str, object], message: str) -> None:
+    text = BASE.format(name="mine", n=1, field="x").replace(
+        "    x: 53\n", "".join(f"    {k}: {v!r}\n" for k, v in selection.items())
+    )
+    path = write(tmp_path, "mine.yml", text)
+    assert error([tmp_path]) == f"rules error: {path}: rule 'mine': {message}"
+
+
+def test_keyword_searches_are_refused(tmp_path: Path) -> None:
+    text = BASE.format(name="mine", n=1, field="x").replace("  sel:\n    x: 53\n", "  sel: [ssh, vpn]\n")
+    path = write(tmp_path, "mine.yml", text)
+    assert (
+        error([tmp_path])
+        == f"rules error: {path}: rule 'mine': keyword search ssh is not supported; name a field"
+    )

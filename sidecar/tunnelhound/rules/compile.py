@@ -42,6 +42,7 @@ from sigma.types import (
     SigmaNumber,
     SigmaRegularExpression,
     SigmaString,
+    SigmaTimestampPart,
     SpecialChars,
 )
 
@@ -106,6 +107,10 @@ def compile_condition(tree: Any) -> Predicate:
 
 
 def _leaf(value: Any) -> _Test:
+    if isinstance(value, SigmaTimestampPart):
+        raise ValueError("timestamp part modifiers (minute, hour …) are not supported")
+    if isinstance(value, SigmaString | SigmaRegularExpression) and value.contains_placeholder():
+        raise ValueError(f"placeholder in {value!s} is not resolved; map it in a processing pipeline")
     if isinstance(value, SigmaExpansion):
         tests = [_leaf(v) for v in value.values]
         return lambda col, n: np.logical_or.reduce([t(col, n) for t in tests])
