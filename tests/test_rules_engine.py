@@ -280,3 +280,33 @@ def test_public_names() -> None:
         "load_rules",
     ]
     assert all(getattr(rules, name).__doc__ or name == "BUILTIN_RULES" for name in rules.__all__)
+
+
+EVENT_COUNT = """title: Many DNS flows
+name: many_dns
+id: 8f6c2a10-0000-4000-8000-0000000000a1
+logsource: {product: tunnelhound, category: network, service: flow}
+detection:
+  selection:
+    destination.port: 53
+  condition: selection
+---
+title: DNS burst
+name: dns_burst
+id: 8f6c2a10-0000-4000-8000-0000000000a2
+correlation: {type: event_count, rules: [many_dns], group-by: [source.ip], timespan: 1m, condition: {gt: 5}}
+level: medium
+"""
+
+
+@pytest.mark.parametrize(
+    ("flows", "step", "alerts"), [(5, 1, 0), (6, 1, 1), (6, 12, 1), (6, 12.1, 0), (30, 1, 1)]
+)
+def test_event_count_threshold_and_window(tmp_path: Path, flows: int, step: float, alerts: int) -> None:
+    (tmp_path / "dns.yml").write_text(EVENT_COUNT)
+    e = RuleEngine(load_rules([tmp_path]), lateness_s=10)
+    rows = [flow("10.0.0.3", "10.0.0.53", 53, sport=50000 + i, t=i * step, proto=17) for i in range(flows)]
+    found = run(e, rows)
+    assert names(found) == ["dns_burst"] * alerts
+    if alerts:
+        assert found[0].value == 6 and found[0].op == "gt" and found[0].key == {"source.ip": "10.0.0.3"}
