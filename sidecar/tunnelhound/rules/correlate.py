@@ -189,6 +189,7 @@ class Windows:
         this is the loop every matching flow goes through."""
         groups, done, counters = self.groups, self.done, self.counters
         span = self.spec.timespan_ns
+        schedule_singles = self._min_events <= 1
         touched: dict[tuple[Any, ...], int] = {}
         # Dictionary lookups are most of this loop's cost on large state: one per event on
         # `groups` and one on `touched`, `done` only for keys judged before.
@@ -200,7 +201,8 @@ class Windows:
                 if len(groups) > self.max_groups:
                     self._forget(groups.popitem(last=False)[0])
                     counters.evicted_groups += 1
-                touched[key] = t
+                if schedule_singles:  # else one event cannot fire: nothing to schedule or trim
+                    touched[key] = t
                 continue
             if done and t < done.get(key, _NEVER) - span:
                 counters.late_events += 1
