@@ -156,6 +156,8 @@ def test_exports() -> None:
             "NormalizeConfig",
             "OutputConfig",
             "ServiceConfig",
+            "RulesConfig",
+            "ThreatIndexConfig",
             "UdpInputConfig",
             "AlertDeliveryConfig",
             "AlertElasticsearchConfig",
@@ -223,7 +225,7 @@ def test_unknown_key_without_suggestion() -> None:
     err = error_of({"elasticsearch": {}})
     assert str(err) == (
         "config error: elasticsearch: unknown key; allowed keys: state_dir, namespace, inputs, decode, "
-        "normalize, output, alerts, service, zeek, detections"
+        "normalize, output, alerts, service, zeek, detections, rules"
     )
 
 
@@ -294,7 +296,7 @@ def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
         load_config(write(tmp_path, "- a\n- b\n"))
     assert str(info.value) == (
         'config error: (top level): ["a", "b"] (a list) is not allowed; expected a mapping with keys: '
-        "state_dir, namespace, inputs, decode, normalize, output, alerts, service, zeek, detections"
+        "state_dir, namespace, inputs, decode, normalize, output, alerts, service, zeek, detections, rules"
     )
 
 

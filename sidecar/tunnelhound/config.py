@@ -55,11 +55,13 @@ __all__ = [
     "NdjsonOutputConfig",
     "NormalizeConfig",
     "OutputConfig",
+    "RulesConfig",
     "ServiceConfig",
     "SmtpAlertConfig",
     "SmtpRouteConfig",
     "SmtpSeverityConfig",
     "SyslogAlertConfig",
+    "ThreatIndexConfig",
     "UdpInputConfig",
     "WebhookAlertConfig",
     "ZeekConfig",
@@ -590,6 +592,39 @@ class DetectionsConfig:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class ThreatIndexConfig:
+    """The per-host threat index: what an alert adds by its level, and how fast it decays."""
+
+    weight_low: float = _float(1.0, minimum=0)
+    weight_medium: float = _float(3.0, minimum=0)
+    weight_high: float = _float(6.0, minimum=0)
+    weight_critical: float = _float(10.0, minimum=0)
+    half_life: float = _float(21600.0, above=0)
+    """Seconds of flow time in which a host's index halves (exponential decay)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RulesConfig:
+    """The Sigma rule engine."""
+
+    builtin: bool = True
+    """Load the built-in rules (sigma-rules/)."""
+    directories: tuple[str, ...] = field(default=(), metadata=_NON_EMPTY)
+    """Directories of users' own Sigma rule files."""
+    disabled: tuple[str, ...] = field(default=(), metadata=_NON_EMPTY)
+    """Rule names or ids not to run (correlations that need them are off too)."""
+    lateness: float = _float(60.0, minimum=0)
+    """Seconds of flow time a flow may arrive late and still count in its windows."""
+    suppression: float = _float(3600.0, minimum=0)
+    """Seconds of flow time a rule stays quiet for a key after alerting on it."""
+    max_groups: int = _int(100000, 1)
+    """Group keys (and suppressed keys) kept per rule; the oldest are evicted, counted."""
+    max_group_events: int = _int(100000, 1)
+    """Events kept per group key; the oldest are evicted, counted."""
+    threat_index: ThreatIndexConfig = field(default_factory=ThreatIndexConfig)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Config:
     """The whole configuration; ``Config()`` holds the embedded defaults."""
 
@@ -612,6 +647,8 @@ class Config:
     zeek: ZeekConfig = field(default_factory=ZeekConfig)
 
     detections: DetectionsConfig = field(default_factory=DetectionsConfig)
+
+    rules: RulesConfig = field(default_factory=RulesConfig)
 
 
 # --------------------------------------------------------------------------- from_dict

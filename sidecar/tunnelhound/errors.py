@@ -5,7 +5,8 @@ The tree::
     TunnelhoundError
     ├── ConfigError          bad configuration: names the key, the value and what is allowed
     ├── SourceError          an input cannot be read (unknown capture format, unreadable file)
-    └── DecodeError          one datagram or set cannot be decoded; carries exporter and reason
+    ├── DecodeError          one datagram or set cannot be decoded; carries exporter and reason
+    └── RuleError            a Sigma rule or pipeline file cannot be loaded; names file, rule and field
 """
 
 from __future__ import annotations
@@ -38,3 +39,12 @@ class DecodeError(TunnelhoundError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+class RuleError(TunnelhoundError):
+    """A Sigma rule (or processing pipeline) cannot be loaded: one line naming the file, the
+    rule and what is wrong (``rules error: x.yml: rule 'scan': unknown field 'dst.port'``)."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"rules error: {path}: {message}")
+        self.path = path

@@ -1,0 +1,361 @@
+"""Correlation state: sliding windows on flow time, per rule and group key, with bounded
+lateness, suppression and a cap on the number of groups.
+
+Events (a matching flow, or a firing of a correlated correlation) are kept per group in time
+order.  A window is judged once the flows it should hold have arrived: the window ending at
+event time ``t`` covers ``[t - timespan, t]`` and is evaluated when the watermark (latest flow
+time seen minus the allowed lateness) has passed ``t``.  A flow arriving later still counts in
+the windows judged after it arrives; one older than any such window is dropped and counted.  Windows are evaluated by sliding over the group's events (a running
+count, distinct-value counter or sum), so a batch costs the events it adds plus one pass over
+the windows they touch.  A firing suppresses the same rule and key until ``t + suppression``:
+one alert per rule and key per suppression window.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import operator
+from bisect import bisect_left, bisect_right
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = [
+    "CorrelationSpec",
+    "Counters",
+    "Event",
+    "Firing",
+    "Suppressor",
+    "Windows",
+    "flow_ids",
+    "restore_event",
+]
+
+CorrelationKind = Literal["event_count", "value_count", "value_sum"]
+Pins = tuple[str | None, str | None, int | None, int | None, str | None]
+"""source.ip, destination.ip, source.port, destination.port, network.community_id."""
+
+OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+    "eq": operator.eq,
+    "neq": operator.ne,
+}
+
+
+@dataclass(slots=True)
+class Counters:
+    """What the engine dropped or cut, for metrics (never silently)."""
+
+    late_events: int = 0
+    suppressed: int = 0
+    evicted_groups: int = 0
+    evicted_events: int = 0
+    evicted_suppressions: int = 0
+    state_errors: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CorrelationSpec:
+    """A loaded correlation rule: what it counts, over which rules, keyed and bounded how."""
+
+    name: str
+    kind: CorrelationKind
+    sources: tuple[str, ...]
+    group_by: tuple[str, ...]
+    timespan_ns: int
+    op: str
+    threshold: float
+    field: str | None = None
+
+
+Event = tuple[Any, ...]
+"""One thing a correlation counts: a flow, or a firing of a correlation it chains on, as a
+plain tuple ``(t, start, value, ids, flows, query, *pins)`` (fields :data:`T` …
+:data:`QUERY`, then the five :data:`Pins` from :data:`PINS` on, inline: one object a flow).
+
+``t`` is ``event.end`` in ns truncated to milliseconds (the precision Elasticsearch keeps, so
+evidence queries by time range select exactly the window's events); ``ids`` the flow's
+``event.id`` or a firing's evidence ids (a list); ``flows`` how many flows it stands for;
+``query`` a firing's evidence query.  Plain tuples because flows become events by the
+thousand: they are cheap to make, and the garbage collector stops tracking a tuple of plain
+values (a tuple subclass it tracks for ever, and a full collection then visits every event).
+"""
+T, START, VALUE, IDS, FLOWS, QUERY, PINS = range(7)
+
+
+def flow_ids(event: Event) -> list[str]:
+    """The evidence flows' ids of an event."""
+    ids = event[IDS]
+    return [ids] if isinstance(ids, str) else ids
+
+
+def restore_event(row: list[Any]) -> Event:
+    """An event from its JSON form (a list)."""
+    return tuple(row)
+
+
+@dataclass(slots=True)
+class Firing:
+    """A window that met its rule's condition: the group key, its events and the value."""
+
+    key: tuple[Any, ...]
+    events: list[Event]
+    value: float
+
+
+class Suppressor:
+    """Per key: flow time until which a rule stays quiet after firing (bounded, oldest evicted)."""
+
+    def __init__(self, suppression_ns: int, max_keys: int, counters: Counters) -> None:
+        self.suppression_ns = suppression_ns
+        self.max_keys = max_keys
+        self.counters = counters
+        self.until: OrderedDict[Hashable, int] = OrderedDict()
+
+    def allow(self, key: Hashable, t: int) -> bool:
+        """True (and quiet from now on) if ``key`` may fire at ``t``; counts a suppression otherwise."""
+        if self.until.get(key, -(2**63)) > t:
+            self.counters.suppressed += 1
+            return False
+        self.until[key] = t + self.suppression_ns
+        self.until.move_to_end(key)
+        while len(self.until) > self.max_keys:
+            self.until.popitem(last=False)
+            self.counters.evicted_suppressions += 1
+        return True
+
+    def prune(self, now: int) -> None:
+        """Forget keys whose quiet time ended before ``now``: from the oldest on, as keys are
+        kept in the order they fired (a key fired out of order stays until those before it go)."""
+        until = self.until
+        while until and next(iter(until.values())) <= now:
+            until.popitem(last=False)
+
+    def dump(self) -> list[list[Any]]:
+        """JSON-ready rows: key, quiet until."""
+        return [[list(key) if isinstance(key, tuple) else key, until] for key, until in self.until.items()]
+
+    def restore(self, rows: list[list[Any]]) -> None:
+        """Keys from :meth:`dump` rows."""
+        for key, until in rows:
+            self.until[tuple(key) if isinstance(key, list) else key] = until
+
+
+class Windows:
+    """The sliding windows of one correlation rule, per group key.
+
+    A group is its list of events in time order (searched with ``bisect`` on ``t``), or, while
+    it has one event, that bare event: most keys of busy rules (address pairs) are seen once
+    or twice, and an event tuple of plain values is not tracked by the garbage collector while
+    a list is, so the collector's full passes do not grow with them.
+    ``done[key]``: windows ending at or before it were judged; ``due_at[key]``: the time of
+    the group's entry in the due heap.
+    """
+
+    def __init__(
+        self,
+        spec: CorrelationSpec,
+        suppressor: Suppressor,
+        max_groups: int,
+        max_events: int,
+        counters: Counters,
+    ) -> None:
+        self.spec = spec
+        self.suppressor = suppressor
+        self.max_groups = max_groups
+        self.max_events = max_events
+        self.counters = counters
+        self.groups: OrderedDict[tuple[Any, ...], list[Event] | Event] = OrderedDict()
+        self.done: dict[tuple[Any, ...], int] = {}
+        self.due_at: dict[tuple[Any, ...], int] = {}
+        # (earliest unjudged event time, arrival order, key): which groups have windows to judge
+        # once the watermark passes that time, without visiting every group on every batch.
+        self.due: list[tuple[int, int, tuple[Any, ...]]] = []
+        self._order = itertools.count()
+        self._test = OPS[spec.op]
+        self._min_events = _min_events(spec)
+
+    def add(self, keys: list[tuple[Any, ...]], events: list[Event], watermark: int) -> None:
+        """Add events (``keys[i]`` is the group of ``events[i]``).  An event is late, dropped
+        and counted only when no window still to be judged can hold it (it is older than the
+        group's last judged window end minus the timespan); a flow that arrives after the
+        watermark still counts in the windows ending after it.  One pass, no per-group calls:
+        this is the loop every matching flow goes through."""
+        groups, done, counters = self.groups, self.done, self.counters
+        span = self.spec.timespan_ns
+        schedule_singles = self._min_events <= 1
+        touched: dict[tuple[Any, ...], int] = {}
+        # Dictionary lookups are most of this loop's cost on large state: one per event on
+        # `groups` and one on `touched`, `done` only for keys judged before.
+        for key, event in zip(keys, events, strict=True):
+            t = event[T]
+            group = groups.get(key)
+            if group is None:
+                groups[key] = event  # a group of one is the bare event: see the class doc
+                if len(groups) > self.max_groups:
+                    self._forget(groups.popitem(last=False)[0])
+                    counters.evicted_groups += 1
+                if schedule_singles:  # else one event cannot fire: nothing to schedule or trim
+                    touched[key] = t
+                continue
+            if done and t < done.get(key, _NEVER) - span:
+                counters.late_events += 1
+                continue
+            first = touched.get(key)
+            if first is None:
+                groups.move_to_end(key)
+                touched[key] = t
+            elif t < first:
+                touched[key] = t
+            if not isinstance(group, list):
+                group = groups[key] = [group]
+            if t >= group[-1][T]:
+                group.append(event)
+            else:
+                group.insert(bisect_right(group, t, key=_time), event)
+        for key, earliest in touched.items():
+            group = groups.get(key)
+            if group is None:
+                continue  # evicted by later keys of this batch
+            if not isinstance(group, list):
+                if self._min_events <= 1:
+                    self._schedule(key, earliest)
+                continue
+            excess = len(group) - self.max_events
+            if excess > 0:
+                del group[:excess]
+                counters.evicted_events += excess
+            if len(group) >= self._min_events:
+                self._schedule(key, earliest)
+            elif key not in self.due_at:
+                # Too few events to fire yet: not judged; keep those a window ending after the
+                # watermark can reach (bounds a key seen now and then for ever).
+                del group[: bisect_left(group, watermark - span, key=_time)]
+
+    def _events(self, key: tuple[Any, ...]) -> list[Event]:
+        """The group's events as a list (a group of one is stored as the bare event)."""
+        group = self.groups[key]
+        if not isinstance(group, list):
+            group = self.groups[key] = [group]
+        return group
+
+    def _forget(self, key: tuple[Any, ...]) -> None:
+        """Drop what is kept beside a group that was just removed from ``groups``."""
+        if self.done:
+            self.done.pop(key, None)
+        if self.due_at:
+            self.due_at.pop(key, None)  # its heap entry is skipped when popped
+
+    def _schedule(self, key: tuple[Any, ...], t: int) -> None:
+        if t < self.due_at.get(key, _ALWAYS):
+            self.due_at[key] = t
+            heapq.heappush(self.due, (t, next(self._order), key))
+
+    def evaluate(self, watermark: int) -> list[Firing]:
+        """Judge every window that ends at or before ``watermark`` and was not judged yet."""
+        firings: list[Firing] = []
+        due = self.due
+        while due and due[0][0] <= watermark:
+            t, _, key = heapq.heappop(due)
+            if self.due_at.get(key) != t:
+                continue  # evicted, or rescheduled earlier and already judged
+            del self.due_at[key]
+            group = self._events(key)
+            firings.extend(self._slide(key, group, watermark))
+            done = self.done.get(key, _NEVER)
+            if group and group[-1][T] > done and len(group) >= self._min_events:
+                self._schedule(key, group[bisect_right(group, done, key=_time)][T])
+        return firings
+
+    def _slide(self, key: tuple[Any, ...], events: list[Event], watermark: int) -> list[Firing]:
+        span, kind = self.spec.timespan_ns, self.spec.kind
+        first = bisect_right(events, self.done.get(key, _NEVER), key=_time)
+        last = bisect_right(events, watermark, key=_time)
+        if first >= last:
+            return []
+        done = self.done[key] = events[last - 1][T]
+        lo = bisect_left(events, events[first][T] - span, key=_time)
+        distinct: Counter[Any] = Counter()
+        total = 0.0
+        for e in events[lo:first]:
+            if kind == "value_count":
+                distinct[e[VALUE]] += 1
+            elif kind == "value_sum":
+                total += e[VALUE]
+        firings = []
+        for j in range(first, last):
+            new = events[j]
+            t = new[T]
+            if kind == "value_count":
+                distinct[new[VALUE]] += 1
+            elif kind == "value_sum":
+                total += new[VALUE]
+            while events[lo][T] < t - span:
+                gone = events[lo]
+                if kind == "value_count":
+                    distinct[gone[VALUE]] -= 1
+                    if not distinct[gone[VALUE]]:
+                        del distinct[gone[VALUE]]
+                elif kind == "value_sum":
+                    total -= gone[VALUE]
+                lo += 1
+            if j + 1 < len(events) and events[j + 1][T] == t:
+                continue  # judge ties once, with all of them in the window
+            value = float(
+                j + 1 - lo if kind == "event_count" else len(distinct) if kind == "value_count" else total
+            )
+            if self._test(value, self.spec.threshold) and self.suppressor.allow(key, t):
+                firings.append(Firing(key, events[lo : j + 1], value))
+        # Events that no window still to be judged can reach.
+        del events[: bisect_left(events, done - span, key=_time)]
+        return firings
+
+    def expire(self, watermark: int) -> None:
+        """Drop groups whose every event is too old to be in any window still to be judged."""
+        span = self.spec.timespan_ns
+        while self.groups:
+            key, group = next(iter(self.groups.items()))
+            last = group[-1][T] if isinstance(group, list) else group[T]
+            if key in self.due_at or last >= watermark - span:
+                break
+            del self.groups[key]
+            self._forget(key)
+
+    def dump(self) -> list[list[Any]]:
+        """The groups as JSON-ready rows."""
+        return [
+            [list(k), self.done.get(k, _NEVER), g if isinstance(g, list) else [g]]
+            for k, g in self.groups.items()
+        ]
+
+    def restore(self, rows: list[list[Any]]) -> None:
+        """Groups from :meth:`dump` rows (their pending windows are judged on the next batch)."""
+        for key_list, done, rows_of_events in rows:
+            key = tuple(key_list)
+            events = self.groups[key] = [restore_event(e) for e in rows_of_events]
+            if done != _NEVER:
+                self.done[key] = done
+            if events and events[-1][T] > done and len(events) >= self._min_events:
+                self._schedule(key, events[bisect_right(events, done, key=_time)][T])
+
+
+_NEVER = -(2**63)
+_ALWAYS = 2**63
+_time = operator.itemgetter(T)
+
+
+def _min_events(spec: CorrelationSpec) -> int:
+    """Fewest events a window needs to meet the condition: a count or distinct count of ``n``
+    needs ``n`` events (``gt``: one more); sums and other operators: one."""
+    if spec.kind == "value_sum" or spec.op not in ("gte", "gt", "eq"):
+        return 1
+    need = math.ceil(spec.threshold)
+    if spec.op == "gt" and need == spec.threshold:
+        need += 1
+    return max(1, int(need))
