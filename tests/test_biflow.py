@@ -151,6 +151,14 @@ def test_syn_side_wins_over_earlier_start() -> None:
     assert merged["tunnelhound"] == {"biflow": "stitched", "reverse_event_id": "198.51.100.1:443"}
 
 
+def test_stitched_flow_keeps_each_sides_tcp_flags() -> None:
+    # A closed port answers a SYN with RST+ACK: the scan features read it from rev_flags.
+    probe = _uni("10.0.0.1", 40000, "198.51.100.1", 23, flags=0x02, start=0)
+    refusal = _uni("198.51.100.1", 23, "10.0.0.1", 40000, flags=0x14, start=0)
+    merged = merge_pairs(_frame([refusal]), _frame([probe]))
+    assert (merged.cols["flags"].tolist(), merged.cols["rev_flags"].tolist()) == ([0x02], [0x14])
+
+
 def test_service_port_then_lower_port_decide_without_flags() -> None:
     assert (
         _merge(_uni("10.0.0.1", 53, "10.0.0.2", 51000), _uni("10.0.0.2", 51000, "10.0.0.1", 53))["source"][

@@ -45,14 +45,19 @@ class FeatureStage:
         self.app_tunnel = AppTunnelFeatures(config.app_tunnel)
 
     @staticmethod
-    def from_config(config: Config, *, baseline_path: str | None = None) -> FeatureStage:
-        """The stage ``config.detections`` describes, with state under ``config.state_dir``;
-        ``baseline_path`` (e.g. ``--baseline``) wins over ``detections.baseline``. Restores saved
-        state. Raises :class:`~tunnelhound.features.baseline.BaselineError` for a bad file."""
+    def from_config(
+        config: Config, *, baseline_path: str | None = None, state_dir: Path | None = None
+    ) -> FeatureStage:
+        """The stage ``config.detections`` describes, with state under ``state_dir`` (default
+        ``config.state_dir``; a worker of ``tunnelhound run`` passes its own); ``baseline_path``
+        (e.g. ``--baseline``) wins over ``detections.baseline``. Restores saved state. Raises
+        :class:`~tunnelhound.features.baseline.BaselineError` for a bad file."""
         dc = config.detections
         path = baseline_path or dc.baseline
         baseline = Baseline.load(Path(path), warmup=dc.warmup_flows) if path else None
-        stage = FeatureStage(dc, state_dir=Path(config.state_dir), baseline=baseline)
+        stage = FeatureStage(
+            dc, state_dir=state_dir if state_dir is not None else Path(config.state_dir), baseline=baseline
+        )
         stage.load()
         return stage
 

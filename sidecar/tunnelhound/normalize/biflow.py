@@ -264,6 +264,7 @@ def merge_pairs(a: FlowFrame, b: FlowFrame) -> FlowFrame:
     init = {name: np.where(a_first, ca[name], cb[name]) for name in ca}
     resp = {name: np.where(a_first, cb[name], ca[name]) for name in ca}
     init["dst_bytes"], init["dst_packets"] = resp["src_bytes"], resp["src_packets"]
+    init["rev_flags"] = resp["flags"]  # what the responder sent: RST answers, SYN-ACKs (scan features)
     init["dst_mac"] = np.where(_none(init["dst_mac"]), resp["src_mac"], init["dst_mac"])
     init["application"] = np.where(_none(init["application"]), resp["application"], init["application"])
     earlier = resp["start_ns"] < init["start_ns"]
