@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install Tunnelhound into .venv and replay the bundled lab capture (NetFlow v9 from
-# softflowd) through the whole pipeline; ECS flow documents go to ./demo-output/.
+# softflowd: real tunnels, scans, exfiltration and beacons among benign traffic) through the
+# whole pipeline; prints the detections, ECS flow and alert documents go to ./demo-output/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
@@ -9,4 +10,4 @@ python=${PYTHON:-python3}
 .venv/bin/python -m pip install -q -e .
 mkdir -p demo-output
 .venv/bin/tunnelhound demo -o demo-output "$@"
-echo "ECS flow documents: $(ls demo-output/*.ndjson)"
+echo "ECS documents: $(ls demo-output/*.ndjson | tr '\n' ' ')"

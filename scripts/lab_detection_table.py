@@ -4,7 +4,9 @@ Usage: python scripts/lab_detection_table.py FINDINGS.jsonl [...] [--labels test
 
 FINDINGS.jsonl: one JSON object per line with at least ``detector`` (rule file stem) and
 ``host``, as `tunnelhound hunt --json` prints (``group`` is used when it names a
-``destination.ip``). Several files (one per capture) are pooled, each counted on its own.
+``destination.ip``), or the sidecar's own alert documents (`tunnelhound replay --alerts`):
+``event.action`` is the detector, ``source.ip`` the host, ``destination.ip`` the peer. Several
+files (one per capture) are tabled each on its own.
 
 A malicious scenario is found (TP) when a finding of its detector names its internal host (and,
 when the finding is per destination, one of its destinations); otherwise it is a FN. A finding
@@ -43,6 +45,19 @@ def hosts(spec: str) -> set[str]:
         else:
             out.add(part)
     return out
+
+
+def finding(obj: dict[str, Any]) -> dict[str, Any]:
+    """A hunt finding as is; an alert document as the finding it amounts to."""
+    if obj.get("event", {}).get("kind") != "alert":
+        return obj
+    peer = obj.get("destination", {}).get("ip")
+    return {
+        "detector": obj["event"]["action"],
+        "host": obj.get("source", {}).get("ip"),
+        "rule": obj["rule"]["name"],
+        "group": {"destination.ip": peer} if peer else {},
+    }
 
 
 def matches(finding: dict[str, Any], scenario: dict[str, Any]) -> bool:
@@ -104,7 +119,7 @@ def main() -> int:
     labels = json.loads(Path(args.labels).read_text(encoding="utf-8"))
     for name in args.findings:
         text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
-        findings = [json.loads(line) for line in text.splitlines() if line.strip()]
+        findings = [finding(json.loads(line)) for line in text.splitlines() if line.strip()]
         print(render(table(findings, labels), name))
         print()
     return 0

@@ -41,6 +41,9 @@ class CrossExporterHosts:
                     alerts.append({"rule": {"name": RULE}, "source": {"ip": host}})
         return alerts
 
+    def finish(self) -> list[dict[str, Any]]:
+        return []
+
     def reload(self, config: Config) -> None:
         self.reloads += 1
 

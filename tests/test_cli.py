@@ -65,11 +65,23 @@ def test_replay_to_stdout_and_dat_exporter(tmp_path: Path) -> None:
     assert {d["netflow"]["exporter"]["address"] for d in docs} == {"198.51.100.7:2055"}
 
 
-def test_demo_runs_the_bundled_capture() -> None:
-    result = tunnelhound("demo")
+def test_demo_prints_the_detections_of_the_bundled_capture(tmp_path: Path) -> None:
+    result = tunnelhound("demo", "-o", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    assert len(result.stdout.splitlines()) == 1919
     assert "184 datagrams, 3375 flow records" in result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("13 detections in lab_netflow_v9.pcap")
+    header, *rows = lines[1:]
+    assert header.split()[:5] == ["severity", "rule", "host", "peer", "evidence"]
+    assert len(rows) == 13
+    hosts = {row.split()[2] for row in rows}
+    assert hosts == {f"10.77.1.{n}" for n in range(65, 74)}  # the nine attacking hosts of the lab
+    flows = [json.loads(line) for f in tmp_path.glob("flows-*.ndjson") for line in f.read_text().splitlines()]
+    alerts = [
+        json.loads(line) for f in tmp_path.glob("alerts-*.ndjson") for line in f.read_text().splitlines()
+    ]
+    assert len(flows) == 1919 and len(alerts) == 13
+    assert {a["source"]["ip"] for a in alerts} == hosts
 
 
 @pytest.mark.parametrize(

@@ -7,19 +7,24 @@ import logging
 import os
 import signal
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import fields, replace
 from importlib import resources
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from tunnelhound import __version__, baseline_build
 from tunnelhound.config import Config, ServiceConfig, from_dict, load_config, parse_host_port
 from tunnelhound.decode.stats import DecodeStats
+from tunnelhound.detection import DetectionStage
 from tunnelhound.errors import ConfigError, SourceError, TunnelhoundError
 from tunnelhound.model import Datagram
-from tunnelhound.pipeline import FlowPipeline, PipelineCounts, open_sinks
+from tunnelhound.pipeline import FanOut, FlowPipeline, PipelineCounts, open_sinks
 from tunnelhound.rules import commands as rules_commands
+from tunnelhound.service.analysis import Analysis
+from tunnelhound.sinks.alerts import open_alert_sinks
 from tunnelhound.sources.dat import parse_exporter
 from tunnelhound.sources.files import iter_replay_items
 
@@ -72,6 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("files", nargs="+", help="pcap, pcapng, .dat or nfcapd (nfdump) files, in order")
     r.add_argument("--exporter", help="IP:PORT to attribute .dat datagrams to (default 192.0.2.1:4444)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    r.add_argument(
+        "--alerts", help="also write alert documents as NDJSON to this directory, or '-' for stdout"
+    )
+    r.add_argument("--baseline", help="learned DNS/ICMP baseline (`tunnelhound baseline build`)")
     common(r)
     r.set_defaults(func=_replay)
 
@@ -86,10 +95,12 @@ def _parser() -> argparse.ArgumentParser:
     common(run)
     run.set_defaults(func=_run)
 
-    d = sub.add_parser("demo", help="replay the bundled lab capture to NDJSON on stdout and summarize")
-    d.add_argument("-o", "--output", default="-", help="NDJSON directory, or '-' for stdout (default)")
+    d = sub.add_parser(
+        "demo", help="replay the bundled lab capture through the whole pipeline and print the detections"
+    )
+    d.add_argument("-o", "--output", default="demo-output", help="NDJSON directory for flows and alerts")
     d.add_argument("--state-dir", help="where templates are kept (default: a temporary directory)")
-    d.set_defaults(func=_demo, config=None, no_progress=True, exporter=None)
+    d.set_defaults(func=_demo, config=None, no_progress=True, exporter=None, baseline=None)
 
     z = sub.add_parser("zeek", help="collect Zeek's conn events (config section zeek:) until SIGTERM/SIGINT")
     common(z)
@@ -149,30 +160,93 @@ def _config(args: argparse.Namespace) -> Config:
 
 def _replay(args: argparse.Namespace) -> int:
     config = _config(args)
+    if args.alerts:
+        alerts = config.alerts
+        config = replace(
+            config,
+            alerts=replace(alerts, ndjson_enabled=True, ndjson=replace(alerts.ndjson, path=args.alerts)),
+        )
+    print(_by_rule(_replay_files(args, config)), file=sys.stderr)
+    return 0
+
+
+def _replay_files(args: argparse.Namespace, config: Config) -> list[dict[str, Any]]:
+    """Decode the files through the whole pipeline (features, rules, alert sinks); the alerts."""
     exporter = parse_exporter(args.exporter) if args.exporter else None
     for name in args.files:
         # Fail before any state or output is created.
         if not Path(name).is_file():
             raise SourceError(f"{name}: no such file")
-    pipeline = FlowPipeline(config, open_sinks(config))
-    progress = not args.no_progress and sys.stderr.isatty()
-    chunk: list[Datagram] = []
+    raised: list[dict[str, Any]] = []
+    alert_sinks = open_alert_sinks(config)
+
+    def deliver(alerts: list[dict[str, Any]]) -> None:
+        raised.extend(alerts)
+        alert_sinks.write_alerts(alerts)
+
     try:
-        for item in iter_replay_items(args.files, exporter=exporter, progress=progress):
-            if not isinstance(item, Datagram):  # flow records of an nfcapd file
-                pipeline.process(chunk)
-                chunk = []
-                pipeline.process_records(item)
-                continue
-            chunk.append(item)
-            if len(chunk) >= 256:
-                pipeline.process(chunk)
-                chunk = []
-        pipeline.process(chunk)
+        analysis = Analysis(config, [_finishing_detections], alert_sink=deliver)
+        pipeline = FlowPipeline(
+            config, FanOut([open_sinks(config), analysis]), baseline_path=getattr(args, "baseline", None)
+        )
+        progress = not args.no_progress and sys.stderr.isatty()
+        chunk: list[Datagram] = []
+        try:
+            for item in iter_replay_items(args.files, exporter=exporter, progress=progress):
+                if not isinstance(item, Datagram):  # flow records of an nfcapd file
+                    pipeline.process(chunk)
+                    chunk = []
+                    pipeline.process_records(item)
+                    continue
+                chunk.append(item)
+                if len(chunk) >= 256:
+                    pipeline.process(chunk)
+                    chunk = []
+            pipeline.process(chunk)
+            pipeline.flush()
+            analysis.finish()  # nothing more will come: judge the windows still open
+        finally:
+            pipeline.close()
     finally:
-        pipeline.close()
+        alert_sinks.close()
     _summary(pipeline.counts, pipeline.decoder.stats)
-    return 0
+    return raised
+
+
+def _finishing_detections(config: Config) -> DetectionStage:
+    return DetectionStage(config, finish_on_close=True)
+
+
+def _by_rule(alerts: list[dict[str, Any]]) -> str:
+    counts = Counter(a["rule"]["name"] for a in alerts)
+    listed = ", ".join(f"{name}={n}" for name, n in sorted(counts.items())) or "none"
+    return f"tunnelhound: {len(alerts)} alerts: {listed}"
+
+
+_LEVELS = {21: "low", 47: "medium", 73: "high", 99: "critical"}
+
+
+def detection_table(alerts: list[dict[str, Any]]) -> str:
+    """The alerts as a plain-text table: severity, rule, host, peer, evidence, title."""
+    rows = [("severity", "rule", "host", "peer", "evidence", "title")]
+    for a in sorted(alerts, key=lambda a: (a["event"]["start"], a["rule"]["name"])):
+        evidence = a["tunnelhound"]["alert"]["evidence"]
+        start, end = a["event"]["start"][11:19], a["event"]["end"][11:19]
+        rows.append(
+            (
+                _LEVELS.get(a["event"]["severity"], str(a["event"]["severity"])),
+                a["rule"]["name"],
+                a.get("source", {}).get("ip", "-"),
+                a.get("destination", {}).get("ip", "-"),
+                f"{evidence['flow_count']} flows {start}-{end}",
+                a["message"],
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1]
+        for row in rows
+    )
 
 
 def _summary(c: PipelineCounts, stats: DecodeStats) -> None:
@@ -192,8 +266,17 @@ def _demo(args: argparse.Namespace) -> int:
     with resources.as_file(capture) as path, tempfile.TemporaryDirectory() as tmp:
         args.files = [str(path)]
         if not args.state_dir:
-            args.state_dir = tmp
-        return _replay(args)
+            args.state_dir = tmp  # a fresh start: no windows or suppressions from an earlier run
+        config = _config(args)
+        alerts = config.alerts
+        config = replace(
+            config,
+            alerts=replace(alerts, ndjson_enabled=True, ndjson=replace(alerts.ndjson, path=args.output)),
+        )
+        raised = _replay_files(args, config)
+    print(f"{len(raised)} detections in {DEMO_CAPTURE} (flows and alerts as NDJSON in {args.output}):")
+    print(detection_table(raised))
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:

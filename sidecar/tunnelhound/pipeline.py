@@ -1,4 +1,4 @@
-"""Wiring: sources → decode → normalize (+ biflow) → sinks, in one place.
+"""Wiring: sources → decode → normalize (+ biflow) → features → sinks, in one place.
 
 Stages never call each other; the pipeline hands each one the previous one's output.
 """
@@ -16,6 +16,7 @@ from tunnelhound.config import Config
 from tunnelhound.decode.decoder import Decoder
 from tunnelhound.decode.sessions import SessionStore
 from tunnelhound.errors import ConfigError
+from tunnelhound.features import FeatureStage
 from tunnelhound.model import Datagram, FlowBatch, OptionsRecord
 from tunnelhound.normalize.applications import resolver
 from tunnelhound.normalize.biflow import BiflowStitcher
@@ -121,7 +122,16 @@ class PipelineCounts:
 class FlowPipeline:
     """Decode, normalize and write flows; persists decoder state under ``state_dir``."""
 
-    def __init__(self, config: Config, sink: FlowSink, *, state_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        sink: FlowSink,
+        *,
+        state_dir: Path | None = None,
+        baseline_path: str | None = None,
+    ) -> None:
+        """``baseline_path``: a learned DNS/ICMP baseline (``--baseline``) over
+        ``detections.baseline``; raises BaselineError for a bad file."""
         self.config = config
         self.sink = sink
         dc = config.decode
@@ -154,6 +164,10 @@ class FlowPipeline:
         self.allowed: Networks | None = None
         self._allowed_cache: dict[str, bool] = {}
         self.set_allowed_exporters(config.inputs.allowed_exporters)
+        # Features go onto the flows before any sink, so stored flows carry what rules read.
+        self.features = FeatureStage.from_config(
+            config, baseline_path=baseline_path, state_dir=self.state_path.parent
+        )
         self.counts = PipelineCounts()
         self.options: list[OptionsRecord] = []
         """Options records of the last :meth:`process` call (joined, not written as flows)."""
@@ -224,12 +238,15 @@ class FlowPipeline:
         return frame.n
 
     def close(self) -> None:
-        """Flush, persist decoder state and close the sink."""
-        self.flush()
-        self.sessions.save(self.state_path)
-        self.sink.close()
+        """Flush, persist decoder and feature state and close the sink."""
+        try:
+            self.flush()
+            self.sessions.save(self.state_path)
+            self.features.save()
+        finally:
+            self.sink.close()
 
     def _write(self, frame: FlowFrame) -> None:
         if frame.n:
-            self.sink.write_frame(frame)
+            self.sink.write_frame(self.features.apply(frame))
             self.counts.documents += frame.n

@@ -6,11 +6,11 @@ keep state per *host*, and one host's flows can arrive through two exporters tha
 two workers, so every stitched frame also goes to the single :class:`Analysis` of the
 service, which runs the registered stages in order.
 
-Plugging a stage in (the detections)::
+The detections (:mod:`tunnelhound.detection`) are the built-in stage; plugging another in::
 
     from tunnelhound.service.analysis import ANALYSIS_STAGES
 
-    ANALYSIS_STAGES.append(DetectionStage)  # a factory: Config -> Stage
+    ANALYSIS_STAGES.append(MyStage)  # a factory: Config -> Stage (or None: nothing to do)
 
 Each stage gets every stitched frame and returns alert documents (dicts); the analysis
 counts them per ``rule.name`` for ``/metrics`` and hands them to ``alert_sink``.  On a
@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tunnelhound.config import Config
+from tunnelhound.detection import detection_stage
 from tunnelhound.normalize.frame import FlowFrame
 
 __all__ = ["ANALYSIS_STAGES", "Analysis", "AnalysisStats", "Stage", "StageFactory", "rule_name"]
@@ -43,6 +44,9 @@ class Stage(Protocol):
     def process(self, frame: FlowFrame) -> list[dict[str, Any]]:
         """Look at stitched flows; return the alerts they raise."""
 
+    def finish(self) -> list[dict[str, Any]]:
+        """End of input (a replay): the alerts of whatever is still pending; no frame follows."""
+
     def reload(self, config: Config) -> None:
         """Apply what is safe to change at run time (rules, exclusions) from a new config."""
 
@@ -53,8 +57,9 @@ class Stage(Protocol):
         """Persist state; no frame follows."""
 
 
-StageFactory = Callable[[Config], Stage]
-ANALYSIS_STAGES: list[StageFactory] = []
+StageFactory = Callable[[Config], Stage | None]
+"""Builds a stage from the config, or None when the config leaves it nothing to do."""
+ANALYSIS_STAGES: list[StageFactory] = [detection_stage]
 """Stages every ``tunnelhound run`` builds in its analysis process, in order."""
 
 AlertSink = Callable[[list[dict[str, Any]]], None]
@@ -86,9 +91,8 @@ class Analysis:
         factories: list[StageFactory] | None = None,
         alert_sink: AlertSink | None = None,
     ) -> None:
-        self.stages: list[Stage] = [
-            make(config) for make in (ANALYSIS_STAGES if factories is None else factories)
-        ]
+        made = [make(config) for make in (ANALYSIS_STAGES if factories is None else factories)]
+        self.stages: list[Stage] = [stage for stage in made if stage is not None]
         self.alert_sink = alert_sink
         self.stats = AnalysisStats()
 
@@ -102,11 +106,18 @@ class Analysis:
         self.stats.frames[worker] += 1
         self.stats.rows[worker] += frame.n
         for stage in self.stages:
-            alerts = stage.process(frame)
-            if alerts:
-                self.stats.alerts.update(rule_name(a) for a in alerts)
-                if self.alert_sink is not None:
-                    self.alert_sink(alerts)
+            self._deliver(stage.process(frame))
+
+    def finish(self) -> None:
+        """End of input: deliver what every stage still has pending (see :meth:`Stage.finish`)."""
+        for stage in self.stages:
+            self._deliver(stage.finish())
+
+    def _deliver(self, alerts: list[dict[str, Any]]) -> None:
+        if alerts:
+            self.stats.alerts.update(rule_name(a) for a in alerts)
+            if self.alert_sink is not None:
+                self.alert_sink(alerts)
 
     def write_frame(self, frame: FlowFrame) -> None:
         """The flow-sink face: ``FanOut([open_sinks(config), analysis])`` runs the stages on a

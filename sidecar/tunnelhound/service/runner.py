@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from tunnelhound.config import Config, load_config, parse_host_port
-from tunnelhound.errors import ConfigError, SourceError
+from tunnelhound.errors import ConfigError, SourceError, TunnelhoundError
 from tunnelhound.metrics import MetricsServer, ServiceView
 from tunnelhound.pipeline import PipelineCounts
 from tunnelhound.service.analysis import Analysis
 from tunnelhound.service.snapshot import WorkerSnapshot
 from tunnelhound.service.worker import ReadyInfo, StopFlags, Worker, WorkerSpec, worker_main
+from tunnelhound.sinks.alerts import open_alert_sinks
 from tunnelhound.sources.udp import UdpListener
 
 __all__ = ["ServiceResult", "kernel_rmem_max", "run_service"]
@@ -70,7 +71,8 @@ class _Service:
         self.config = config
         self.config_path = config_path
         self.workers = config.service.workers
-        self.analysis = Analysis(config)
+        self.alert_sinks = open_alert_sinks(config)
+        self.analysis = Analysis(config, alert_sink=self.alert_sinks.write_alerts)
         self.spec = WorkerSpec(0, self.workers, config, tuple(binds), forward=self.analysis.active)
         self.snapshots: dict[int, WorkerSnapshot] = {}
         self.view = ServiceView(workers_configured=self.workers, kernel_rmem_max=kernel_rmem_max())
@@ -152,9 +154,22 @@ class _Service:
             self.view.reload_failures += 1
             log.error("reload refused, keeping the running config: %s", exc)
             return None
+        try:
+            self.analysis.reload(config)
+        except TunnelhoundError as exc:  # e.g. a broken rule in a users' directory
+            self.view.reload_failures += 1
+            log.error("reload refused, keeping the running rules: %s", exc)
+            return None
         self.view.reloads += 1
-        self.analysis.reload(config)
         return config
+
+    def close_analysis(self) -> None:
+        """Persist the analysis state, then flush and close the alert sinks (in that order, so
+        alerts raised while closing are still delivered)."""
+        try:
+            self.analysis.close()
+        finally:
+            self.alert_sinks.close()
 
 
 def run_service(config: Config, config_path: str | None, binds: list[tuple[str, int]]) -> ServiceResult:
@@ -195,7 +210,7 @@ def _run_in_process(service: _Service) -> ServiceResult:
         try:
             worker.close()
         finally:
-            analysis.close()
+            service.close_analysis()
     service.alive = 0
     service.snapshots[0] = worker.snapshot()
     service.refresh_view()
@@ -295,7 +310,7 @@ def _run_workers(service: _Service) -> ServiceResult:
             proc.join(timeout=30)
             if proc.is_alive():
                 proc.kill()
-        service.analysis.close()
+        service.close_analysis()
         if service.metrics is not None:
             service.metrics.close()
     service.alive = 0
