@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from es_server import es_request
 from external_alerts import EXTERNAL_ALERTS, TACTIC, TECHNIQUE, search, set_up_elasticsearch
 from lab_replay import replay_alerts
 from syslog_server import FramedServer, check_message
@@ -85,7 +86,9 @@ def test_lab_alerts_in_elasticsearch_and_over_syslog_tcp(
 
     # Each evidence query, on this namespace's flows, returns exactly the evidence flows.
     flows = flow_index(namespace)
-    assert len(search(url, flows, {"match_all": {}}, size=10_000)) == 1919  # every lab flow indexed
+    es_request(url, "POST", f"/{flows}/_refresh")
+    status, count = es_request(url, "GET", f"/{flows}/_count")
+    assert (status, count["count"]) == (200, 1919)  # every lab flow indexed
     for alert in alerts:
         evidence = alert["tunnelhound"]["alert"]["evidence"]
         found = search(url, flows, {"query_string": {"query": evidence["query"]}}, size=1000)
