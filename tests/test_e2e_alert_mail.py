@@ -4,7 +4,8 @@ NetFlow v9 export, the SMTP sink configured in YAML) arrive at a real aiosmtpd s
 header recipients per severity, the body's fields, and the attached JSON, which must equal
 the document the NDJSON alert sink wrote.  A second alert of one rule for one host inside the
 rate-limit window is not mailed; with the server hung and then down during the replay, the
-replay runs in its normal time and every mail arrives once the server is back."""
+replay runs in its normal time and every mail arrives once the server is back.  With a
+digest interval, one message per route carries the same alerts."""
 
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ def opened(monkeypatch: pytest.MonkeyPatch) -> OpenedSinks:
     return record
 
 
-def smtp_config(pki: Pki, port: int, rate_limit: float = 3600.0) -> dict[str, Any]:
+def smtp_config(pki: Pki, port: int, rate_limit: float = 3600.0, digest: float = 0.0) -> dict[str, Any]:
     """STARTTLS with the test CA and AUTH; high alerts page two people, the rest go to the SOC."""
     return {
         "alerts": {
@@ -90,6 +91,7 @@ def smtp_config(pki: Pki, port: int, rate_limit: float = 3600.0) -> dict[str, An
                 "to": SOC,
                 "severity": {"high": {"from_address": "urgent@sensor.example", "to": PAGER}},
                 "rate_limit_seconds": rate_limit,
+                "digest_interval": digest,
             },
             "delivery": {"backoff_initial": 0.05, "backoff_max": 0.3, "close_timeout": 30.0},
         }
@@ -122,18 +124,31 @@ def body_fields(body: str) -> dict[str, list[str]]:
     return fields
 
 
-def check_mail(mail: Mail, alert: dict[str, Any]) -> None:
-    """One received message against the alert document the NDJSON sink wrote."""
-    level = LEVELS[alert["event"]["severity"]]
+def check_route(mail: Mail, level: str) -> None:
+    """Envelope and header sender and recipients of a ``level`` message."""
     sender, recipients = (
         ("urgent@sensor.example", PAGER) if level == "high" else ("tunnelhound@sensor.example", SOC)
     )
     assert (mail.mail_from, mail.rcpt_tos) == (sender, recipients)
+    assert (mail.message["From"], mail.message["To"]) == (sender, ", ".join(recipients))
+
+
+def check_mail(mail: Mail, alert: dict[str, Any]) -> None:
+    """One received message against the alert document the NDJSON sink wrote."""
+    level = LEVELS[alert["event"]["severity"]]
+    check_route(mail, level)
     msg = mail.message
-    assert (msg["From"], msg["To"]) == (sender, ", ".join(recipients))
+    assert msg["Subject"] == f"[Tunnelhound {level}] {alert['message']} on {alert['source']['ip']}"
+    check_body(body_of(msg), alert)
+    name, attached = attachment(msg)
+    assert name == f"alert-{alert['event']['id']}.json"
+    assert attached == alert
+
+
+def check_body(body: str, alert: dict[str, Any]) -> None:
+    """The body's title and fields against the alert document."""
+    level = LEVELS[alert["event"]["severity"]]
     source, destination = alert["source"]["ip"], alert["destination"]["ip"]
-    assert msg["Subject"] == f"[Tunnelhound {level}] {alert['message']} on {source}"
-    body = body_of(msg)
     assert body.splitlines()[0] == alert["message"]  # the title
     fields = body_fields(body)
     threat = alert["threat"]
@@ -157,9 +172,6 @@ def check_mail(mail: Mail, alert: dict[str, Any]) -> None:
     assert fields["Evidence"] == [f"{evidence['flow_count']} flows"]
     assert fields["Evidence query (Kibana / Lucene)"] == [evidence["query"]]
     assert fields["Alert id"] == [alert["event"]["id"]]
-    name, attached = attachment(msg)
-    assert name == f"alert-{alert['event']['id']}.json"
-    assert attached == alert
 
 
 def test_lab_replay_alerts_are_mailed_once_per_rule_and_host(
@@ -191,6 +203,36 @@ def test_lab_replay_alerts_are_mailed_once_per_rule_and_host(
     assert len(rest) == 13
     assert (limited["sent"], limited["rate_limited"], limited["failed"], limited["queued"]) == (11, 2, 0, 0)
     assert (opened.smtp().stats()["sent"], opened.smtp().stats()["rate_limited"]) == (13, 0)
+
+
+def test_lab_replay_digest_per_route(pki: Pki, tmp_path: Path, opened: OpenedSinks) -> None:
+    inbox, port = Inbox(), free_port()
+    controller = start_server(pki, inbox, port)
+    try:
+        # An hour's digest: sent when the replay closes its sinks, one message per route.
+        alerts = replay_alerts(tmp_path, config=smtp_config(pki, port, digest=3600.0))
+    finally:
+        controller.stop()
+    mailed = first_per_rule_and_host(alerts)
+    by_level = {
+        level: [a for a in mailed if LEVELS[a["event"]["severity"]] == level] for level in ("high", "medium")
+    }
+    assert sorted(m.message["Subject"].split("]")[0] for m in inbox.mails) == [
+        "[Tunnelhound high",
+        "[Tunnelhound medium",
+    ]
+    for mail in inbox.mails:
+        level = mail.message["Subject"].split("]")[0].split()[1]
+        digest = by_level[level]
+        check_route(mail, level)
+        assert mail.message["Subject"] == (
+            f"[Tunnelhound {level}] {len(digest)} alerts, highest: {digest[0]['message']}"
+        )
+        sections = body_of(mail.message).split("\n" + "-" * 72 + "\n\n")
+        for section, alert in zip(sections, digest, strict=True):
+            check_body(section, alert)
+        assert attachment(mail.message) == ("alerts.json", digest)
+    assert (opened.smtp().stats()["sent"], opened.smtp().stats()["rate_limited"]) == (11, 2)
 
 
 def test_server_down_during_the_replay_does_not_slow_it_and_mail_arrives_later(
