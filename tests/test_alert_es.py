@@ -8,16 +8,13 @@ The node cannot delete data streams, so each run uses a namespace of its own."""
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from es_server import ensure_elasticsearch, es_request
+from es_server import es_request
+from external_alerts import EXTERNAL_ALERTS, TACTIC, TECHNIQUE, search, set_up_elasticsearch
 from fieldlist import problems
 from sample_alerts import RULES, make_alert
 from tunnelhound.config import (
@@ -33,25 +30,10 @@ from tunnelhound.sinks.elasticsearch import alert_index
 
 pytestmark = pytest.mark.elasticsearch
 
-# The query of Elastic's prebuilt rule "External Alerts" (KQL), as the Lucene query_string
-# Elasticsearch itself can run; the rule searches the logs-* pattern among others.
-EXTERNAL_ALERTS = "event.kind:alert AND NOT event.module:(endgame OR endpoint OR cloud_defend)"
-TECHNIQUE = re.compile(r"^T\d{4}(\.\d{3})?$")
-TACTIC = re.compile(r"^TA\d{4}$")
-
 
 @pytest.fixture(scope="module")
 def url() -> str:
-    url = ensure_elasticsearch()
-    done = subprocess.run(
-        [sys.executable, "-m", "tunnelhound", "setup", "--es-url", url],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return url
+    return set_up_elasticsearch()
 
 
 def config_for(url: str, namespace: str, state: Path) -> Config:
@@ -61,13 +43,6 @@ def config_for(url: str, namespace: str, state: Path) -> Config:
         output=OutputConfig(elasticsearch=ElasticsearchOutputConfig(url=url, flush_interval=0.2)),
         alerts=AlertsConfig(elasticsearch=AlertElasticsearchConfig(enabled=True)),
     )
-
-
-def search(url: str, index: str, query: dict[str, Any]) -> list[dict[str, Any]]:
-    es_request(url, "POST", f"/{index}/_refresh")
-    status, body = es_request(url, "POST", f"/{index}/_search", {"size": 100, "query": query})
-    assert status == 200, body
-    return list(body["hits"]["hits"])
 
 
 def test_alerts_land_and_match_external_alerts_rule(url: str, tmp_path: Path) -> None:

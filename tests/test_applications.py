@@ -5,12 +5,22 @@ real normalizer)."""
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ipfix_messages import (
+    FLOW_FIELDS,
+    NAME_FIELDS,
+    OPTION_FIELDS,
+    app_id,
+    data_set,
+    flow,
+    message,
+    template,
+    varlen,
+)
 from replay import DATA, dat_documents
 from tunnelhound.decode.decoder import Decoder
 from tunnelhound.model import Datagram
@@ -18,7 +28,6 @@ from tunnelhound.normalize.applications import SHIPPED_TABLES, ApplicationNames,
 from tunnelhound.normalize.ecs import NormalizeOptions, Normalizer
 
 CASES = {c["name"]: c for c in json.loads((DATA / "vendors" / "expectations.json").read_text())}
-VARLEN = 65535
 FORTINET, SONICWALL, SOPHOS = 12356, 8741, 2604  # IANA private enterprise numbers
 
 
@@ -56,50 +65,7 @@ def test_nbar_names_come_from_options_data_then_the_shipped_table() -> None:
     assert nprobe == [("0:82", "0:82")]  # an empty applicationName does not hide the id
 
 
-# ------------------------------------------------------------------ built IPFIX messages
-
-# Template 256: addresses, ports, protocol, counters, times, applicationId (variable length).
-FLOW_FIELDS = [(8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (1, 8), (2, 8), (152, 8), (153, 8), (95, VARLEN)]
-# Template 257: the same with applicationName (IE 96) instead of the id.
-NAME_FIELDS = [*FLOW_FIELDS[:-1], (96, VARLEN)]
-# Options template 300: scope applicationId, applicationName (what NBAR2 and FortiOS send).
-OPTION_FIELDS = [(95, VARLEN), (96, VARLEN)]
-
-
-def varlen(value: bytes) -> bytes:
-    return bytes([len(value)]) + value
-
-
-def app_id(engine: int, selector: int, pen: int | None = None) -> bytes:
-    """RFC 6759 applicationId: engine octet, then (engine 20) the PEN, then the selector."""
-    return (
-        bytes([engine]) + (struct.pack("!I", pen) if pen is not None else b"") + struct.pack("!I", selector)
-    )
-
-
-def template(tid: int, fields: list[tuple[int, int]], scope: int = 0) -> bytes:
-    head = struct.pack("!HH", tid, len(fields)) + (struct.pack("!H", scope) if scope else b"")
-    body = head + b"".join(struct.pack("!HH", i, n) for i, n in fields)
-    return struct.pack("!HH", 3 if scope else 2, 4 + len(body)) + body
-
-
-def data_set(tid: int, records: list[bytes]) -> bytes:
-    body = b"".join(records)
-    return struct.pack("!HH", tid, 4 + len(body)) + body
-
-
-def flow(i: int, dport: int, last: bytes) -> bytes:
-    ms = 1_700_000_000_000 + i
-    return (
-        struct.pack("!IIHHBQQQQ", 0x0A000001 + i, 0xC6336401, 40000 + i, dport, 6, 1000, 10, ms, ms + 5)
-        + last
-    )
-
-
-def message(sets: list[bytes]) -> bytes:
-    body = b"".join(sets)
-    return struct.pack("!HHIII", 10, 16 + len(body), 1_700_000_001, 0, 7) + body
-
+# ------------------------------------------------------------------ built IPFIX messages (tests/ipfix_messages.py)
 
 ENGINE_FLOWS: list[tuple[str, int, bytes, str | None]] = [
     # (what, destination port, applicationId, expected network.application)

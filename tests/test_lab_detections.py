@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from lab_replay import replay_alerts
 from replay import DATA
-from tunnelhound.cli import main
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "lab_detection_table.py"
 LABELS = json.loads((DATA / "lab" / "labels.json").read_text())
@@ -28,15 +28,6 @@ def _table_module() -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def replay_alerts(tmp_path: Path, capture: str, run: str = "out") -> list[dict[str, Any]]:
-    out = tmp_path / run
-    args = ["replay", str(DATA / "lab" / capture), "--no-progress", "--state-dir", str(tmp_path / "state")]
-    assert main([*args, "-o", str(out), "--alerts", str(out)]) == 0
-    return [
-        json.loads(line) for f in sorted(out.glob("alerts-*.ndjson")) for line in f.read_text().splitlines()
-    ]
 
 
 @pytest.mark.parametrize("capture", ["netflow_v5.pcap", "netflow_v9.pcap", "ipfix.pcap"])

@@ -1,5 +1,6 @@
 """nfdump archives: a real nfcapd collects the lab NetFlow v9 export over loopback, and
-`tunnelhound replay` of its file gives the flows of replaying the export itself."""
+`tunnelhound replay` of its file gives the flows and the alerts of replaying the export itself
+(issue 8, acceptance 2)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from lab_replay import replay_alerts
 from replay import DATA
 from tunnelhound.cli import main
 from tunnelhound.decode.decoder import Decoder
@@ -113,6 +115,39 @@ def test_replay_of_the_nfcapd_file_gives_the_flows_of_the_export(nfcapd_file: Pa
     assert len(set(ids)) == len(ids)
     again = replay_documents(nfcapd_file, tmp_path, "nfcapd-again")
     assert [d["event"]["id"] for d in again] == ids  # replaying an archive twice writes no duplicates
+
+
+def alert_key(alert: dict[str, Any]) -> tuple[Any, ...]:
+    event = alert["event"]
+    return (
+        alert["rule"]["name"],
+        alert["source"]["ip"],
+        alert["destination"]["ip"],
+        event["start"],
+        event["end"],
+        event["reason"],
+        alert["tunnelhound"]["alert"]["evidence"]["flow_count"],
+        alert["tunnelhound"]["threat_index"]["value"],
+    )
+
+
+def test_replay_of_the_nfcapd_file_raises_the_alerts_of_the_export(nfcapd_file: Path, tmp_path: Path) -> None:
+    archived = replay_alerts(tmp_path, nfcapd_file, "nfcapd", state="nfcapd-state")
+    direct = replay_alerts(tmp_path, V9, "export", state="export-state")
+    assert len(direct) == 13  # tests/test_lab_detections.py: every malicious scenario
+    assert sorted(map(alert_key, archived)) == sorted(map(alert_key, direct))
+
+    def evidence(run: str, alerts: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        """Each alert with the flows its evidence names (by content: archived flows have
+        event ids of their own)."""
+        docs = [json.loads(line) for f in (tmp_path / run).glob("flows-*.ndjson") for line in f.open()]
+        flows = {d["event"]["id"]: flow_key(d) for d in docs}
+        return sorted(
+            (alert_key(a), sorted(flows[i] for i in a["tunnelhound"]["alert"]["evidence"]["flow_event_ids"]))
+            for a in alerts
+        )
+
+    assert evidence("nfcapd", archived) == evidence("export", direct)
 
 
 def test_records_match_the_decoded_export_one_for_one(nfcapd_file: Path) -> None:
