@@ -8,24 +8,16 @@ every flow as if the source were the initiator: ``features/scan.py`` counts a fl
 destination sent nothing as an unanswered probe (a reply's destination, the client, is not
 seen sending), and ``features/app_tunnel.py`` takes ``destination.port`` as the service port
 (a reply's is the client's ephemeral port).  These tests replay such replies, built as
-IPFIX, through `tunnelhound replay`; they fail today (strict xfail) and pass once the
-features (or the stitcher) tell a reply from a probe, e.g. by its service-port source and,
-for TCP, by its flags (ACK without SYN, or SYN+ACK: the responder's)."""
+IPFIX, through `tunnelhound replay`: ``features.values.replies`` tells a reply from a probe by
+its service-port source (or, where the exporter sends ``initialTCPFlags``, by a SYN+ACK start)."""
 
 from __future__ import annotations
 
 import struct
 from pathlib import Path
 
-import pytest
-
 from ipfix_messages import FLOW_FIELDS, NAME_FIELDS, data_set, message, template, varlen
 from lab_replay import replay_alerts
-
-pytestmark = pytest.mark.xfail(
-    strict=True,
-    reason="features/scan.py and features/app_tunnel.py read unmatched reply uniflows as probes (see docstring)",
-)
 
 SERVER, CLIENT = 0xC6336401, 0x0A000001  # 198.51.100.1 (external), 10.0.0.1 (internal)
 # Template 258: FLOW_FIELDS without the application, plus tcpControlBits (IE 6).

@@ -179,6 +179,19 @@ def test_unanswered_probes() -> None:
     assert flags(run(*rows)["scan.unanswered"]) == [True, True, True, False, True, False, False]
 
 
+def test_replies_seen_without_their_request_are_not_probes() -> None:
+    # A one-way exporter: the server's answers arrive as uniflows that found no partner.
+    reply = {"src_ip": "198.51.100.1", "dst_ip": "10.0.0.1", "dst_packets": 0, "dst_bytes": 0, "biflow": 0}
+    rows = [
+        flow(**reply, src_port=443, dst_port=50000, flags=0x18),  # from a service port: a reply
+        flow(**reply, src_port=40001, dst_port=50001, flags=0x12, initial_flags=0x12),  # starts with SYN+ACK
+        flow(**reply, src_port=53, dst_port=50002, flags=0x02, initial_flags=0x02),  # bare SYN: a probe
+        flow(**reply, src_port=50003, dst_port=443, flags=0x02),  # ephemeral to a service: a probe
+        flow(**{**reply, "biflow": 2}, src_port=443, dst_port=50004, flags=0x02),  # stitched: oriented
+    ]
+    assert flags(run(*rows)["scan.unanswered"]) == [False, False, True, True, True]
+
+
 def test_unanswered_excludes_configured_scanners() -> None:
     config = replace(DEFAULTS, scan=replace(DEFAULTS.scan, exclude_sources=("10.0.0.5/32",)))
     assert flags(run(flow(flags=2), flow(flags=2, src_ip="10.0.0.6"), config=config)["scan.unanswered"]) == [

@@ -20,7 +20,7 @@ import numpy as np
 
 from tunnelhound.config import AppTunnelDetectionConfig
 from tunnelhound.features.overrides import RowSettings
-from tunnelhound.features.values import TCP, duration_s, ratio
+from tunnelhound.features.values import TCP, duration_s, ratio, replies
 from tunnelhound.normalize.frame import ABSENT, FlowFrame
 
 REASONS = ("application_port", "dns_tcp_long", "dns_tcp_volume", "interactive")
@@ -36,7 +36,9 @@ class AppTunnelFeatures:
     def apply(self, frame: FlowFrame, rows: RowSettings) -> None:
         """Compute the reason for every flow of ``frame`` (the most specific that applies)."""
         c, cfg = frame.cols, self.config
-        service = c["dst_port"]  # stitched flows are oriented: the destination is the responder
+        # Stitched flows are oriented (the destination is the responder); a reply seen alone
+        # comes from the service port.
+        service = np.where(replies(c), c["src_port"], c["dst_port"])
         tcp = c["proto"] == TCP
         total_bytes = c["src_bytes"] + c["dst_bytes"]
         dns_tcp = tcp & np.isin(service, cfg.dns_tcp_ports)

@@ -2,7 +2,8 @@
 
 A probe is unanswered when the destination sent nothing back, or (TCP) when the initiator never
 sent an ACK: a SYN answered by RST (closed port), a SYN left hanging (filtered), or a half-open
-SYN scan that resets after the SYN-ACK. The rules count distinct ports per host and hosts per
+SYN scan that resets after the SYN-ACK. Answers seen without their request (one-way exporters)
+are not probes. The rules count distinct ports per host and hosts per
 port over these flows (Zeek's scan.zeek defaults).
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 from tunnelhound.config import ScanDetectionConfig
 from tunnelhound.features.hosts import AddressSet
 from tunnelhound.features.overrides import RowSettings
-from tunnelhound.features.values import ACK, TCP, UDP
+from tunnelhound.features.values import ACK, TCP, UDP, replies
 from tunnelhound.normalize.frame import ABSENT, FlowFrame
 
 
@@ -28,6 +29,7 @@ class ScanFeatures:
         flags = c["flags"]
         no_ack = tcp & (flags != ABSENT) & ((flags & ACK) == 0)
         unanswered = (tcp | udp) & ((c["dst_packets"] == 0) | no_ack) & rows.enabled("port_scan")
+        unanswered &= ~replies(c)  # a server's answer seen alone is not its probe
         if unanswered.any():
             unanswered &= ~self.excluded.mask(c["src_ip"])
         frame.features["scan.unanswered"] = unanswered

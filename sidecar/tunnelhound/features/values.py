@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from tunnelhound.normalize.biflow import WELL_KNOWN_SERVICES
 from tunnelhound.normalize.frame import ABSENT
 
 TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
-ACK = 0x10
+SYN, ACK = 0x02, 0x10
+UNIFLOW = 0
+"""``tunnelhound.biflow`` code of a flow that found no partner."""
 NS = 1e9
 
 
@@ -30,3 +33,22 @@ def ports_of(cols: dict[str, np.ndarray], ports: tuple[int, ...]) -> np.ndarray:
     return np.isin(cols["dst_port"], ports) | (
         np.isin(cols["src_port"], ports) & (cols["dst_port"] != ABSENT)
     )
+
+
+def replies(cols: dict[str, np.ndarray]) -> np.ndarray:
+    """Uniflows that found no partner and are the answering half of a conversation (an exporter
+    that sees one direction only: WAN ingress, asymmetric routing). The stitcher leaves them as
+    the exporter sent them, so their source is the server; features that read the source as the
+    initiator must not take a reply for a probe.
+
+    A reply starts with SYN+ACK (IPFIX ``initialTCPFlags``), or comes from a service port to a
+    port that is not one, unless it started with a bare SYN.
+    """
+    first = cols["initial_flags"]
+    known = first != ABSENT
+    syn_ack = known & ((first & (SYN | ACK)) == (SYN | ACK))
+    syn_only = known & ((first & (SYN | ACK)) == SYN)
+    from_service = np.isin(cols["src_port"], WELL_KNOWN_SERVICES) & ~np.isin(
+        cols["dst_port"], WELL_KNOWN_SERVICES
+    )
+    return (cols["biflow"] == UNIFLOW) & (cols["dst_port"] != ABSENT) & (syn_ack | (from_service & ~syn_only))
