@@ -84,9 +84,12 @@ class BrokerTransport:
         # One topic at a time: Broker 1.4's make_subscriber fails on a list under Python >= 3.10
         # (it tests collections.Iterable); a single string and add_topic work everywhere.
         # Broker's default subscriber queue (20) would push back on Zeek between two polls.
-        self._subscriber = self._endpoint.make_subscriber(topics[0], queue_size)
-        for topic in topics[1:]:
-            self._subscriber.add_topic(topic, True)
+        # No topics: a transport that only publishes (detections from `replay` or `run`).
+        self._subscriber: Any = None
+        if topics:
+            self._subscriber = self._endpoint.make_subscriber(topics[0], queue_size)
+            for topic in topics[1:]:
+                self._subscriber.add_topic(topic, True)
         self._status = self._endpoint.make_status_subscriber(True)
         self._protocols = {
             "tcp": self.broker.Port.TCP,
@@ -122,6 +125,8 @@ class BrokerTransport:
         """Received events, waiting up to ``timeout`` for them."""
         self._note_status()
         out: list[tuple[str, ZeekEvent]] = []
+        if self._subscriber is None:
+            return out
         for topic, data in self._subscriber.get(max_events, timeout):
             try:
                 out.append((topic, event_from_data(self._plain(data))))
