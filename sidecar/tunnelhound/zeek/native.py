@@ -12,9 +12,11 @@ from __future__ import annotations
 import importlib
 import ipaddress
 import shutil
+import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
@@ -61,6 +63,22 @@ def import_broker(paths: Sequence[str]) -> ModuleType:
     finally:
         for path in added:
             sys.path.remove(path)
+
+
+@contextmanager
+def _stop_signals_held() -> Iterator[None]:
+    """Hold SIGTERM and SIGINT back from this thread until the block ends.
+
+    A stop signal arriving while Broker's ``get`` waits aborts the process ("terminate called
+    without an active exception", Broker 1.4): held, it is delivered when the wait is over
+    and Python's handler runs as usual.
+    """
+    stops = {signal.SIGTERM, signal.SIGINT}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class BrokerTransport:
@@ -127,7 +145,9 @@ class BrokerTransport:
         out: list[tuple[str, ZeekEvent]] = []
         if self._subscriber is None:
             return out
-        for topic, data in self._subscriber.get(max_events, timeout):
+        with _stop_signals_held():
+            received = self._subscriber.get(max_events, timeout)
+        for topic, data in received:
             try:
                 out.append((topic, event_from_data(self._plain(data))))
             except BrokerJsonError as exc:
