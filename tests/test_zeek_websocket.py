@@ -11,22 +11,27 @@ import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from fieldlist import problems
 from tunnelhound.config import Config, ZeekConfig, from_dict
 from tunnelhound.errors import ConfigError
+from tunnelhound.normalize.frame import FlowFrame
 from tunnelhound.normalize.records import frame_from_records
+from tunnelhound.pipeline import FlowPipeline
 from tunnelhound.sinks.alerts import open_alert_sinks
 from tunnelhound.sinks.zeek import ZeekAlertSink, detection_args
-from tunnelhound.sources.zeek import ZeekConnSource, flags_of_history
+from tunnelhound.sources.zeek import ZeekConnSource, flags_of_history, record_of_conn
 from tunnelhound.zeek.brokerjson import BrokerJsonError, decode_message, decode_value, encode_value
 from tunnelhound.zeek.connect import open_transport
 from tunnelhound.zeek.events import CONN, DETECTION, Port, ZeekEvent
 from tunnelhound.zeek.websocket import WebSocketTransport
 from zeek_alerts import example_alert
 from zeek_peer import BrokerJsonPeer, golden
+from zeek_scan import START, conn_args
 
 TOPIC = "tunnelhound/conn"
 
@@ -228,6 +233,42 @@ def test_history_letters_become_tcp_flags_per_direction(
     history: str, flags: tuple[int | None, int | None]
 ) -> None:
     assert flags_of_history(history) == flags
+
+
+def test_the_pipeline_keeps_zeeks_originator_as_the_source(tmp_path: Path) -> None:
+    """UDP 5000 -> 6000: the port heuristic would make 6000 the client; Zeek saw who started."""
+    documents: list[dict[str, Any]] = []
+
+    class Collect:
+        def write_frame(self, frame: FlowFrame) -> None:
+            documents.extend(frame.documents())
+
+        def close(self) -> None:
+            pass
+
+    args = list(
+        conn_args(
+            "Cudp",
+            "10.77.1.20",
+            5000,
+            "198.18.5.20",
+            6000,
+            orig=(3, 300),
+            resp=(2, 200),
+            state="SF",
+            history="Dd",
+            start=START,
+        )
+    )
+    args[4:8] = [Port(5000, "udp"), "198.18.5.20", Port(6000, "udp"), "udp"]
+    record = record_of_conn(args, "192.0.2.7")
+    assert record is not None
+    pipeline = FlowPipeline(Config(state_dir=str(tmp_path)), Collect())
+    pipeline.process_records([record])
+    pipeline.close()
+    (doc,) = documents
+    assert (doc["source"]["ip"], doc["source"]["port"], doc["source"]["bytes"]) == ("10.77.1.20", 5000, 300)
+    assert (doc["destination"]["ip"], doc["destination"]["port"]) == ("198.18.5.20", 6000)
 
 
 def test_events_that_do_not_fit_are_counted_not_raised() -> None:

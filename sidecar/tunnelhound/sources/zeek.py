@@ -121,6 +121,7 @@ def record_of_conn(args: Sequence[Any], observer_ip: str) -> FlowRecord | None:
         observer_type=OBSERVER_TYPE,
         identity=f"zeek|{arg('uid')}|{start_ns}",
         biflow=True,
+        initiator_known=True,  # Zeek decided who originated (its `^` history letter says it flipped)
         extra=orjson.dumps({"zeek": zeek}).decode()[1:-1],
     )
 
