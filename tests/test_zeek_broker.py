@@ -9,12 +9,15 @@ events.  ``scripts/test.sh`` installs python3-broker (apt); the sidecar finds it
 from __future__ import annotations
 
 import ipaddress
+import json
+import signal
 import struct
+import subprocess
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -26,16 +29,16 @@ from tunnelhound.decode.decoder import Decoder
 from tunnelhound.errors import ConfigError
 from tunnelhound.model import Datagram
 from tunnelhound.normalize.ecs import Normalizer
+from tunnelhound.normalize.records import FlowRecord, frame_from_records
 from tunnelhound.sinks.zeek import ZeekAlertSink
 from tunnelhound.sources.zeek import ZeekConnSource
 from tunnelhound.zeek.connect import open_transport
 from tunnelhound.zeek.events import CONN, DETECTION
 from tunnelhound.zeek.native import BrokerTransport, import_broker
 from zeek_alerts import example_alert
+from zeek_scan import SCANNER, START, TARGET, conn_args, scan_scenario
 
 BROKER_PATH = ("/usr/lib/python3/dist-packages",)
-START = datetime(2026, 11, 23, 13, 40, 10, 100000, tzinfo=UTC)
-SCANNER, TARGET = "10.77.1.68", "198.18.5.10"
 
 
 @pytest.fixture(scope="module")
@@ -61,47 +64,21 @@ class ZeekSide:
             time.sleep(0.02)
         raise AssertionError("the sidecar did not peer")
 
-    def conn(
-        self,
-        uid: str,
-        sport: int,
-        dport: int,
-        *,
-        orig: tuple[int, int],
-        resp: tuple[int, int],
-        state: str,
-        history: str,
-        start: datetime = START,
-        duration: float = 1.5,
-        service: str = "",
-    ) -> None:
+    def publish(self, args: tuple[Any, ...]) -> None:
         """Publish one conn event with exactly the Broker types main.zeek declares."""
         b = self.b
-        args = [
-            b.Count(1),
-            uid,
-            start,
-            ipaddress.ip_address(SCANNER),
-            b.Port(sport, b.Port.TCP),
-            ipaddress.ip_address(TARGET),
-            b.Port(dport, b.Port.TCP),
-            b.Enum("tcp"),
-            service,
-            timedelta(seconds=duration),
-            b.Count(max(orig[1] - 40 * orig[0], 0)),  # payload bytes: IP bytes less 40 a packet
-            b.Count(max(resp[1] - 40 * resp[0], 0)),
-            b.Count(orig[1]),
-            b.Count(resp[1]),
-            b.Count(orig[0]),
-            b.Count(resp[0]),
-            state,
-            history,
-            True,
-            False,
-            "",
-        ]
-        assert len(args) == len(CONN.args)
-        self.endpoint.publish("tunnelhound/conn", b.zeek.Event(CONN.name, *args))
+        broker_type = {
+            "count": b.Count,
+            "string": str,
+            "bool": bool,
+            "time": lambda v: v,
+            "interval": lambda v: v,
+            "addr": ipaddress.ip_address,
+            "port": lambda v: b.Port(v.number, b.Port.TCP),
+            "transport_proto": b.Enum,
+        }
+        values = [broker_type[t](v) for (_, t), v in zip(CONN.args, args, strict=True)]
+        self.endpoint.publish("tunnelhound/conn", b.zeek.Event(CONN.name, *values))
 
     def take_detections(self, n: int, timeout: float = 10.0) -> list[Any]:
         deadline = time.monotonic() + timeout
@@ -134,12 +111,12 @@ def transport(zeek: ZeekSide) -> Iterator[BrokerTransport]:
     sidecar.close()
 
 
-def receive_frames(source: ZeekConnSource, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-    docs: list[dict[str, Any]] = []
+def receive_documents(source: ZeekConnSource, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+    records: list[FlowRecord] = []
     deadline = time.monotonic() + timeout
-    while len(docs) < n and time.monotonic() < deadline:
-        docs += source.poll(max_events=n, timeout=0.1).documents()
-    return docs
+    while len(records) < n and time.monotonic() < deadline:
+        records += source.poll(max_events=n, timeout=0.1)
+    return frame_from_records(records).documents()
 
 
 def ipfix_biflow(
@@ -178,10 +155,23 @@ def test_conn_events_become_the_flow_documents_netflow_gives(
     zeek: ZeekSide, transport: BrokerTransport
 ) -> None:
     source = ZeekConnSource(transport, observer_ip="192.0.2.7")
-    zeek.conn(
-        "CwebTLS1", 53124, 443, orig=(5, 400), resp=(4, 3000), state="SF", history="ShADadFf", service="ssl"
+    zeek.publish(
+        conn_args(
+            "CwebTLS1",
+            SCANNER,
+            53124,
+            TARGET,
+            443,
+            orig=(5, 400),
+            resp=(4, 3000),
+            state="SF",
+            history="ShADadFf",
+            start=START,
+            duration=1.5,
+            service="ssl",
+        )
     )
-    (ours,) = receive_frames(source, 1)
+    (ours,) = receive_documents(source, 1)
     start_ms = int(START.timestamp() * 1000)
     message = ipfix_biflow(
         start_ms=start_ms, end_ms=start_ms + 1500, sport=53124, dport=443, orig=(5, 400), resp=(4, 3000)
@@ -205,55 +195,56 @@ def test_conn_events_become_the_flow_documents_netflow_gives(
     assert ours == netflow
 
 
-def stand_in_scan_detection(docs: list[dict[str, Any]], threshold: int = 15) -> list[dict[str, Any]]:
-    """Unanswered destination ports per (source, destination): an alert at ``threshold``.
-
-    Stands in for the Sigma engine (port_scan_vertical), which lives on another branch; the
-    alert is shaped as the alert contract says, so the engine's alerts take the same path.
-    """
-    ports: dict[tuple[str, str], set[int]] = defaultdict(set)
-    for doc in docs:
-        if doc["destination"]["packets"] == 0:
-            ports[doc["source"]["ip"], doc["destination"]["ip"]].add(doc["destination"]["port"])
-    alerts = []
-    for (src, dst), seen in ports.items():
-        if len(seen) >= threshold:
-            alert = example_alert(source={"ip": src}, destination={"ip": dst})
-            alert["event"]["reason"] = (
-                f"{src} sent to {len(seen)} unanswered ports of {dst} (threshold {threshold})"
-            )
-            alerts.append(alert)
-    return alerts
-
-
-def test_a_scripted_scan_comes_back_to_zeek_as_a_detection(
-    zeek: ZeekSide, transport: BrokerTransport
-) -> None:
-    source = ZeekConnSource(transport, observer_ip="192.0.2.7")
-    sink = ZeekAlertSink(transport)
-    for i in range(20):  # SYNs to 20 closed ports, nothing back
-        zeek.conn(
-            f"Cscan{i:02}",
-            40000 + i,
-            1000 + i,
-            orig=(1, 44),
-            resp=(0, 0),
-            state="S0",
-            history="S",
-            duration=0,
-        )
-    zeek.conn("Cweb", 53124, 443, orig=(5, 400), resp=(4, 3000), state="SF", history="ShADadFf")
-    docs = receive_frames(source, 21)
-    assert len(docs) == 21 and source.dropped == {}
-    assert sorted(d["destination"]["port"] for d in docs if d["zeek"]["connection"]["state"] == "S0") == list(
-        range(1000, 1020)
+def test_a_scripted_scan_comes_back_to_zeek_as_one_detection(zeek: ZeekSide, tmp_path: Path) -> None:
+    """`tunnelhound zeek` peers with the endpoint, the built-in rules see the scan, Zeek gets it."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "zeek:\n"
+        "  transport: broker\n"
+        f"  port: {zeek.port}\n"
+        f"  broker_python_path: [{BROKER_PATH[0]}]\n"
+        "  observer_ip: 192.0.2.7\n"
+        "  publish_detections: true\n"
     )
-
-    alerts = stand_in_scan_detection(docs)
-    assert len(alerts) == 1
-    sink.write_alerts(alerts)
-    (event,) = zeek.take_detections(1)
-
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tunnelhound",
+            "zeek",
+            "-c",
+            str(config),
+            "-o",
+            str(out),
+            "--state-dir",
+            str(tmp_path),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        banner = proc.stderr.readline().strip()
+        assert banner == f"tunnelhound: reading Zeek conn events from 127.0.0.1:{zeek.port}"
+        zeek.wait_for_peer()
+        events = scan_scenario()
+        for args in events:
+            zeek.publish(args)
+        detections = zeek.take_detections(1, timeout=15)
+        assert len(detections) == 1, "no detection came back"
+        detections += zeek.take_detections(1, timeout=1.0)  # and no second one
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert err.strip() == (
+        f"tunnelhound: {len(events)} documents from Zeek; alerts {{'port_scan_vertical': 1}}; sessions 1, "
+        "events dropped none, dropped in transport 0, events sent to Zeek 1, bad messages 0"
+    )
+    (event,) = detections
     b = zeek.b
     assert event.name() == DETECTION.name
     args = event.args()
@@ -265,15 +256,28 @@ def test_a_scripted_scan_comes_back_to_zeek_as_a_detection(
         "vector of addr": tuple,
     }
     assert [type(a) for a in args] == [python_types[t] for _, t in DETECTION.args]
-    assert [a.value for a in args if isinstance(a, b.Count)] == [1, 73]  # version, severity
+    assert [a.value for a in args if isinstance(a, b.Count)] == [1, 47]  # version; severity: level medium
     values = dict(zip(DETECTION.arg_names, args, strict=True))
-    assert values["action"] == "port_scan" and values["rule_name"] == "port_scan_vertical"
+    assert (values["action"], values["rule_name"]) == ("port_scan", "port_scan_vertical")
+    assert values["rule_id"] == "05792720-941a-4d24-bf62-ba5ea151e4c2"  # sigma-rules/port_scan.yml
     assert values["src"] == ipaddress.IPv4Address(SCANNER)
     assert values["dst"] == (ipaddress.IPv4Address(TARGET),)
-    assert values["reason"] == f"{SCANNER} sent to 20 unanswered ports of {TARGET} (threshold 15)"
-    assert values["ts"] == datetime(2026, 11, 23, 13, 40, 12, 345000, tzinfo=UTC)
-    assert sink.published == 1 and transport.stats.sent == 1
-    assert transport.stats.connects == 1 and transport.stats.received == 21
+    assert values["reason"] == (
+        f"source.ip={SCANNER}, destination.ip={TARGET}: 15 distinct destination.port in 300 s (condition gte 15)"
+    )
+    assert len(values["alert_id"]) == 32 and values["message"]
+
+    docs = [
+        json.loads(line)
+        for path in sorted(out.glob("flows-*.ndjson"))
+        for line in path.read_text().splitlines()
+    ]
+    assert len(docs) == len(events)
+    unanswered = {d["zeek"]["session_id"] for d in docs if d["tunnelhound"]["scan"]["unanswered"]}
+    # Every probe, REJ (the RST is an answer packet, but no ACK ever came from the scanner) and S0;
+    # the benign client's three refused connections too, below the rule's 15 ports.
+    assert unanswered == {f"Cscan{i:02}" for i in range(20)} | {"Cmail0", "Cmail1", "Cmail2"}
+    assert (tmp_path / "rules-state.json").is_file()  # rule state persisted on SIGTERM
 
 
 def test_publishing_returns_at_once_while_zeek_is_away() -> None:

@@ -11,20 +11,27 @@ import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from fieldlist import problems
 from tunnelhound.config import Config, ZeekConfig, from_dict
 from tunnelhound.errors import ConfigError
-from tunnelhound.sinks.zeek import ZeekAlertSink
-from tunnelhound.sources.zeek import ZeekConnSource
+from tunnelhound.normalize.frame import FlowFrame
+from tunnelhound.normalize.records import frame_from_records
+from tunnelhound.pipeline import FlowPipeline
+from tunnelhound.sinks.alerts import open_alert_sinks
+from tunnelhound.sinks.zeek import ZeekAlertSink, detection_args
+from tunnelhound.sources.zeek import ZeekConnSource, flags_of_history, record_of_conn
 from tunnelhound.zeek.brokerjson import BrokerJsonError, decode_message, decode_value, encode_value
 from tunnelhound.zeek.connect import open_transport
-from tunnelhound.zeek.events import CONN, Port, ZeekEvent
+from tunnelhound.zeek.events import CONN, DETECTION, Port, ZeekEvent
 from tunnelhound.zeek.websocket import WebSocketTransport
 from zeek_alerts import example_alert
 from zeek_peer import BrokerJsonPeer, golden
+from zeek_scan import START, conn_args
 
 TOPIC = "tunnelhound/conn"
 
@@ -175,7 +182,7 @@ def test_both_event_forms_become_flow_documents(peer: BrokerJsonPeer) -> None:
         (),
         ((1, datetime(2026, 11, 23, 13, 40, 12, 250000, tzinfo=UTC)),),
     ]
-    dns, icmp = source.frame(events).documents()
+    dns, icmp = frame_from_records(source.records(events)).documents()
     assert dns["source"] == {
         "ip": "10.77.1.68",
         "port": 53124,
@@ -210,11 +217,65 @@ def test_both_event_forms_become_flow_documents(peer: BrokerJsonPeer) -> None:
         assert problems(doc) == []
 
 
+@pytest.mark.parametrize(
+    ("history", "flags"),
+    [
+        ("ShADadFf", (0x13, 0x13)),  # a full connection: SYN, ACK, FIN both ways
+        ("Sr", (0x02, 0x04)),  # REJ: a SYN answered by RST, the initiator never ACKed
+        ("S", (0x02, None)),  # S0: nothing came back, so nothing is known of the responder
+        ("ShR", (0x06, 0x12)),  # a half-open SYN scan: SYN, SYN-ACK, RST (no ACK)
+        ("Dd", (0x10, 0x10)),  # picked up mid-stream: data segments carry ACK
+        ("^hADd", (0x10, 0x12)),  # flipped by Zeek: the letters already name the new originator
+        ("CcGgTtWwIiX", (None, None)),  # letters that prove no flag
+    ],
+)
+def test_history_letters_become_tcp_flags_per_direction(
+    history: str, flags: tuple[int | None, int | None]
+) -> None:
+    assert flags_of_history(history) == flags
+
+
+def test_the_pipeline_keeps_zeeks_originator_as_the_source(tmp_path: Path) -> None:
+    """UDP 5000 -> 6000: the port heuristic would make 6000 the client; Zeek saw who started."""
+    documents: list[dict[str, Any]] = []
+
+    class Collect:
+        def write_frame(self, frame: FlowFrame) -> None:
+            documents.extend(frame.documents())
+
+        def close(self) -> None:
+            pass
+
+    args = list(
+        conn_args(
+            "Cudp",
+            "10.77.1.20",
+            5000,
+            "198.18.5.20",
+            6000,
+            orig=(3, 300),
+            resp=(2, 200),
+            state="SF",
+            history="Dd",
+            start=START,
+        )
+    )
+    args[4:8] = [Port(5000, "udp"), "198.18.5.20", Port(6000, "udp"), "udp"]
+    record = record_of_conn(args, "192.0.2.7")
+    assert record is not None
+    pipeline = FlowPipeline(Config(state_dir=str(tmp_path)), Collect())
+    pipeline.process_records([record])
+    pipeline.close()
+    (doc,) = documents
+    assert (doc["source"]["ip"], doc["source"]["port"], doc["source"]["bytes"]) == ("10.77.1.20", 5000, 300)
+    assert (doc["destination"]["ip"], doc["destination"]["port"]) == ("198.18.5.20", 6000)
+
+
 def test_events_that_do_not_fit_are_counted_not_raised() -> None:
     _, (_, good) = decode_message(golden("conn_event.json"))
     args = list(good.args)
     source = ZeekConnSource(open_transport(ZeekConfig()), observer_ip="192.0.2.7")
-    frame = source.frame(
+    records = source.records(
         [
             good,
             ZeekEvent(good.name, (2, *good.args[1:])),  # a later layout version
@@ -223,7 +284,7 @@ def test_events_that_do_not_fit_are_counted_not_raised() -> None:
             ZeekEvent("Tunnelhound::other", ()),
         ]
     )
-    assert frame.n == 1
+    assert [r.identity for r in records] == ["zeek|CHhAvVGS1DHFjwGM9|1795441210100000000"]
     assert source.dropped == {"bad_event": 2, "unknown_transport": 1, "other_event": 1}
     assert source.last_error == "Tunnelhound::conn: 20 arguments, expected 21"
 
@@ -275,6 +336,57 @@ def test_alerts_go_out_as_documented_detection_events(peer: BrokerJsonPeer) -> N
 
 
 # ------------------------------------------------------------------------ failures
+
+
+def test_publish_detections_opens_a_zeek_alert_sink_of_its_own(peer: BrokerJsonPeer) -> None:
+    """replay and run: the sink peers by itself, subscribed to nothing, and closes its transport."""
+    config = from_dict(Config, {"zeek": {"url": peer.url, "publish_detections": True}})
+    sinks = open_alert_sinks(config)
+    try:
+        (sink,) = sinks.sinks
+        assert isinstance(sink, ZeekAlertSink) and sink.close_transport
+        assert isinstance(sink.transport, WebSocketTransport) and sink.transport.wait_connected(5)
+        assert peer.subscriptions == [[]]  # publishes only
+        sinks.write_alerts([example_alert(), example_alert(source=None)])
+        (message,) = peer.take(1)
+    finally:
+        sinks.close()
+    assert message["topic"] == "tunnelhound/detections"
+    assert sinks.stats() == {
+        "zeek_sent": 1,
+        "zeek_failed": 0,
+        "zeek_dropped": 1,
+        "zeek_dropped_no_source_ip": 1,
+    }
+    assert open_alert_sinks(Config()).sinks == []  # off by default
+
+
+def test_a_lent_transport_carries_the_detections_and_stays_open(peer: BrokerJsonPeer) -> None:
+    """tunnelhound zeek: one session for conn events in and detections out."""
+    config = from_dict(Config, {"zeek": {"url": peer.url, "publish_detections": True}})
+    transport = client(peer.url)
+    try:
+        assert transport.wait_connected(5)
+        sinks = open_alert_sinks(config, zeek_transport=transport)
+        (sink,) = sinks.sinks
+        assert isinstance(sink, ZeekAlertSink) and sink.transport is transport
+        sinks.close()
+        assert transport.publish("tunnelhound/detections", DETECTION, detection_args(example_alert()) or ())
+        (message,) = peer.take(1)  # still open after the sinks closed
+    finally:
+        transport.close()
+    assert message["topic"] == "tunnelhound/detections"
+    assert peer.sessions == 1 and peer.subscriptions == [[TOPIC]]
+
+
+def test_closing_sends_what_was_published(peer: BrokerJsonPeer) -> None:
+    """The last detections (raised while the pipeline closes) still reach Zeek."""
+    transport = client(peer.url)
+    assert transport.wait_connected(5)
+    sink = ZeekAlertSink(transport)
+    sink.write_alerts([example_alert()] * 50)
+    sink.close()
+    assert len(peer.take(50)) == 50 and transport.stats.sent == 50
 
 
 def test_reconnects_with_backoff_after_refusals_and_after_the_peer_goes_away() -> None:

@@ -21,10 +21,9 @@ from tunnelhound.decode.stats import DecodeStats
 from tunnelhound.detection import DetectionStage
 from tunnelhound.errors import ConfigError, SourceError, TunnelhoundError
 from tunnelhound.model import Datagram
-from tunnelhound.pipeline import FanOut, FlowPipeline, PipelineCounts, open_sinks
+from tunnelhound.pipeline import PipelineCounts
 from tunnelhound.rules import commands as rules_commands
-from tunnelhound.service.analysis import Analysis
-from tunnelhound.sinks.alerts import open_alert_sinks
+from tunnelhound.runtime import open_flow_path
 from tunnelhound.sources.dat import parse_exporter
 from tunnelhound.sources.files import iter_replay_items
 
@@ -178,37 +177,26 @@ def _replay_files(args: argparse.Namespace, config: Config) -> list[dict[str, An
         if not Path(name).is_file():
             raise SourceError(f"{name}: no such file")
     raised: list[dict[str, Any]] = []
-    alert_sinks = open_alert_sinks(config)
-
-    def deliver(alerts: list[dict[str, Any]]) -> None:
-        raised.extend(alerts)
-        alert_sinks.write_alerts(alerts)
-
-    try:
-        analysis = Analysis(config, [_finishing_detections], alert_sink=deliver)
-        pipeline = FlowPipeline(
-            config, FanOut([open_sinks(config), analysis]), baseline_path=getattr(args, "baseline", None)
-        )
+    baseline = getattr(args, "baseline", None)
+    with open_flow_path(
+        config, _finishing_detections, baseline_path=baseline, on_alerts=raised.extend
+    ) as path:
+        pipeline = path.pipeline
         progress = not args.no_progress and sys.stderr.isatty()
         chunk: list[Datagram] = []
-        try:
-            for item in iter_replay_items(args.files, exporter=exporter, progress=progress):
-                if not isinstance(item, Datagram):  # flow records of an nfcapd file
-                    pipeline.process(chunk)
-                    chunk = []
-                    pipeline.process_records(item)
-                    continue
-                chunk.append(item)
-                if len(chunk) >= 256:
-                    pipeline.process(chunk)
-                    chunk = []
-            pipeline.process(chunk)
-            pipeline.flush()
-            analysis.finish()  # nothing more will come: judge the windows still open
-        finally:
-            pipeline.close()
-    finally:
-        alert_sinks.close()
+        for item in iter_replay_items(args.files, exporter=exporter, progress=progress):
+            if not isinstance(item, Datagram):  # flow records of an nfcapd file
+                pipeline.process(chunk)
+                chunk = []
+                pipeline.process_records(item)
+                continue
+            chunk.append(item)
+            if len(chunk) >= 256:
+                pipeline.process(chunk)
+                chunk = []
+        pipeline.process(chunk)
+        pipeline.flush()
+        path.analysis.finish()  # nothing more will come: judge the windows still open
     _summary(pipeline.counts, pipeline.decoder.stats)
     return raised
 
@@ -318,9 +306,9 @@ def _zeek(args: argparse.Namespace) -> int:
     counts = collect(_config(args), lambda: stopping)
     t = counts.transport
     print(
-        f"tunnelhound: {counts.documents} documents from Zeek; sessions {t.connects}, "
-        f"events dropped {dict(counts.dropped) or 'none'}, dropped in transport {t.dropped_in}, "
-        f"bad messages {t.bad_messages}",
+        f"tunnelhound: {counts.documents} documents from Zeek; alerts {dict(sorted(counts.alerts.items())) or 'none'}; "
+        f"sessions {t.connects}, events dropped {dict(counts.dropped) or 'none'}, dropped in transport "
+        f"{t.dropped_in}, events sent to Zeek {t.sent}, bad messages {t.bad_messages}",
         file=sys.stderr,
     )
     return 0

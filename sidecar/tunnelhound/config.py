@@ -443,6 +443,8 @@ class ZeekConfig:
     """Zeek's Broker port (transport broker)."""
     conn_topic: str = field(default="tunnelhound/conn", metadata=_NON_EMPTY)
     detection_topic: str = field(default="tunnelhound/detections", metadata=_NON_EMPTY)
+    publish_detections: bool = False
+    """Send every alert to Zeek as a ``Tunnelhound::detection`` event on ``detection_topic``."""
     observer_ip: str = field(default="127.0.0.1", metadata=_NON_EMPTY)
     """``observer.ip`` of Zeek's flows: the address of the Zeek host."""
     queue_size: int = _int(10000, 1)

@@ -75,6 +75,10 @@ class FlowRecord:
     observer_type: str | None = None
     biflow: bool = False
     """The record carries both directions (``dst_*`` counters are the reply, even if 0)."""
+    initiator_known: bool = False
+    """The source is the initiator as the observer determined it (Zeek's originator): biflow
+    orientation keeps it, as for an exporter's biflowDirection 1 (RFC 5103), instead of
+    guessing from flags and ports."""
     netflow: str | None = None
     extra: str | None = None
 
@@ -137,7 +141,7 @@ def frame_from_records(
         "flags": _ints([r.flags for r in records]),
         "rev_flags": _ints([r.rev_flags for r in records]),
         "initial_flags": absent,
-        "biflow_direction": absent.copy(),
+        "biflow_direction": np.array([1 if r.initiator_known else ABSENT for r in records], dtype=np.int64),
         "src_internal": np.array([networks.contains(p) for p in src_packed], dtype=bool),
         "dst_internal": np.array([networks.contains(p) for p in dst_packed], dtype=bool),
         "is_v6": np.array([len(p) == 16 for p in src_packed], dtype=bool),

@@ -6,5 +6,6 @@ A sink takes batches of serialized documents and never imports an earlier stage.
 
 Alert sinks follow ``alertsink.AlertSink`` and are opened from the ``alerts:`` config section
 by ``alerts.open_alert_sinks``: NDJSON files, the Elasticsearch alert stream, syslog (RFC 5424),
-webhook and e-mail; the remote ones deliver through ``delivery.Deliverer``.
+webhook, e-mail and Zeek (``zeek.ZeekAlertSink``, with ``zeek.publish_detections``); the remote
+ones but Zeek deliver through ``delivery.Deliverer`` (Zeek's transport queues by itself).
 """

@@ -1,7 +1,8 @@
 """The alert sinks a configuration asks for, behind one :class:`AlertFanOut`.
 
 ``open_alert_sinks(config)`` reads the ``alerts:`` section and opens, in this order: NDJSON
-files, the Elasticsearch alert stream, syslog, webhook, e-mail.  Adding a sink: a module with a
+files, the Elasticsearch alert stream, syslog, webhook, e-mail; then Zeek
+(``zeek.publish_detections``).  Adding a sink: a module with a
 class following :class:`~tunnelhound.sinks.alertsink.AlertSink`, a config dataclass on
 :class:`~tunnelhound.config.AlertsConfig`, and one ``_open_*`` function registered below.
 """
@@ -27,6 +28,9 @@ from tunnelhound.sinks.smtp import Route, SmtpServer, SmtpSink
 from tunnelhound.sinks.syslog import SyslogSink
 from tunnelhound.sinks.tls import tls_context
 from tunnelhound.sinks.webhook import WebhookSink
+from tunnelhound.sinks.zeek import ZeekAlertSink
+from tunnelhound.zeek.connect import open_transport
+from tunnelhound.zeek.transport import Transport
 
 __all__ = ["AlertFanOut", "AlertSink", "SinkStats", "open_alert_sinks"]
 
@@ -64,8 +68,12 @@ class AlertFanOut:
         return {f"{sink.name}_{key}": value for sink in self.sinks for key, value in sink.stats().items()}
 
 
-def open_alert_sinks(config: Config) -> AlertFanOut:
+def open_alert_sinks(config: Config, *, zeek_transport: Transport | None = None) -> AlertFanOut:
     """Open the alert sinks enabled in ``config.alerts`` (none enabled: an empty fan-out).
+
+    ``zeek_transport``: a transport to Zeek the caller already opened (``tunnelhound zeek``
+    receives conn events on it); detections go out on it instead of a second peering, and
+    closing the sinks leaves it open.
 
     Raises :class:`ConfigError` for a sink that is enabled but cannot work as configured, and
     ``ElasticsearchSinkError`` for a cluster that refuses our TLS or credentials.
@@ -73,7 +81,7 @@ def open_alert_sinks(config: Config) -> AlertFanOut:
     sinks: list[AlertSink] = []
     try:
         for opener in _OPENERS:
-            sink = opener(config)
+            sink = _open_zeek(config, zeek_transport) if opener is _open_zeek else opener(config)
             if sink is not None:
                 sinks.append(sink)
     except BaseException:
@@ -206,6 +214,17 @@ def _open_smtp(config: Config) -> AlertSink | None:
     )
 
 
+def _open_zeek(config: Config, transport: Transport | None = None) -> AlertSink | None:
+    z = config.zeek
+    if not z.publish_detections:
+        return None
+    if transport is not None:
+        return ZeekAlertSink(transport, topic=z.detection_topic, close_transport=False)
+    own = open_transport(z, topics=())  # publishes only: nothing to receive here
+    own.start()
+    return ZeekAlertSink(own, topic=z.detection_topic)
+
+
 def _tls(key: str, ca_certs: str, verify: bool, certfile: str = "", keyfile: str = "") -> ssl.SSLContext:
     try:
         return tls_context(ca_certs, verify, certfile, keyfile)
@@ -219,4 +238,5 @@ _OPENERS: tuple[Callable[[Config], AlertSink | None], ...] = (
     _open_syslog,
     _open_webhook,
     _open_smtp,
+    _open_zeek,
 )

@@ -61,11 +61,20 @@ def detection_args(alert: Mapping[str, Any]) -> tuple[Any, ...] | None:
 
 
 class ZeekAlertSink:
-    """Publishes alerts as detection events on ``topic`` through a Zeek transport."""
+    """Publishes alerts as detection events on ``topic`` through a Zeek transport.
 
-    def __init__(self, transport: Transport, *, topic: str = DEFAULT_TOPIC) -> None:
+    ``close_transport``: :meth:`close` closes the transport too (False when the transport is
+    lent, e.g. by ``tunnelhound zeek``, whose conn events come in on it).
+    """
+
+    name = "zeek"
+
+    def __init__(
+        self, transport: Transport, *, topic: str = DEFAULT_TOPIC, close_transport: bool = True
+    ) -> None:
         self.transport = transport
         self.topic = topic
+        self.close_transport = close_transport
         self.published = 0
         self.dropped: Counter[str] = Counter()
 
@@ -80,6 +89,13 @@ class ZeekAlertSink:
             else:
                 self.dropped["transport_full"] += 1
 
+    def stats(self) -> dict[str, int]:
+        """``sent``: handed to the transport (it counts what it could not deliver); ``dropped``
+        by reason as ``dropped_<reason>``."""
+        counts = {"sent": self.published, "failed": 0, "dropped": sum(self.dropped.values())}
+        return counts | {f"dropped_{reason}": n for reason, n in self.dropped.items()}
+
     def close(self) -> None:
-        """Close the transport."""
-        self.transport.close()
+        """Close the transport, unless it was lent."""
+        if self.close_transport:
+            self.transport.close()

@@ -8,13 +8,15 @@ from tunnelhound.zeek.transport import Transport
 __all__ = ["open_transport"]
 
 
-def open_transport(config: ZeekConfig) -> Transport:
-    """A transport subscribed to ``conn_topic``, not yet started (call ``start()``).
+def open_transport(config: ZeekConfig, topics: tuple[str, ...] | None = None) -> Transport:
+    """A transport subscribed to ``topics`` (default: ``conn_topic``; ``()`` for one that only
+    publishes), not yet started (call ``start()``).
 
     ``broker`` raises :class:`~tunnelhound.errors.ConfigError` when Broker's Python module
     cannot be imported from the configured paths.
     """
-    topics = (config.conn_topic,)
+    if topics is None:
+        topics = (config.conn_topic,)
     if config.transport == "broker":
         from tunnelhound.zeek.native import BrokerTransport  # imports broker: only when chosen
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 import importlib
 import ipaddress
 import shutil
+import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
@@ -63,6 +65,22 @@ def import_broker(paths: Sequence[str]) -> ModuleType:
             sys.path.remove(path)
 
 
+@contextmanager
+def _stop_signals_held() -> Iterator[None]:
+    """Hold SIGTERM and SIGINT back from this thread until the block ends.
+
+    A stop signal arriving while Broker's ``get`` waits aborts the process ("terminate called
+    without an active exception", Broker 1.4): held, it is delivered when the wait is over
+    and Python's handler runs as usual.
+    """
+    stops = {signal.SIGTERM, signal.SIGINT}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 class BrokerTransport:
     """A native Broker peer of Zeek (``host:port``, Zeek's ``Broker::listen``)."""
 
@@ -84,9 +102,12 @@ class BrokerTransport:
         # One topic at a time: Broker 1.4's make_subscriber fails on a list under Python >= 3.10
         # (it tests collections.Iterable); a single string and add_topic work everywhere.
         # Broker's default subscriber queue (20) would push back on Zeek between two polls.
-        self._subscriber = self._endpoint.make_subscriber(topics[0], queue_size)
-        for topic in topics[1:]:
-            self._subscriber.add_topic(topic, True)
+        # No topics: a transport that only publishes (detections from `replay` or `run`).
+        self._subscriber: Any = None
+        if topics:
+            self._subscriber = self._endpoint.make_subscriber(topics[0], queue_size)
+            for topic in topics[1:]:
+                self._subscriber.add_topic(topic, True)
         self._status = self._endpoint.make_status_subscriber(True)
         self._protocols = {
             "tcp": self.broker.Port.TCP,
@@ -122,7 +143,11 @@ class BrokerTransport:
         """Received events, waiting up to ``timeout`` for them."""
         self._note_status()
         out: list[tuple[str, ZeekEvent]] = []
-        for topic, data in self._subscriber.get(max_events, timeout):
+        if self._subscriber is None:
+            return out
+        with _stop_signals_held():
+            received = self._subscriber.get(max_events, timeout)
+        for topic, data in received:
             try:
                 out.append((topic, event_from_data(self._plain(data))))
             except BrokerJsonError as exc:

@@ -53,4 +53,4 @@ class Transport(Protocol):
         """Up to ``max_events`` received ``(topic, event)`` pairs, waiting at most ``timeout``."""
 
     def close(self) -> None:
-        """Stop and release; queued events not yet sent are dropped."""
+        """Stop and release; queued events go out if a session is up (bounded in time), else they are dropped."""

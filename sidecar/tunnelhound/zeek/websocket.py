@@ -91,7 +91,7 @@ class WebSocketTransport:
         return out
 
     def close(self) -> None:
-        """Stop the thread (it closes the connection) and wait for it.
+        """Stop the thread (it sends what is queued, then closes the connection) and wait for it.
 
         A thread stuck sending to a Zeek that reads nothing is freed by shutting the socket.
         """
@@ -149,6 +149,9 @@ class WebSocketTransport:
             except TimeoutError:
                 continue
             self._handle(text)
+        # Closing: what was published up to now (the last detections) still goes out;
+        # close() frees a send stuck on a Zeek that reads nothing.
+        self._send_queued(ws)
 
     def _send_queued(self, ws: ClientConnection) -> None:
         while True:
