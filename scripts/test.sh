@@ -5,9 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+python=${PYTHON:-python3}
 missing=()
 command -v tshark >/dev/null 2>&1 || missing+=(tshark)
 command -v softflowd >/dev/null 2>&1 || missing+=(softflowd)
+# The C extension (tunnelhound.normalize._kernels) is built by pip: a compiler and Python.h.
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+[ -e /usr/include/arpa/inet.h ] || missing+=(libc6-dev) # a gcc Recommends, not a Depends
+$python -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' ||
+  missing+=(python3-dev)
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -16,7 +22,6 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "== creating .venv with $($python --version)"
   $python -m venv .venv
