@@ -13,6 +13,7 @@ import random
 import socket
 
 import numpy as np
+import orjson
 import pytest
 import xxhash
 
@@ -204,3 +205,23 @@ def test_xxh3_128_of_rows_equals_xxhash() -> None:
     assert got == [
         xxhash.xxh3_128_hexdigest(f"{t}|{n}".encode()) for t, n in zip(texts, nums.tolist(), strict=True)
     ]
+
+
+def test_json_strings_equal_orjson() -> None:
+    alphabet = [chr(c) for c in range(0x30)] + ['"', "\\", "/", "\x7f", "é", "\u2028", "😀", "a", "Z"]
+    values: list[str | None] = ["", None, "plain"] + [
+        "".join(RNG.choice(alphabet) for _ in range(RNG.randrange(12))) for _ in range(3000)
+    ]
+    got = Rows(len(values)).lit("[").json(values, absent="null").lit("]").strings()
+    assert got == [f"[{orjson.dumps(v).decode()}]" for v in values]
+
+
+def test_block_into_reuses_one_buffer() -> None:
+    buffer = bytearray()
+    big = Rows(3).text(["x" * 5000, "y", "z"]).lit("\n")
+    assert big.block_into(buffer) == 5005 and bytes(buffer[:5005]) == big.block()
+    capacity = len(buffer)
+    small = Rows(2).text(["a", "b"]).lit("\n")
+    assert small.block_into(buffer) == 4 and bytes(buffer[:4]) == b"a\nb\n"
+    assert len(buffer) == capacity  # never shrunk
+    assert Rows(0).lit("x").block_into(buffer) == 0

@@ -10,12 +10,13 @@ PICK: int
 IPV4: int
 IPV6: int
 ISO: int
+JSON: int
 BLOCK: int
 BYTES: int
 TEXT: int
 XXH3_128: int
 
-def render(parts: list[Any], n: int, mode: int, /) -> Any: ...
+def render(parts: list[Any], n: int, mode: int, into: bytearray = ..., /) -> Any: ...
 def community_ids(
     n: int,
     proto: np.ndarray,

@@ -231,6 +231,13 @@ def encode_ndjson_block(frame: FlowFrame) -> bytes:
     return _document(Rows(frame.n), frame).lit("\n").block() if frame.n else b""
 
 
+def encode_ndjson_into(frame: FlowFrame, buffer: bytearray) -> int:
+    """:func:`encode_ndjson_block` written into ``buffer`` (from its start, growing it when
+    needed, never shrinking it); returns the block's length. For a writer that reuses one
+    buffer (see :meth:`Rows.block_into`)."""
+    return _document(Rows(frame.n), frame).lit("\n").block_into(buffer) if frame.n else 0
+
+
 def encode_bulk_block(frame: FlowFrame, index: str) -> bytes:
     """All rows as one ``_bulk`` body: per row a ``create`` action into ``index`` with ``_id`` =
     ``event.id``, then the row's NDJSON document, each line ending in a newline.
@@ -278,7 +285,7 @@ def _document(line: Rows, frame: FlowFrame) -> Rows:
     line.lit(',"community_id":').text(c["community_id"].tolist(), before='"', after='"', absent="null")
     direction = c["src_internal"].astype(np.int64) * 2 + c["dst_internal"]
     line.lit(',"direction":"').pick(direction, _DIRECTIONS).lit('"')
-    line.text(_json_strings(c["application"]), before=',"application":')
+    line.json(c["application"].tolist(), before=',"application":')
     line.lit('},"flow":{"id":').text(c["flow_id"].tolist(), before='"', after='"', absent="null")
     line.lit(',"locality":"').choose(c["src_internal"] & c["dst_internal"], "internal", "external")
     line.lit('"},"observer":{"ip":"').text(c["observer"].tolist()).lit('"')
@@ -365,14 +372,12 @@ _DIRECTIONS = direction_array(np.array([0, 0, 1, 1], dtype=bool), np.array([0, 1
 """``network.direction`` by ``src_internal * 2 + dst_internal``."""
 
 
+_TRANSPORTS = [TRANSPORT_NAMES.get(p, str(p)) for p in range(256)]
+
+
 def _transport(proto: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Codes and texts for ``network.transport``: the protocol's name, else its number."""
+    if ((proto >= 0) & (proto <= 255)).all():
+        return proto, _TRANSPORTS
     unique, codes = np.unique(proto, return_inverse=True)
     return codes.reshape(-1), [TRANSPORT_NAMES.get(p, str(p)) for p in unique.tolist()]
-
-
-def _json_strings(values: np.ndarray) -> list[str | None]:
-    """Exporter-supplied strings, escaped by orjson (None stays None)."""
-    if not any(v is not None for v in values.tolist()):
-        return values.tolist()
-    return [orjson.dumps(v).decode() if v is not None else None for v in values.tolist()]

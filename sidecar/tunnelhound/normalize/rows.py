@@ -65,6 +65,10 @@ class Rows:
         None is absent."""
         return self._value(_kernels.STR, list(values), mask, before, after, absent)
 
+    def json(self, values: Sequence[str | None], before: str = "", after: str = "", absent: str = "") -> Rows:
+        """JSON strings (quoted, escaped byte for byte as ``orjson.dumps``) of any text; None is absent."""
+        return self._value(_kernels.JSON, list(values), None, before, after, absent)
+
     def integer(
         self,
         values: np.ndarray,
@@ -121,6 +125,15 @@ class Rows:
     def block(self) -> bytes:
         """All rows joined into one bytes (rows carry their own separators)."""
         return _kernels.render(self.parts, self.n, _kernels.BLOCK) if self.n else b""
+
+    def block_into(self, buffer: bytearray) -> int:
+        """All rows joined, written into ``buffer`` from its start; returns the length.
+
+        ``buffer`` grows when a block needs more room and never shrinks: a writer that
+        reuses one buffer touches no fresh memory per block (page faults on a fresh 10 MB
+        block cost as much as rendering it).
+        """
+        return _kernels.render(self.parts, self.n, _kernels.BLOCK, buffer) if self.n else 0
 
     def lines(self) -> list[bytes]:
         """Each row as bytes."""

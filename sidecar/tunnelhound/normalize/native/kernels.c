@@ -28,6 +28,7 @@ typedef struct {
     char *p;
     Py_ssize_t len, cap;
     PyObject *bytes; /* one block: the text is written straight into this bytes object */
+    PyObject *array; /* ... or into this bytearray, which is grown but never shrunk */
 } Buf;
 
 static int buf_grow(Buf *b, Py_ssize_t need) {
@@ -36,6 +37,9 @@ static int buf_grow(Buf *b, Py_ssize_t need) {
     if (b->bytes) {
         if (_PyBytes_Resize(&b->bytes, cap) < 0) return -1;
         b->p = PyBytes_AS_STRING(b->bytes);
+    } else if (b->array) {
+        if (PyByteArray_Resize(b->array, cap) < 0) return -1;
+        b->p = PyByteArray_AS_STRING(b->array);
     } else {
         char *p = PyMem_Realloc(b->p, (size_t)cap);
         if (!p) {
@@ -73,6 +77,8 @@ static inline int put(Buf *b, const char *s, Py_ssize_t k) {
     b->len += k;
     return 0;
 }
+
+static const char HEX[] = "0123456789abcdef";
 
 static const char DIGITS2[] =
     "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
@@ -214,6 +220,7 @@ enum {
     K_IPV4 = 5, /* uint32 array (host order): dotted quad */
     K_IPV6 = 6, /* 16-byte items: RFC 5952 text */
     K_ISO = 7,  /* int64 ns since the epoch: ISO 8601 UTC, milliseconds */
+    K_JSON = 8, /* list of str/None: a JSON string, escaped as orjson escapes */
 };
 
 enum { M_BLOCK = 0, M_BYTES = 1, M_STR = 2, M_XXH3 = 3 };
@@ -303,6 +310,7 @@ static Part *parse_parts(PyObject *seq, Py_ssize_t n, Py_ssize_t *count) {
         }
         switch (pt->kind) {
         case K_STR:
+        case K_JSON:
             if (!PyList_Check(data) || PyList_GET_SIZE(data) != n) {
                 PyErr_SetString(PyExc_ValueError, "render: a text column must be a list of n items");
                 goto fail;
@@ -353,11 +361,44 @@ fail:
     return NULL;
 }
 
+/* A JSON string of UTF-8 text: quotes, backslash and control characters escaped as orjson
+ * does (short forms where JSON has them, else \u00xx); everything else as it is. */
+static int put_json(Buf *b, const char *s, Py_ssize_t k) {
+    RESERVE(b, 6 * k + 2);
+    char *o = b->p + b->len;
+    *o++ = '"';
+    for (Py_ssize_t i = 0; i < k; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *o++ = (char)c;
+            continue;
+        }
+        *o++ = '\\';
+        switch (c) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '\b': *o++ = 'b'; break;
+        case '\f': *o++ = 'f'; break;
+        case '\n': *o++ = 'n'; break;
+        case '\r': *o++ = 'r'; break;
+        case '\t': *o++ = 't'; break;
+        default:
+            memcpy(o, "u00", 3);
+            o[3] = HEX[c >> 4];
+            o[4] = HEX[c & 15];
+            o += 5;
+        }
+    }
+    *o++ = '"';
+    b->len = o - b->p;
+    return 0;
+}
+
 /* Look up the texts of rows [r0, r0 + count) of every text column. */
 static int gather_tile(Part *parts, Py_ssize_t k, Py_ssize_t r0, Py_ssize_t count) {
     for (Py_ssize_t i = 0; i < k; i++) {
         Part *pt = &parts[i];
-        if (pt->kind != K_STR) continue;
+        if (pt->kind != K_STR && pt->kind != K_JSON) continue;
         for (Py_ssize_t j = 0; j < count; j++) {
             PyObject *s = PyList_GET_ITEM(pt->list, r0 + j);
             struct Span *sp = &pt->spans[j];
@@ -385,7 +426,7 @@ static int render_row(Buf *b, Part *parts, Py_ssize_t k, Py_ssize_t r, Py_ssize_
             if (put(b, pt->lit, pt->nlit) < 0) return -1;
             continue;
         }
-        int present = pt->kind == K_STR ? pt->spans[j].k >= 0 : 1;
+        int present = pt->spans ? pt->spans[j].k >= 0 : 1;
         if (present && pt->has_mask) present = ((const char *)pt->mask.buf)[r] != 0;
         if (!present) {
             if (pt->nabsent && put(b, pt->absent, pt->nabsent) < 0) return -1;
@@ -396,6 +437,9 @@ static int render_row(Buf *b, Part *parts, Py_ssize_t k, Py_ssize_t r, Py_ssize_
         switch (pt->kind) {
         case K_STR:
             rc = put(b, pt->spans[j].p, pt->spans[j].k);
+            break;
+        case K_JSON:
+            rc = put_json(b, pt->spans[j].p, pt->spans[j].k);
             break;
         case K_I64:
             rc = put_i64(b, ((const int64_t *)pt->view.buf)[r]);
@@ -435,23 +479,26 @@ static PyObject *ascii_str(const char *p, Py_ssize_t k) {
     return s;
 }
 
-static const char HEX[] = "0123456789abcdef";
-
 static PyObject *py_render(PyObject *self, PyObject *args) {
-    PyObject *seq;
+    PyObject *seq, *into = NULL;
     Py_ssize_t n;
     int mode;
-    if (!PyArg_ParseTuple(args, "O!ni", &PyList_Type, &seq, &n, &mode)) return NULL;
-    if (n < 0 || mode < M_BLOCK || mode > M_XXH3) {
+    if (!PyArg_ParseTuple(args, "O!ni|O!", &PyList_Type, &seq, &n, &mode, &PyByteArray_Type, &into)) return NULL;
+    if (n < 0 || mode < M_BLOCK || mode > M_XXH3 || (into && mode != M_BLOCK)) {
         PyErr_SetString(PyExc_ValueError, "render: bad row count or mode");
         return NULL;
     }
     Py_ssize_t k;
     Part *parts = parse_parts(seq, n, &k);
     if (!parts) return NULL;
-    Buf b = {NULL, 0, 0, NULL};
+    Buf b = {NULL, 0, 0, NULL, into};
     PyObject *out = NULL;
-    if (mode == M_BLOCK) {
+    if (into) {
+        /* Reusing one buffer spares the page faults of fresh memory (half the cost of a
+         * block when each one is newly allocated). */
+        b.p = PyByteArray_AS_STRING(into);
+        b.cap = PyByteArray_GET_SIZE(into);
+    } else if (mode == M_BLOCK) {
         if (!(b.bytes = PyBytes_FromStringAndSize(NULL, 4096))) goto fail;
         b.p = PyBytes_AS_STRING(b.bytes);
         b.cap = 4096;
@@ -492,7 +539,9 @@ static PyObject *py_render(PyObject *self, PyObject *args) {
         if (!item) goto fail;
         PyList_SET_ITEM(out, r, item);
     }
-    if (mode == M_BLOCK) {
+    if (into) {
+        out = PyLong_FromSsize_t(b.len);
+    } else if (mode == M_BLOCK) {
         if (_PyBytes_Resize(&b.bytes, b.len) < 0) goto fail;
         out = b.bytes;
     } else {
@@ -502,8 +551,8 @@ static PyObject *py_render(PyObject *self, PyObject *args) {
     return out;
 fail:
     Py_XDECREF(out);
-    if (mode == M_BLOCK) Py_XDECREF(b.bytes); /* a failed resize has freed it and set NULL */
-    else PyMem_Free(b.p);
+    if (mode != M_BLOCK) PyMem_Free(b.p);
+    else if (!into) Py_XDECREF(b.bytes); /* a failed resize has freed it and set NULL */
     parts_free(parts, k);
     return NULL;
 }
@@ -807,7 +856,8 @@ done:
 
 static PyMethodDef methods[] = {
     {"render", py_render, METH_VARARGS,
-     "render(parts, n, mode): n rows of text from constant bytes and per-row value parts."},
+     "render(parts, n, mode[, into]): n rows of text from constant bytes and per-row value parts; "
+     "with a bytearray `into` (block mode), written into it from the start and the length returned."},
     {"community_ids", py_community_ids, METH_VARARGS,
      "community_ids(n, proto, sport, dport, ok, src, src_v6, dst, dst_v6, seed): Community ID v1 "
      "per row (None where not ok or the address families differ)."},
@@ -830,7 +880,7 @@ PyMODINIT_FUNC PyInit__kernels(void) {
         int value;
     } constants[] = {
         {"STR", K_STR},     {"I64", K_I64},     {"U64", K_U64},       {"PICK", K_PICK},   {"IPV4", K_IPV4},
-        {"IPV6", K_IPV6},   {"ISO", K_ISO},     {"BLOCK", M_BLOCK},   {"BYTES", M_BYTES}, {"TEXT", M_STR},
+        {"IPV6", K_IPV6},   {"ISO", K_ISO},     {"JSON", K_JSON},     {"BLOCK", M_BLOCK},   {"BYTES", M_BYTES}, {"TEXT", M_STR},
         {"XXH3_128", M_XXH3},
     };
     for (size_t i = 0; i < sizeof constants / sizeof constants[0]; i++)
