@@ -9,8 +9,11 @@ moved to C: numpy's ISO formatting, ``socket.inet_ntoa``/``inet_ntop``, ``str(in
 from __future__ import annotations
 
 import json
+import os
 import random
 import socket
+import subprocess
+import sys
 
 import numpy as np
 import orjson
@@ -225,3 +228,40 @@ def test_block_into_reuses_one_buffer() -> None:
     assert small.block_into(buffer) == 4 and bytes(buffer[:4]) == b"a\nb\n"
     assert len(buffer) == capacity  # never shrunk
     assert Rows(0).lit("x").block_into(buffer) == 0
+
+
+def test_portable_sha1_gives_the_same_ids() -> None:
+    # The SHA-NI block function is picked at import when the CPU has it; the portable one
+    # must give the same ids (run in a fresh interpreter with the switch set).
+    script = (
+        "import json, sys, numpy as np\n"
+        "from tunnelhound.normalize import _kernels\n"
+        "from tunnelhound.normalize.addresses import FlowTuples\n"
+        "from tunnelhound.normalize.community_id import community_ids\n"
+        "a = np.array(json.load(sys.stdin), dtype=np.int64)\n"
+        "src = np.zeros((len(a), 16), np.uint8); src[:, :4] = a[:, 3:7]\n"
+        "dst = np.zeros((len(a), 16), np.uint8); dst[:, :4] = a[:, 7:11]\n"
+        "v6 = np.zeros(len(a), bool)\n"
+        "t = FlowTuples(a[:, 0], a[:, 1], a[:, 2], np.ones(len(a), bool), src, v6, dst, v6)\n"
+        "print(json.dumps([_kernels.SHA1, community_ids(t)]))\n"
+    )
+    rows = [
+        [RNG.choice(PROTOS), RNG.randrange(256), RNG.randrange(65536)]
+        + [RNG.randrange(256) for _ in range(8)]
+        for _ in range(500)
+    ]
+    results = {}
+    for flag in ("0", "1"):
+        proc = subprocess.run(
+            [sys.executable, "-c", script],
+            input=json.dumps(rows),
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "TUNNELHOUND_NO_SHA_NI": flag},
+        )
+        results[flag] = json.loads(proc.stdout)
+    assert results["1"][0] == "portable"
+    assert results["0"][1] == results["1"][1]
+    expected = [community_id(r[0], bytes(r[3:7]), bytes(r[7:11]), r[1], r[2]) for r in rows]
+    assert results["1"][1] == expected

@@ -601,10 +601,57 @@ static void sha1_block(uint32_t h[5], const unsigned char *blk) {
     h[4] += e;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#include <immintrin.h>
+#define HAVE_SHA_NI_PATH 1
+
+/* The same block with the x86 SHA extensions (SHA-NI: AMD Zen, Intel since Ice Lake), about
+ * four times faster; picked at import when the CPU has them (sha1_use_ni). */
+__attribute__((target("sha,sse4.1,ssse3"))) static void sha1_block_ni(uint32_t h[5], const unsigned char *blk) {
+    const __m128i order = _mm_set_epi64x(0x0001020304050607LL, 0x08090a0b0c0d0e0fLL);
+    __m128i w[20];
+    for (int g = 0; g < 4; g++) w[g] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(blk + 16 * g)), order);
+    for (int g = 4; g < 20; g++)
+        w[g] = _mm_sha1msg2_epu32(_mm_xor_si128(_mm_sha1msg1_epu32(w[g - 4], w[g - 3]), w[g - 2]), w[g - 1]);
+    __m128i abcd = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)h), 0x1B);
+    __m128i e0 = _mm_set_epi32((int)h[4], 0, 0, 0);
+    const __m128i abcd_in = abcd, e_in = e0;
+    __m128i e = _mm_add_epi32(e0, w[0]);
+    __m128i prev = abcd;
+    abcd = _mm_sha1rnds4_epu32(abcd, e, 0);
+    /* Four rounds a step; the round function changes every 20 rounds (immediate operand). */
+#define STEPS(from, to, f)                            \
+    for (int g = from; g < to; g++) {                 \
+        e = _mm_sha1nexte_epu32(prev, w[g]);          \
+        prev = abcd;                                  \
+        abcd = _mm_sha1rnds4_epu32(abcd, e, f);       \
+    }
+    STEPS(1, 5, 0)
+    STEPS(5, 10, 1)
+    STEPS(10, 15, 2)
+    STEPS(15, 20, 3)
+#undef STEPS
+    e = _mm_sha1nexte_epu32(prev, e_in);
+    abcd = _mm_shuffle_epi32(_mm_add_epi32(abcd, abcd_in), 0x1B);
+    _mm_storeu_si128((__m128i *)h, abcd);
+    h[4] = (uint32_t)_mm_extract_epi32(e, 3);
+}
+
+static int sha1_use_ni(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_SSE4_1) || !(c & bit_SSSE3)) return 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    return (b & (1u << 29)) != 0; /* CPUID.7.0:EBX.SHA */
+}
+#endif
+
+static void (*sha1_block_fn)(uint32_t h[5], const unsigned char *blk) = sha1_block;
+
 static void sha1(const unsigned char *msg, size_t len, unsigned char out[20]) {
     uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
     size_t full = len / 64 * 64;
-    for (size_t i = 0; i < full; i += 64) sha1_block(h, msg + i);
+    for (size_t i = 0; i < full; i += 64) sha1_block_fn(h, msg + i);
     unsigned char tail[128] = {0};
     size_t rest = len - full;
     memcpy(tail, msg + full, rest);
@@ -612,7 +659,7 @@ static void sha1(const unsigned char *msg, size_t len, unsigned char out[20]) {
     size_t tlen = rest + 9 <= 64 ? 64 : 128;
     uint64_t bits = (uint64_t)len * 8;
     for (int i = 0; i < 8; i++) tail[tlen - 1 - i] = (unsigned char)(bits >> (8 * i));
-    for (size_t i = 0; i < tlen; i += 64) sha1_block(h, tail + i);
+    for (size_t i = 0; i < tlen; i += 64) sha1_block_fn(h, tail + i);
     for (int i = 0; i < 5; i++) {
         out[4 * i] = (unsigned char)(h[i] >> 24);
         out[4 * i + 1] = (unsigned char)(h[i] >> 16);
@@ -875,6 +922,15 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__kernels(void) {
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
+#ifdef HAVE_SHA_NI_PATH
+    /* TUNNELHOUND_NO_SHA_NI=1 keeps the portable SHA-1 (tests run both). */
+    const char *off = getenv("TUNNELHOUND_NO_SHA_NI");
+    if (sha1_use_ni() && !(off && *off == '1')) sha1_block_fn = sha1_block_ni;
+#endif
+    if (PyModule_AddStringConstant(m, "SHA1", sha1_block_fn == sha1_block ? "portable" : "sha-ni") < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
     static const struct {
         const char *name;
         int value;
