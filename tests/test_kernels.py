@@ -265,3 +265,12 @@ def test_portable_sha1_gives_the_same_ids() -> None:
     assert results["0"][1] == results["1"][1]
     expected = [community_id(r[0], bytes(r[3:7]), bytes(r[7:11]), r[1], r[2]) for r in rows]
     assert results["1"][1] == expected
+
+
+def test_count_newlines() -> None:
+    from tunnelhound.normalize._kernels import count_newlines
+
+    data = bytes(RNG.choice(b"ab\n") for _ in range(100_000))
+    assert count_newlines(data) == data.count(b"\n")
+    assert count_newlines(b"") == 0 and count_newlines(bytearray(b"\n\n")) == 2
+    assert count_newlines(memoryview(data)[10:500]) == data[10:500].count(b"\n")

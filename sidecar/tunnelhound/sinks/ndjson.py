@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from tunnelhound.normalize._kernels import count_newlines
 from tunnelhound.normalize.frame import FlowFrame, encode_ndjson_into
 
 __all__ = ["NdjsonSink"]
@@ -99,8 +100,7 @@ class NdjsonSink:
             raise ValueError("write to a closed NdjsonSink")
         if not lines:
             return
-        data = b"\n".join(lines) + b"\n"
-        self._append(data, len(lines), data.count(b"\n"))
+        self._append(b"\n".join(lines) + b"\n", len(lines))
 
     def write_frame(self, frame: FlowFrame) -> None:
         """Write normalized flows, one ECS document per line."""
@@ -109,12 +109,12 @@ class NdjsonSink:
         if frame.n:
             size = encode_ndjson_into(frame, self._buffer)
             with memoryview(self._buffer) as whole, whole[:size] as block:
-                self._append(block, frame.n, self._buffer.count(b"\n", 0, size))
+                self._append(block, frame.n)
 
-    def _append(self, data: bytes | memoryview, lines: int, newlines: int) -> None:
+    def _append(self, data: bytes | memoryview, lines: int) -> None:
         # One C-speed count of the newlines catches a pretty-printed document that would
-        # break every reader.
-        if newlines != lines:
+        # break every reader (memchr: bytes.count goes a byte at a time).
+        if count_newlines(data) != lines:
             raise ValueError("a line contains a newline; NDJSON documents must be serialized on one line")
         if self._stdout:
             sys.stdout.buffer.write(data)

@@ -899,12 +899,31 @@ done:
     return out;
 }
 
+/* ----------------------------------------------------------------------- newlines */
+
+static PyObject *py_count_newlines(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    if (!PyArg_ParseTuple(args, "y*", &view)) return NULL;
+    /* memchr skips whole vectors of non-newline bytes; bytes.count(b"\n") goes a byte at a
+     * time (a third of a microsecond per 1.5 kB document). */
+    const char *p = view.buf, *end = p + view.len;
+    Py_ssize_t count = 0;
+    while (p < end && (p = memchr(p, '\n', (size_t)(end - p)))) {
+        count++;
+        p++;
+    }
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(count);
+}
+
 /* ------------------------------------------------------------------------ module */
 
 static PyMethodDef methods[] = {
     {"render", py_render, METH_VARARGS,
      "render(parts, n, mode[, into]): n rows of text from constant bytes and per-row value parts; "
      "with a bytearray `into` (block mode), written into it from the start and the length returned."},
+    {"count_newlines", py_count_newlines, METH_VARARGS,
+     "count_newlines(data): the number of b'\\n' bytes in a bytes-like object."},
     {"community_ids", py_community_ids, METH_VARARGS,
      "community_ids(n, proto, sport, dport, ok, src, src_v6, dst, dst_v6, seed): Community ID v1 "
      "per row (None where not ok or the address families differ)."},
