@@ -233,6 +233,7 @@ enum { M_BLOCK = 0, M_BYTES = 1, M_STR = 2, M_XXH3 = 3 };
 struct Span {
     const char *p;
     Py_ssize_t k; /* -1: None */
+    int ascii;
 };
 
 typedef struct {
@@ -247,6 +248,7 @@ typedef struct {
     const char *lit;    /* a constant piece (parts given as bytes) */
     Py_ssize_t nlit;
     struct Span *spans; /* K_STR: this tile's texts (see render_tile) */
+    int ascii;          /* the part's constant texts are ASCII */
 } Part;
 
 static void parts_free(Part *parts, Py_ssize_t k) {
@@ -279,6 +281,12 @@ static int bytes_arg(PyObject *obj, const char **p, Py_ssize_t *k) {
     return 0;
 }
 
+static int is_ascii(const char *p, Py_ssize_t k) {
+    for (Py_ssize_t i = 0; i < k; i++)
+        if ((unsigned char)p[i] >= 0x80) return 0;
+    return 1;
+}
+
 /* parts: list of bytes (constant) or (kind, data, mask|None, before, after, absent). */
 static Part *parse_parts(PyObject *seq, Py_ssize_t n, Py_ssize_t *count) {
     Py_ssize_t k = PyList_GET_SIZE(seq);
@@ -294,6 +302,7 @@ static Part *parse_parts(PyObject *seq, Py_ssize_t n, Py_ssize_t *count) {
             pt->kind = 0;
             pt->lit = PyBytes_AS_STRING(item);
             pt->nlit = PyBytes_GET_SIZE(item);
+            pt->ascii = is_ascii(pt->lit, pt->nlit);
             continue;
         }
         PyObject *data, *mask, *before, *after, *absent;
@@ -304,6 +313,8 @@ static Part *parse_parts(PyObject *seq, Py_ssize_t n, Py_ssize_t *count) {
             bytes_arg(after, &pt->after, &pt->nafter) < 0 ||
             bytes_arg(absent, &pt->absent, &pt->nabsent) < 0)
             goto fail;
+        pt->ascii = is_ascii(pt->before, pt->nbefore) && is_ascii(pt->after, pt->nafter) &&
+                    is_ascii(pt->absent, pt->nabsent);
         if (mask != Py_None) {
             if (get_view(mask, &pt->mask, n, 1, "a mask") < 0) goto fail;
             pt->has_mask = 1;
@@ -325,11 +336,14 @@ static Part *parse_parts(PyObject *seq, Py_ssize_t n, Py_ssize_t *count) {
         case K_PICK: {
             PyObject *codes, *texts;
             if (!PyArg_ParseTuple(data, "OO!", &codes, &PyTuple_Type, &texts)) goto fail;
-            for (Py_ssize_t t = 0; t < PyTuple_GET_SIZE(texts); t++)
-                if (!PyBytes_Check(PyTuple_GET_ITEM(texts, t))) {
+            for (Py_ssize_t t = 0; t < PyTuple_GET_SIZE(texts); t++) {
+                PyObject *text = PyTuple_GET_ITEM(texts, t);
+                if (!PyBytes_Check(text)) {
                     PyErr_SetString(PyExc_TypeError, "render: pick texts must be bytes");
                     goto fail;
                 }
+                pt->ascii &= is_ascii(PyBytes_AS_STRING(text), PyBytes_GET_SIZE(text));
+            }
             if (get_view(codes, &pt->view, n, 8, "a code column") < 0) goto fail;
             pt->has_view = 1;
             pt->list = texts;
@@ -402,6 +416,7 @@ static int gather_tile(Part *parts, Py_ssize_t k, Py_ssize_t r0, Py_ssize_t coun
         for (Py_ssize_t j = 0; j < count; j++) {
             PyObject *s = PyList_GET_ITEM(pt->list, r0 + j);
             struct Span *sp = &pt->spans[j];
+            sp->ascii = 1;
             if (s == Py_None) {
                 sp->k = -1;
             } else if (!PyUnicode_Check(s)) {
@@ -412,16 +427,19 @@ static int gather_tile(Part *parts, Py_ssize_t k, Py_ssize_t r0, Py_ssize_t coun
                 sp->k = PyUnicode_GET_LENGTH(s);
             } else if (!(sp->p = PyUnicode_AsUTF8AndSize(s, &sp->k))) {
                 return -1; /* the UTF-8 form is cached in the str, which the list keeps alive */
+            } else {
+                sp->ascii = 0;
             }
         }
     }
     return 0;
 }
 
-/* Row r (j-th of its tile). */
-static int render_row(Buf *b, Part *parts, Py_ssize_t k, Py_ssize_t r, Py_ssize_t j) {
+/* Row r (j-th of its tile); *ascii is cleared when the row's text may not be ASCII. */
+static int render_row(Buf *b, Part *parts, Py_ssize_t k, Py_ssize_t r, Py_ssize_t j, int *ascii) {
     for (Py_ssize_t i = 0; i < k; i++) {
         Part *pt = &parts[i];
+        *ascii &= pt->ascii & (pt->spans ? pt->spans[j].ascii : 1);
         if (pt->kind == 0) {
             if (put(b, pt->lit, pt->nlit) < 0) return -1;
             continue;
@@ -509,7 +527,8 @@ static PyObject *py_render(PyObject *self, PyObject *args) {
         Py_ssize_t j = r % TILE;
         if (j == 0 && gather_tile(parts, k, r, n - r < TILE ? n - r : TILE) < 0) goto fail;
         if (mode != M_BLOCK) b.len = 0;
-        if (render_row(&b, parts, k, r, j) < 0) goto fail;
+        int ascii = 1;
+        if (render_row(&b, parts, k, r, j, &ascii) < 0) goto fail;
         if (mode == M_BLOCK && r == 0 && n > 1) {
             /* Rows of a frame are about the same length: reserve for all of them at once. */
             RESERVE_OR(&b, b.len * (n - 1) + b.len / 4, goto fail);
@@ -522,7 +541,8 @@ static PyObject *py_render(PyObject *self, PyObject *args) {
             item = PyBytes_FromStringAndSize(b.p, b.len);
             break;
         case M_STR:
-            item = PyUnicode_DecodeUTF8(b.p ? b.p : "", b.len, "strict");
+            /* All-ASCII rows (nearly all) skip the UTF-8 decoder's scan. */
+            item = ascii ? ascii_str(b.p, b.len) : PyUnicode_DecodeUTF8(b.p ? b.p : "", b.len, "strict");
             break;
         case M_XXH3: {
             XXH128_canonical_t c;
