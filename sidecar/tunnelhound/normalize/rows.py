@@ -34,8 +34,14 @@ class Rows:
     def lit(self, text: str) -> Rows:
         """A constant piece."""
         data = text.encode()
-        if self.parts and isinstance(self.parts[-1], bytes):
-            self.parts[-1] += data
+        last = self.parts[-1] if self.parts else None
+        if isinstance(last, bytes):
+            self.parts[-1] = last + data
+        elif last is not None and _always(last):
+            # Text after a value that every row has goes into the value's own "after": one
+            # piece less for the C loop to visit per row.
+            kind, values, mask, before, after, absent = last
+            self.parts[-1] = (kind, values, mask, before, after + data, absent)
         else:
             self.parts.append(data)
         return self
@@ -50,7 +56,13 @@ class Rows:
                 return self.lit(absent) if absent else self
             else:
                 mask = np.ascontiguousarray(mask, dtype=bool)
-        self.parts.append((kind, data, mask, before.encode(), after.encode(), absent.encode()))
+        part = (kind, data, mask, before.encode(), after.encode(), absent.encode())
+        last = self.parts[-1] if self.parts else None
+        if isinstance(last, bytes) and _always(part):
+            # Likewise the text before it.
+            self.parts.pop()
+            part = (kind, data, mask, last + part[3], part[4], part[5])
+        self.parts.append(part)
         return self
 
     def text(
@@ -146,6 +158,11 @@ class Rows:
     def xxh3_128(self) -> list[str]:
         """The xxh3-128 hex digest of each row's UTF-8 text (as ``xxhash.xxh3_128_hexdigest``)."""
         return _kernels.render(self.parts, self.n, _kernels.XXH3_128)
+
+
+def _always(part: _Part) -> bool:
+    """Whether a value part writes its value on every row (no mask, no None possible)."""
+    return isinstance(part, tuple) and part[2] is None and part[0] not in (_kernels.STR, _kernels.JSON)
 
 
 def _contiguous(values: np.ndarray, dtype: type[np.generic]) -> np.ndarray:
