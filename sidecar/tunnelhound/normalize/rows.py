@@ -16,8 +16,10 @@ import numpy as np
 
 from tunnelhound.normalize import _kernels
 
-_Part = bytes | tuple[int, object, np.ndarray | None, bytes, bytes, bytes]
+_Part = bytes | tuple[int, object, np.ndarray | None, bytes, bytes, bytes, bytes]
 _FALSE_TRUE = (b"false", b"true")
+_MAY_BE_NONE = (_kernels.STR, _kernels.JSON)
+"""Kinds whose value may be absent on a row without a mask (None in the list)."""
 
 
 class Rows:
@@ -29,21 +31,26 @@ class Rows:
 
     def __init__(self, n: int) -> None:
         self.n = n
-        self.parts: list[_Part] = []
+        self._parts: list[_Part] = []
+        self._lead = b""
+        """Constant text not yet attached: it becomes the next value's lead (written on every
+        row before it), so the C loop visits one piece per value, not two."""
+
+    @property
+    def parts(self) -> list[_Part]:
+        """The pieces as ``_kernels.render`` takes them."""
+        return [*self._parts, self._lead] if self._lead else self._parts
 
     def lit(self, text: str) -> Rows:
         """A constant piece."""
         data = text.encode()
-        last = self.parts[-1] if self.parts else None
-        if isinstance(last, bytes):
-            self.parts[-1] = last + data
-        elif last is not None and _always(last):
-            # Text after a value that every row has goes into the value's own "after": one
-            # piece less for the C loop to visit per row.
-            kind, values, mask, before, after, absent = last
-            self.parts[-1] = (kind, values, mask, before, after + data, absent)
+        last = self._parts[-1] if self._parts else None
+        if not self._lead and isinstance(last, tuple) and last[2] is None and last[0] not in _MAY_BE_NONE:
+            # After a value that every row has: into the value's own "after".
+            kind, values, mask, lead, before, after, absent = last
+            self._parts[-1] = (kind, values, mask, lead, before, after + data, absent)
         else:
-            self.parts.append(data)
+            self._lead += data
         return self
 
     def _value(
@@ -56,13 +63,8 @@ class Rows:
                 return self.lit(absent) if absent else self
             else:
                 mask = np.ascontiguousarray(mask, dtype=bool)
-        part = (kind, data, mask, before.encode(), after.encode(), absent.encode())
-        last = self.parts[-1] if self.parts else None
-        if isinstance(last, bytes) and _always(part):
-            # Likewise the text before it.
-            self.parts.pop()
-            part = (kind, data, mask, last + part[3], part[4], part[5])
-        self.parts.append(part)
+        self._parts.append((kind, data, mask, self._lead, before.encode(), after.encode(), absent.encode()))
+        self._lead = b""
         return self
 
     def text(
@@ -158,11 +160,6 @@ class Rows:
     def xxh3_128(self) -> list[str]:
         """The xxh3-128 hex digest of each row's UTF-8 text (as ``xxhash.xxh3_128_hexdigest``)."""
         return _kernels.render(self.parts, self.n, _kernels.XXH3_128)
-
-
-def _always(part: _Part) -> bool:
-    """Whether a value part writes its value on every row (no mask, no None possible)."""
-    return isinstance(part, tuple) and part[2] is None and part[0] not in (_kernels.STR, _kernels.JSON)
 
 
 def _contiguous(values: np.ndarray, dtype: type[np.generic]) -> np.ndarray:

@@ -243,8 +243,9 @@ typedef struct {
     PyObject *list;     /* K_STR: a list; K_PICK: the tuple of texts */
     Py_buffer mask;     /* optional bool array: rows where the value is present */
     int has_mask;
+    const char *lead;                    /* written on every row, before the value or its absence */
     const char *before, *after, *absent; /* around a present value; instead of an absent one */
-    Py_ssize_t nbefore, nafter, nabsent;
+    Py_ssize_t nlead, nbefore, nafter, nabsent;
     const char *lit;    /* a constant piece (parts given as bytes) */
     Py_ssize_t nlit;
     struct Span *spans; /* K_STR: this tile's texts (see render_tile) */
@@ -287,7 +288,7 @@ static int is_ascii(const char *p, Py_ssize_t k) {
     return 1;
 }
 
-/* parts: list of bytes (constant) or (kind, data, mask|None, before, after, absent). */
+/* parts: list of bytes (constant) or (kind, data, mask|None, lead, before, after, absent). */
 static Part *parse_parts(PyObject *seq, Py_ssize_t n, Py_ssize_t *count) {
     Py_ssize_t k = PyList_GET_SIZE(seq);
     Part *parts = PyMem_Calloc((size_t)(k ? k : 1), sizeof(Part));
@@ -305,16 +306,16 @@ static Part *parse_parts(PyObject *seq, Py_ssize_t n, Py_ssize_t *count) {
             pt->ascii = is_ascii(pt->lit, pt->nlit);
             continue;
         }
-        PyObject *data, *mask, *before, *after, *absent;
+        PyObject *data, *mask, *lead, *before, *after, *absent;
         if (!PyTuple_Check(item) ||
-            !PyArg_ParseTuple(item, "iOOOOO", &pt->kind, &data, &mask, &before, &after, &absent))
+            !PyArg_ParseTuple(item, "iOOOOOO", &pt->kind, &data, &mask, &lead, &before, &after, &absent))
             goto fail;
-        if (bytes_arg(before, &pt->before, &pt->nbefore) < 0 ||
+        if (bytes_arg(lead, &pt->lead, &pt->nlead) < 0 || bytes_arg(before, &pt->before, &pt->nbefore) < 0 ||
             bytes_arg(after, &pt->after, &pt->nafter) < 0 ||
             bytes_arg(absent, &pt->absent, &pt->nabsent) < 0)
             goto fail;
-        pt->ascii = is_ascii(pt->before, pt->nbefore) && is_ascii(pt->after, pt->nafter) &&
-                    is_ascii(pt->absent, pt->nabsent);
+        pt->ascii = is_ascii(pt->lead, pt->nlead) && is_ascii(pt->before, pt->nbefore) &&
+                    is_ascii(pt->after, pt->nafter) && is_ascii(pt->absent, pt->nabsent);
         if (mask != Py_None) {
             if (get_view(mask, &pt->mask, n, 1, "a mask") < 0) goto fail;
             pt->has_mask = 1;
@@ -444,6 +445,7 @@ static int render_row(Buf *b, Part *parts, Py_ssize_t k, Py_ssize_t r, Py_ssize_
             if (put(b, pt->lit, pt->nlit) < 0) return -1;
             continue;
         }
+        if (pt->nlead && put(b, pt->lead, pt->nlead) < 0) return -1;
         int present = pt->spans ? pt->spans[j].k >= 0 : 1;
         if (present && pt->has_mask) present = ((const char *)pt->mask.buf)[r] != 0;
         if (!present) {
