@@ -48,13 +48,13 @@ from streams import Stream, build_ipfix, build_v9, describe
 from tunnelhound.decode.decoder import Decoder
 from tunnelhound.model import Datagram, FlowBatch
 from tunnelhound.normalize import ecs
-from tunnelhound.normalize.addresses import ipv4_packed, ipv4_text
-from tunnelhound.normalize.community_id import community_id
+from tunnelhound.normalize.addresses import FlowTuples, packed4
+from tunnelhound.normalize.community_id import community_ids
 from tunnelhound.normalize.ecs import Normalizer
-from tunnelhound.normalize.flow_id import flow_id
-from tunnelhound.normalize.frame import encode_ndjson
+from tunnelhound.normalize.flow_id import flow_ids
+from tunnelhound.normalize.frame import encode_ndjson_into
 from tunnelhound.normalize.group import merge_batches
-from tunnelhound.normalize.locality import direction_array
+from tunnelhound.normalize.rows import Rows
 from tunnelhound.normalize.times import flow_times
 from tunnelhound.sinks.ndjson import NdjsonSink
 
@@ -130,8 +130,8 @@ def chunks(datagrams: Sequence[Datagram], size: int) -> list[Sequence[Datagram]]
     return [datagrams[i : i + size] for i in range(0, len(datagrams), size)]
 
 
-NORMALIZE_PATH = "Normalizer.frames + encode_ndjson"
-"""What the pipeline does with a chunk's batches: columnar flows, then NDJSON lines."""
+NORMALIZE_PATH = "Normalizer.frames + encode_ndjson_into"
+"""What the pipeline does with a chunk's batches: columnar flows, then one NDJSON block."""
 
 
 def decode_normalize(groups: Sequence[Sequence[Datagram]]) -> int:
@@ -302,7 +302,8 @@ def cost_breakdown(stream: Stream, records: int, chunk: int) -> dict[str, Any]:
     datagrams, _ = slice_for(datagrams_of(stream), stream, records)
     root = _default_sink_root()
     decode_normalize_ndjson(chunks(datagrams[:50], chunk), root)  # warm-up
-    decoder, normalize, encode = Decoder(), Normalizer().frames, encode_ndjson
+    decoder, normalize, encode = Decoder(), Normalizer().frames, encode_ndjson_into
+    buffer = bytearray()  # as NdjsonSink.write_frame: one buffer for every frame
     groups: list[list[FlowBatch]] = []
     t_decode = t_normalize = t_encode = t_sink = 0.0
     clock = time.perf_counter
@@ -319,9 +320,10 @@ def cost_breakdown(stream: Stream, records: int, chunk: int) -> dict[str, Any]:
             t1 = clock()
             normalized = normalize(batches)
             t2 = clock()
-            lines = encode(normalized)
+            size = encode(normalized, buffer)
             t3 = clock()
-            sink.write(lines)
+            with memoryview(buffer) as whole, whole[:size] as block:  # the rest of write_frame
+                sink._append(block, normalized.n)
             t4 = clock()
             t_decode += t1 - t0
             t_normalize += t2 - t1
@@ -336,7 +338,7 @@ def cost_breakdown(stream: Stream, records: int, chunk: int) -> dict[str, Any]:
         "decode_fast": t_decode,
         **{f"normalize.{k}": v for k, v in timed.items()},
         "normalize.rest": max(0.0, t_normalize - explained),
-        "encode_ndjson_lines": t_encode,
+        "encode_ndjson": t_encode,
         "ndjson_sink_write": t_sink,
     }
     total = t_decode + t_normalize + t_encode + t_sink
@@ -367,15 +369,20 @@ def _merged(batches: list[FlowBatch]) -> Merged:
     return list(merge_batches(batches))
 
 
-def _id_args(merged: Merged) -> list[tuple[list[int], list[bytes], list[bytes], list[int], list[int]]]:
+def _sides(merged: Merged) -> list[tuple[Any, Any]]:
+    """Both sides' addresses of each merged batch, as normalize makes them."""
+    normalizer = Normalizer()
+    return [(normalizer._addresses(b, "source"), normalizer._addresses(b, "destination")) for b, _ in merged]
+
+
+def _id_args(merged: Merged) -> list[FlowTuples]:
     out = []
-    for b, _ in merged:
+    for (b, _), (src, dst) in zip(merged, _sides(merged), strict=True):
         cols = b.columns
         proto = cols["protocol_identifier"].astype(np.int64)
         sport, dport = Normalizer._ports(cols, proto, b.count)
-        src = ipv4_packed(cols["source_ipv4_address"])
-        dst = ipv4_packed(cols["destination_ipv4_address"])
-        out.append((proto.tolist(), src, dst, sport.tolist(), dport.tolist()))
+        ok = ecs._hashable_tuples(proto, sport, dport)
+        out.append(FlowTuples(proto, sport, dport, ok, src.packed, src.v6, dst.packed, dst.v6))
     return out
 
 
@@ -383,9 +390,8 @@ def _piece_community_id(merged: Merged) -> Callable[[], None]:
     args = _id_args(merged)
 
     def run() -> None:
-        for protos, src, dst, sports, dports in args:
-            for p, s, d, sp, dp in zip(protos, src, dst, sports, dports, strict=True):
-                community_id(p, s, d, sp, dp, 0)
+        for tuples in args:
+            community_ids(tuples)
 
     return run
 
@@ -394,9 +400,8 @@ def _piece_flow_id(merged: Merged) -> Callable[[], None]:
     args = _id_args(merged)
 
     def run() -> None:
-        for protos, src, dst, sports, dports in args:
-            for p, s, d, sp, dp in zip(protos, src, dst, sports, dports, strict=True):
-                flow_id(s, d, sp, dp, p)
+        for tuples in args:
+            flow_ids(tuples)
 
     return run
 
@@ -404,16 +409,9 @@ def _piece_flow_id(merged: Merged) -> Callable[[], None]:
 def _piece_event_id(merged: Merged) -> Callable[[], None]:
     event_ids = Normalizer._event_ids
     args = []
-    for (b, headers), (protos, src, dst, sports, dports) in zip(merged, _id_args(merged), strict=True):
-        content = (
-            ipv4_text(src),
-            ipv4_text(dst),
-            sports,
-            dports,
-            protos,
-            b.columns["octet_delta_count"].tolist(),
-            flow_times(b, headers)[1].tolist(),
-        )
+    for (b, headers), t, (src, dst) in zip(merged, _id_args(merged), _sides(merged), strict=True):
+        end_ns = flow_times(b, headers)[1]
+        content = (src.text, dst.text, t.sport, t.dport, t.proto, b.columns["octet_delta_count"], end_ns)
         args.append((b, headers, content))
 
     def run() -> None:
@@ -428,14 +426,13 @@ def _times(merged: Merged) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def _piece_iso(merged: Merged) -> Callable[[], None]:
-    iso = ecs._iso
     times = _times(merged)
 
     def run() -> None:
         for start_ns, end_ns in times:
-            iso(start_ns)
-            iso(end_ns)
-            iso(np.array([time.time_ns()], dtype=np.int64))  # event.created
+            Rows(len(start_ns)).iso(start_ns).strings()
+            Rows(len(end_ns)).iso(end_ns).strings()
+            Rows(1).iso(np.array([time.time_ns()], dtype=np.int64)).strings()  # event.created
 
     return run
 
@@ -450,10 +447,12 @@ def _piece_flow_times(merged: Merged) -> Callable[[], None]:
 
 def _piece_address_text(merged: Merged) -> Callable[[], None]:
     def run() -> None:
-        # source/destination.ip: packed and text forms (inet_ntoa), as normalize makes them.
+        # source/destination.ip: packed (for the flow hashes) and text, as normalize makes them.
         for b, _ in merged:
-            ipv4_text(ipv4_packed(b.columns["source_ipv4_address"]))
-            ipv4_text(ipv4_packed(b.columns["destination_ipv4_address"]))
+            for side in ("source", "destination"):
+                v4 = b.columns[f"{side}_ipv4_address"]
+                packed4(v4)
+                Rows(b.count).ipv4(v4).strings()
 
     return run
 
@@ -463,12 +462,8 @@ def _piece_locality(merged: Merged) -> Callable[[], None]:
 
     def run() -> None:
         for b, _ in merged:
-            si = networks.contains_v4(b.columns["source_ipv4_address"])
-            di = networks.contains_v4(b.columns["destination_ipv4_address"])
-            np.where(si, "internal", "external").tolist()
-            np.where(di, "internal", "external").tolist()
-            np.where(si & di, "internal", "external").tolist()
-            direction_array(si, di).tolist()
+            networks.contains_v4(b.columns["source_ipv4_address"])
+            networks.contains_v4(b.columns["destination_ipv4_address"])
 
     return run
 

@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+python=${PYTHON:-python3}
 missing=()
 command -v tshark >/dev/null 2>&1 || missing+=(tshark)
 command -v softflowd >/dev/null 2>&1 || missing+=(softflowd)
@@ -13,6 +14,11 @@ command -v nfcapd >/dev/null 2>&1 || missing+=(nfdump)  # nfcapd + nfdump: archi
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 # Broker's Python bindings: the real Broker peer of tests/test_zeek_broker.py.
 [ -f /usr/lib/python3/dist-packages/broker/__init__.py ] || missing+=(python3-broker)
+# The C extension (tunnelhound.normalize._kernels) is built by pip: a compiler and Python.h.
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+[ -e /usr/include/arpa/inet.h ] || missing+=(libc6-dev) # a gcc Recommends, not a Depends
+$python -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' ||
+  missing+=(python3-dev)
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -21,7 +27,6 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "== creating .venv with $($python --version)"
   $python -m venv .venv

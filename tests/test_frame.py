@@ -15,7 +15,13 @@ from tunnelhound.decode.decoder import Decoder
 from tunnelhound.model import Datagram
 from tunnelhound.normalize.biflow import BiflowStitcher
 from tunnelhound.normalize.ecs import Normalizer
-from tunnelhound.normalize.frame import FlowFrame, encode_bulk_block, encode_ndjson, encode_ndjson_block
+from tunnelhound.normalize.frame import (
+    FlowFrame,
+    encode_bulk_block,
+    encode_ndjson,
+    encode_ndjson_block,
+    encode_ndjson_into,
+)
 from tunnelhound.sources.files import iter_replay
 
 __all__ = ["export"]
@@ -75,6 +81,11 @@ def test_block_encoding_is_the_lines_with_newlines() -> None:
     frame = normalizer.frames(batches)
     assert encode_ndjson_block(frame) == b"".join(line + b"\n" for line in encode_ndjson(frame))
     assert encode_ndjson_block(FlowFrame.empty()) == b""
+    buffer = bytearray()  # one buffer for frames of any size, as NdjsonSink uses it
+    for part in (frame, frame.rows(0, 5), frame.rows(5, frame.n)):
+        size = encode_ndjson_into(part, buffer)
+        assert bytes(buffer[:size]) == encode_ndjson_block(part)
+    assert encode_ndjson_into(FlowFrame.empty(), buffer) == 0
 
 
 def per_row_bulk(frame: FlowFrame, index: str) -> bytes:

@@ -1,4 +1,4 @@
-"""The built wheel carries every data file the installed commands read."""
+"""The built wheel carries every data file the installed commands read, and the C extension."""
 
 from __future__ import annotations
 
@@ -38,3 +38,6 @@ def test_wheel_contains_all_package_data(tmp_path: Path) -> None:
     }
     assert expected and expected <= names
     assert "tunnelhound/py.typed" in names
+    # The C extension (built by setup.py) and its type stub.
+    assert any(n.startswith("tunnelhound/normalize/_kernels.") and n.endswith(".so") for n in names)
+    assert "tunnelhound/normalize/_kernels.pyi" in names

@@ -1,29 +1,60 @@
-"""Address columns to packed bytes and text, a batch at a time."""
+"""Address columns in the packed form the flow hashes take, a batch at a time."""
 
 from __future__ import annotations
 
-import socket
+from dataclasses import dataclass
 
 import numpy as np
 
-_INET6 = socket.AF_INET6
+_A = np.ndarray
+KernelTuples = tuple[int, _A, _A, _A, _A, _A, _A, _A, _A]
+"""``n``, proto, sport, dport, ok, src, src_v6, dst, dst_v6 (see :class:`FlowTuples`)."""
 
 
-def ipv4_packed(values: np.ndarray) -> list[bytes]:
-    """uint32 host-order values → 4-byte network-order addresses."""
-    return values.astype(">u4").view("V4").tolist()
+@dataclass(frozen=True, slots=True)
+class FlowTuples:
+    """The 5-tuples of ``n`` flows, as :func:`community_ids` and :func:`flow_ids` take them."""
+
+    proto: np.ndarray
+    """int64; like the ports, meaningful only where ``ok``."""
+    sport: np.ndarray
+    """int64; ICMP/ICMPv6: the message type."""
+    dport: np.ndarray
+    """int64; ICMP/ICMPv6: the message code."""
+    ok: np.ndarray
+    """bool: protocol and ports are in range (8 and 16 bits); other rows get no ids."""
+    src: np.ndarray
+    """(n, 16) uint8: IPv6 addresses, or IPv4 ones in the first 4 bytes (see :func:`packed4`)."""
+    src_v6: np.ndarray
+    dst: np.ndarray
+    dst_v6: np.ndarray
+
+    def arrays(self) -> KernelTuples:
+        """``n`` and the columns, contiguous and of the types the C kernels read."""
+        i8, b = np.int64, np.bool_
+        return (
+            len(self.proto),
+            np.ascontiguousarray(self.proto, dtype=i8),
+            np.ascontiguousarray(self.sport, dtype=i8),
+            np.ascontiguousarray(self.dport, dtype=i8),
+            np.ascontiguousarray(self.ok, dtype=b),
+            np.ascontiguousarray(self.src, dtype=np.uint8),
+            np.ascontiguousarray(self.src_v6, dtype=b),
+            np.ascontiguousarray(self.dst, dtype=np.uint8),
+            np.ascontiguousarray(self.dst_v6, dtype=b),
+        )
 
 
-def ipv4_text(packed: list[bytes]) -> list[str]:
-    """Dotted quads (``inet_ntoa`` is C and beats any numpy string assembly here)."""
-    ntoa = socket.inet_ntoa
-    return [ntoa(p) for p in packed]
+def packed4(v4: np.ndarray) -> np.ndarray:
+    """Host-order integer IPv4 addresses → (n, 16) uint8, network order in the first 4 bytes."""
+    out = np.zeros((len(v4), 16), dtype=np.uint8)
+    out[:, :4] = v4.astype(">u4").view(np.uint8).reshape(-1, 4)
+    return out
 
 
-def ipv6_text(packed: list[bytes]) -> list[str]:
-    """RFC 5952 text of 16-byte addresses."""
-    ntop = socket.inet_ntop
-    return [ntop(_INET6, p) for p in packed]
+def packed6(v6: np.ndarray) -> np.ndarray:
+    """16-byte (``V16``) IPv6 addresses → (n, 16) uint8."""
+    return np.ascontiguousarray(v6).view(np.uint8).reshape(-1, 16)
 
 
 def mac_text(values: np.ndarray, *, ecs: bool) -> list[str]:

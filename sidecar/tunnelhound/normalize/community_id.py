@@ -11,8 +11,9 @@ a type with a reply counterpart (echo request/reply, ...) hashes as ``(type, cou
 and is ordered like a port pair; any other type hashes as ``(type, code)`` and is one-way,
 which the spec never reorders.
 
-This runs once per flow on the hot path: one precompiled ``struct`` pack, one SHA-1, one
-base64 encode, no per-call allocation beyond those. Keys rarely repeat, so there is no cache.
+:func:`community_id` is the specification in Python (one flow, tested against the published
+vectors); the pipeline calls :func:`community_ids`, the same rules in C over whole columns
+(``native/kernels.c``; tests/test_kernels.py holds the two equal).
 """
 
 from __future__ import annotations
@@ -22,11 +23,15 @@ import hashlib
 import struct
 from typing import Final
 
+from tunnelhound.normalize import _kernels
+from tunnelhound.normalize.addresses import FlowTuples
+
 __all__ = [
     "ICMP6_TYPE_PAIRS",
     "ICMP_TYPE_PAIRS",
     "PORT_PROTOCOLS",
     "community_id",
+    "community_ids",
 ]
 
 PROTO_ICMP: Final = 1
@@ -121,6 +126,12 @@ def community_id(proto: int, saddr: bytes, daddr: bytes, sport: int, dport: int,
         raise _bad_tuple(proto, sport, dport, seed, exc) from exc
     # binascii is what base64.b64encode calls underneath; calling it directly skips a wrapper.
     return "1:" + _b64(_sha1(data).digest(), newline=False).decode("ascii")
+
+
+def community_ids(tuples: FlowTuples, seed: int = 0) -> list[str | None]:
+    """:func:`community_id` of every flow of ``tuples`` (None where a tuple is not hashable or
+    its two addresses are of different families)."""
+    return _kernels.community_ids(*tuples.arrays(), seed)
 
 
 def _pack_and_hash(proto: int, a: bytes, b: bytes, aport: int, bport: int, seed: int) -> str:

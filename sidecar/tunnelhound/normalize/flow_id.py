@@ -14,6 +14,10 @@ addresses are not compared. Both directions of an equal-port conversation (e.g. 
 IKE 500<->500, ICMP with both ports 0) therefore get *different* ids. We keep that rule on
 purpose: the point of this field is that our ``flow.id`` equals the one Filebeat/Elastic Agent
 stored for the same flow; for a direction-free key use ``network.community_id``.
+
+:func:`flow_id` is the rule in Python (one flow, tested against Filebeat's values); the
+pipeline calls :func:`flow_ids`, the same rule in C over whole columns (``native/kernels.c``;
+tests/test_kernels.py holds the two equal).
 """
 
 from __future__ import annotations
@@ -24,7 +28,10 @@ from typing import Final
 
 import xxhash
 
-__all__ = ["flow_id"]
+from tunnelhound.normalize import _kernels
+from tunnelhound.normalize.addresses import FlowTuples
+
+__all__ = ["flow_id", "flow_ids"]
 
 # Precompiled per address length: one pack per flow, no format parsing on the hot path.
 _V4: Final = struct.Struct("!4sH4sHB")
@@ -61,3 +68,8 @@ def flow_id(saddr: bytes, daddr: bytes, sport: int, dport: int, proto: int) -> s
     except struct.error as exc:
         raise ValueError(f"flow_id: bad tuple (ports={sport},{dport}, proto={proto}): {exc}") from exc
     return _b64(_digest(data), newline=False)[:11].translate(_URLSAFE).decode("ascii")
+
+
+def flow_ids(tuples: FlowTuples) -> list[str | None]:
+    """:func:`flow_id` of every flow of ``tuples`` (None where a tuple is not hashable)."""
+    return _kernels.flow_ids(*tuples.arrays())

@@ -61,15 +61,20 @@ def _merge(group: list[FlowBatch]) -> tuple[FlowBatch, RecordHeaders]:
     if len(group) == 1:
         return group[0], headers_of(group[0])
     first = group[0]
-    total = sum(b.count for b in group)
-    parts = [headers_of(b) for b in group]
-    uptime = None if first.sys_uptime_ms is None else np.concatenate([p.uptime_ms for p in parts])
+    counts = np.array([b.count for b in group], dtype=np.int64)
+    total = int(counts.sum())
+
+    def per_record(values: list[int]) -> np.ndarray:
+        # One value per batch, repeated for its records (a few arrays per group, not per batch).
+        return np.repeat(np.array(values, dtype=np.int64), counts)
+
+    starts = np.cumsum(counts) - counts
     headers = RecordHeaders(
-        export_ns=np.concatenate([p.export_ns for p in parts]),
-        uptime_ms=uptime,
-        sequence=np.concatenate([p.sequence for p in parts]),
-        set_offset=np.concatenate([p.set_offset for p in parts]),
-        index=np.concatenate([p.index for p in parts]),
+        export_ns=per_record([b.export_time * 1_000_000_000 + b.export_nanos for b in group]),
+        uptime_ms=None if first.sys_uptime_ms is None else per_record([b.sys_uptime_ms or 0 for b in group]),
+        sequence=per_record([b.sequence for b in group]),
+        set_offset=per_record([b.set_offset for b in group]),
+        index=np.arange(total, dtype=np.int64) - np.repeat(starts, counts),
     )
     raws = [b.raw for b in group if b.raw is not None and b.column_cache is None]
     if len(raws) == len(group) and first.finish is not None:
