@@ -153,7 +153,10 @@ def test_metrics_after_replaying_the_lab_capture_over_udp(tmp_path: Path, bad: s
     assert m["tunnelhound_analysis_rows_total,worker=0"] == LAB_V9_DOCUMENTS
     by_rule = {k.split("rule=")[1]: v for k, v in m.items() if k.startswith("tunnelhound_alerts_total")}
     assert by_rule == LAB_V9_ALERTS
-    assert m["tunnelhound_rule_state_entries,stage=rules"] > 0
+    assert m["tunnelhound_rule_state_entries,stage=rules"] == m["tunnelhound_rules_groups,stage=rules"] > 0
+    assert m["tunnelhound_rules_loaded,stage=rules"] >= len(LAB_V9_ALERTS)
+    assert m["tunnelhound_rules_evicted_groups_total,stage=rules"] == 0
+    assert m["tunnelhound_rules_state_errors_total,stage=rules"] == 0
     # The alert sink got the same alerts; the clock flow, flushed at the stop, added none.
     assert alerts == LAB_V9_ALERTS
     assert len(run.documents()) == LAB_V9_DOCUMENTS + 1
@@ -226,3 +229,20 @@ def test_two_workers_a_scan_through_two_exporters_raises_one_alert(tmp_path: Pat
     docs = [d for d in run.documents() if d["source"]["ip"] == SCANNER]
     assert sorted(d["destination"]["port"] for d in docs) == list(range(1, 21))
     assert Counter(d["observer"]["ip"] for d in docs) == {"127.0.0.1": 10, "127.0.0.2": 10}
+
+
+def test_the_rule_state_cap_evicts_and_metrics_count_it(tmp_path: Path) -> None:
+    """``rules.max_groups: 4``: probes from 10 hosts to one port of one host make 10 groups
+    in each scan correlation; the 6 oldest of each are evicted and counted."""
+    t0 = 1_795_440_000
+    run = Collector(tmp_path, workers=1, stage=False, extra="rules:\n  max_groups: 4\n")
+    probes = [_probe(f"10.66.1.{n}", 445, t0 + n) for n in range(1, 11)]
+    try:
+        with exporter("127.0.0.1") as a:
+            send(a, [v9_datagram(probes, t0 + 11, source_id=1)], run.port)
+        run.wait_for("tunnelhound_analysis_rows_total", 10)
+        run.wait_for("tunnelhound_rules_evicted_groups_total", 2 * 6, stage="rules")
+        assert run.value("tunnelhound_rule_state_entries", stage="rules") == 2 * 4
+        assert run.value("tunnelhound_rules_groups", stage="rules") == 2 * 4
+    finally:
+        run.stop()
