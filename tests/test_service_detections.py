@@ -163,6 +163,30 @@ def test_metrics_after_replaying_the_lab_capture_over_udp(tmp_path: Path, bad: s
     assert "errors: none" in err if not garbage else "errors: none" not in err
 
 
+def test_run_stopped_after_the_capture_ends_with_the_alerts_of_replay(tmp_path: Path) -> None:
+    """No later flow: when the input ends, 14 flows still wait in the stitcher for a partner
+    (until 30 s of flow time pass) and one of them raises the third ``beacon_regular`` alert,
+    so /metrics shows 12 alerts.  SIGTERM flushes the stitcher into the analysis: the alert
+    sink ends with replay's 13.  Windows still open are persisted, not judged (a restart
+    continues them; ``replay`` judges them at the end, here none is left to fire)."""
+    alerts = tmp_path / "alerts"
+    run = Collector(tmp_path, workers=1, stage=False, biflow=True, extra=alerts_sink(alerts))
+    try:
+        with exporter("127.0.0.1") as a:
+            send(a, [d.data for d in iter_replay([LAB_V9])], run.port)
+        run.wait_for("tunnelhound_records_total", LAB_V9_RECORDS, exporter="127.0.0.1")
+        run.wait_for("tunnelhound_analysis_rows_total", LAB_V9_DOCUMENTS - 14)
+        run.wait_for("tunnelhound_alerts_total", sum(LAB_V9_ALERTS.values()) - 1)
+        running = metric_alerts(run)
+    finally:
+        run.stop()
+    assert running == {**LAB_V9_ALERTS, "beacon_regular": LAB_V9_ALERTS["beacon_regular"] - 1}
+    assert alert_counts(alerts) == LAB_V9_ALERTS
+    assert len(run.documents()) == LAB_V9_DOCUMENTS
+    state = json.loads((tmp_path / "state" / "rules-state.json").read_text())
+    assert state["version"] == 1 and state["windows"]
+
+
 # ---------------------------------------------------------------------------- acceptance 6
 
 SCANNER, TARGET = "10.66.0.5", "10.77.0.9"
