@@ -45,8 +45,9 @@ def test_every_host_is_held_when_the_cap_allows_a_million() -> None:
         "exfiltration_volume": 200_000,
     }
     assert r["evicted_groups"] == r["evicted_events"] == r["alerts"] == 0
-    # Measured 2,300-2,400 bytes a host (Python tuples and ints per event; docs/operations.md).
-    assert 1_000 < r["bytes_per_host"] < 4_000, r
+    # Measured 2,300-2,400 bytes a host (Python tuples and ints per event; docs/operations.md):
+    # the state is really held, and no worse than that (less is welcome).
+    assert 100 < r["bytes_per_host"] < 4_000, r
 
 
 @pytest.mark.xfail(
