@@ -33,6 +33,8 @@ __all__ = ["MetricsServer", "ServiceCollector", "ServiceView", "decode_totals"]
 
 # Sink values that are levels, not running totals.
 _SINK_GAUGES = frozenset({"spool_bytes", "spool_batches", "buffered_docs", "last_bulk_latency_s"})
+# Stage values that are levels (the rule engine's), not running totals.
+_STAGE_GAUGES = frozenset({"rules_loaded", "rules_groups"})
 
 
 @dataclass(slots=True)
@@ -136,6 +138,7 @@ class ServiceCollector(Collector):
         yield _by(CounterMetricFamily, "tunnelhound_alerts", "Alerts raised", "rule", a.alerts)
         yield _by(GaugeMetricFamily, "tunnelhound_rule_state_entries", "State held by a stage", "stage",
                   a.state_size)  # fmt: skip
+        yield from _stage_counters(a.counters)
         singles: list[tuple[type, str, str, float]] = [
             (GaugeMetricFamily, "workers_configured", "Worker processes configured", v.workers_configured),
             (GaugeMetricFamily, "workers_alive", "Worker processes running", v.workers_alive),
@@ -151,6 +154,19 @@ class ServiceCollector(Collector):
         ]
         for kind, name, doc, value in singles:
             yield kind(f"tunnelhound_{name}", doc, value=value)
+
+
+def _stage_counters(counters: Mapping[str, Mapping[str, float]]) -> Iterator[Metric]:
+    """Each stage's own counters by name, labelled by stage (``tunnelhound_rules_evicted_groups_total``)."""
+    samples: dict[str, list[tuple[tuple[str, ...], float]]] = {}
+    for stage, values in counters.items():
+        for name, value in values.items():
+            samples.setdefault(name, []).append(((stage,), value))
+    for name, labelled in sorted(samples.items()):
+        kind = GaugeMetricFamily if name in _STAGE_GAUGES else CounterMetricFamily
+        yield _labelled(
+            kind, f"tunnelhound_{name}", f"Analysis stage {name.replace('_', ' ')}", ["stage"], labelled
+        )
 
 
 def _by_worker(v: ServiceView) -> Iterator[tuple[int, WorkerSnapshot]]:

@@ -16,7 +16,9 @@ Each stage gets every stitched frame and returns alert documents (dicts); the an
 counts them per ``rule.name`` for ``/metrics`` and hands them to ``alert_sink``.  On a
 SIGHUP the stage's ``reload(config)`` runs between two frames; on shutdown ``close()``
 persists its state after the last frame.  ``state_size()`` is exported as the rule-state
-gauge.  When no stage is registered, workers send no frames at all.
+gauge, and a stage's ``metrics()`` (optional: name -> value) as ``tunnelhound_<name>{stage}``
+(the rule engine's evictions, late events, suppressions).  When no stage is registered,
+workers send no frames at all.
 
 ``Analysis`` is also a flow sink (``write_frame``/``close``), so a one-process pipeline such
 as ``replay`` runs the same stages with ``FanOut([open_sinks(config), Analysis(config)])``.
@@ -80,6 +82,8 @@ class AnalysisStats:
     rows: Counter[int] = field(default_factory=Counter)
     alerts: Counter[str] = field(default_factory=Counter)
     state_size: dict[str, int] = field(default_factory=dict)
+    counters: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Each stage's own counters (``metrics()``, when it has one), e.g. the rule engine's evictions."""
 
 
 class Analysis:
@@ -136,6 +140,11 @@ class Analysis:
             Counter(self.stats.rows),
             Counter(self.stats.alerts),
             {stage.name: stage.state_size() for stage in self.stages},
+            {
+                stage.name: dict(metrics())
+                for stage in self.stages
+                if callable(metrics := getattr(stage, "metrics", None))
+            },
         )
 
     def close(self) -> None:
