@@ -21,28 +21,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "sidecar"))
 
 from tunnelhound.config import Config  # noqa: E402 - needs the sys.path entry above
-from tunnelhound.features import FeatureStage  # noqa: E402
-from tunnelhound.normalize.frame import FlowFrame  # noqa: E402
-from tunnelhound.pipeline import FlowPipeline, FlowSink, open_sinks  # noqa: E402
+from tunnelhound.pipeline import FlowPipeline, open_sinks  # noqa: E402
 from tunnelhound.sinks.elasticsearch import flow_index  # noqa: E402
-from tunnelhound.sources.files import iter_replay  # noqa: E402
+from tunnelhound.sources.files import iter_replay_items  # noqa: E402
 
 LAB = ROOT / "tests" / "data" / "lab"
 CAPTURES = ("netflow_v5.pcap", "netflow_v9.pcap", "ipfix.pcap")
-
-
-class WithFeatures:
-    """A flow sink that runs the feature stage on each frame before the real sink."""
-
-    def __init__(self, stage: FeatureStage, sink: FlowSink) -> None:
-        self.stage = stage
-        self.sink = sink
-
-    def write_frame(self, frame: FlowFrame) -> None:
-        self.sink.write_frame(self.stage.apply(frame))
-
-    def close(self) -> None:
-        self.sink.close()
 
 
 def index_capture(capture: Path, url: str, namespace: str) -> int:
@@ -51,15 +35,8 @@ def index_capture(capture: Path, url: str, namespace: str) -> int:
         config = Config(state_dir=state, namespace=namespace)
         es = replace(config.output.elasticsearch, url=url)
         config = replace(config, output=replace(config.output, elasticsearch=es, ndjson_enabled=False))
-        stage = FeatureStage(config.detections)
-        pipeline = FlowPipeline(config, WithFeatures(stage, open_sinks(config)))
-        chunk = []
-        for dg in iter_replay([str(capture)]):
-            chunk.append(dg)
-            if len(chunk) >= 256:
-                pipeline.process(chunk)
-                chunk = []
-        pipeline.process(chunk)
+        pipeline = FlowPipeline(config, open_sinks(config))  # computes the features itself
+        pipeline.feed(iter_replay_items([str(capture)]))
         pipeline.close()
         return pipeline.counts.documents
 

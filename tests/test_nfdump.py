@@ -19,6 +19,7 @@ from replay import DATA
 from tunnelhound.cli import main
 from tunnelhound.decode.decoder import Decoder
 from tunnelhound.errors import SourceError
+from tunnelhound.features import Baseline
 from tunnelhound.normalize.ecs import Normalizer
 from tunnelhound.sources.files import iter_replay, iter_replay_items, sniff_format
 from tunnelhound.sources.nfdump import (
@@ -245,3 +246,13 @@ def test_a_record_nfdump_did_not_escape_costs_only_itself() -> None:
         None,
         {"proto": 6, "in_bytes": 1},
     ]
+
+
+def test_baseline_build_learns_the_same_baseline_from_the_archive(nfcapd_file: Path, tmp_path: Path) -> None:
+    from_archive, from_export = tmp_path / "archive.json", tmp_path / "export.json"
+    assert main(["baseline", "build", str(nfcapd_file), "-o", str(from_archive)]) == 0
+    assert main(["baseline", "build", str(DATA / "lab" / "netflow_v9.pcap"), "-o", str(from_export)]) == 0
+    archive, export = Baseline.load(from_archive).metrics, Baseline.load(from_export).metrics
+    assert sorted(archive) == sorted(export) == ["dns.duration", "dns.packets", "icmp.bytes_per_packet"]
+    for name, stats in export.items():
+        assert (archive[name].count, archive[name].mean) == (stats.count, pytest.approx(stats.mean)), name

@@ -28,7 +28,7 @@ from tunnelhound.hunt import add_connection_arguments, connect_from_arguments, t
 from tunnelhound.normalize.frame import ABSENT, COLUMNS, FlowFrame
 from tunnelhound.pipeline import FlowPipeline
 from tunnelhound.sinks.elasticsearch import flow_index
-from tunnelhound.sources.files import iter_replay
+from tunnelhound.sources.files import iter_replay_items
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -96,13 +96,7 @@ def capture_frames(config: Config, files: list[str]) -> Iterator[FlowFrame]:
 
     with tempfile.TemporaryDirectory(prefix="tunnelhound-baseline-") as state:
         pipeline = FlowPipeline(replace(config, state_dir=state), Collect())
-        chunk = []
-        for dg in iter_replay(files):
-            chunk.append(dg)
-            if len(chunk) >= 256:
-                pipeline.process(chunk)
-                chunk = []
-        pipeline.process(chunk)
+        pipeline.feed(iter_replay_items(files))  # captures, .dat and nfcapd archives
         pipeline.close()
     yield from frames
 

@@ -20,7 +20,6 @@ from tunnelhound.config import Config, ServiceConfig, from_dict, load_config, pa
 from tunnelhound.decode.stats import DecodeStats
 from tunnelhound.detection import DetectionStage
 from tunnelhound.errors import ConfigError, SourceError, TunnelhoundError
-from tunnelhound.model import Datagram
 from tunnelhound.pipeline import PipelineCounts
 from tunnelhound.rules import commands as rules_commands
 from tunnelhound.runtime import open_flow_path
@@ -183,18 +182,7 @@ def _replay_files(args: argparse.Namespace, config: Config) -> list[dict[str, An
     ) as path:
         pipeline = path.pipeline
         progress = not args.no_progress and sys.stderr.isatty()
-        chunk: list[Datagram] = []
-        for item in iter_replay_items(args.files, exporter=exporter, progress=progress):
-            if not isinstance(item, Datagram):  # flow records of an nfcapd file
-                pipeline.process(chunk)
-                chunk = []
-                pipeline.process_records(item)
-                continue
-            chunk.append(item)
-            if len(chunk) >= 256:
-                pipeline.process(chunk)
-                chunk = []
-        pipeline.process(chunk)
+        pipeline.feed(iter_replay_items(args.files, exporter=exporter, progress=progress))
         pipeline.flush()
         path.analysis.finish()  # nothing more will come: judge the windows still open
     _summary(pipeline.counts, pipeline.decoder.stats)

@@ -27,6 +27,8 @@ from tunnelhound.normalize.records import FlowRecord, frame_from_records
 from tunnelhound.sinks.elasticsearch import ElasticsearchSink
 from tunnelhound.sinks.ndjson import NdjsonSink
 
+REPLAY_CHUNK = 256
+"""Datagrams a replay normalizes together (more amortizes per-batch work; fewer bounds memory)."""
 STATE_FILE = "decoder-state.json"
 """Templates and options data, under ``state_dir``."""
 
@@ -194,6 +196,22 @@ class FlowPipeline:
         if self.sessions.dirty:
             self.sessions.save(self.state_path)
         return frame.n
+
+    def feed(self, items: Iterable[Datagram | Sequence[FlowRecord]]) -> None:
+        """Run a replay through, in order: datagrams in chunks of :data:`REPLAY_CHUNK` (as many
+        as are normalized together), and the chunks of decoded records an nfcapd file yields."""
+        chunk: list[Datagram] = []
+        for item in items:
+            if isinstance(item, Datagram):
+                chunk.append(item)
+                if len(chunk) >= REPLAY_CHUNK:
+                    self.process(chunk)
+                    chunk = []
+            else:
+                self.process(chunk)
+                chunk = []
+                self.process_records(item)
+        self.process(chunk)
 
     def process_records(self, records: Sequence[FlowRecord]) -> int:
         """Run flow records another tool decoded (nfdump archives) through normalize, biflow
