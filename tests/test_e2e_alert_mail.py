@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-import tunnelhound.cli
+import tunnelhound.runtime
 from lab_replay import ndjson_alerts, replay_alerts, replay_args
 from smtp_server import PASSWORD, USER, Inbox, Mail, attachment, body_of, free_port, start_server, wait_for
 from tls_ca import Pki, make_pki
@@ -56,10 +56,10 @@ class OpenedSinks:
 def opened(monkeypatch: pytest.MonkeyPatch) -> OpenedSinks:
     """Watch the real alert sinks of replays in this test (their counters, their close)."""
     record = OpenedSinks()
-    real_open = tunnelhound.cli.open_alert_sinks
+    real_open = tunnelhound.runtime.open_alert_sinks
 
-    def watched_open(config: Config) -> AlertFanOut:
-        fanout = real_open(config)
+    def watched_open(config: Config, **kwargs: Any) -> AlertFanOut:
+        fanout = real_open(config, **kwargs)
         real_close = fanout.close
 
         def close() -> None:
@@ -70,7 +70,7 @@ def opened(monkeypatch: pytest.MonkeyPatch) -> OpenedSinks:
         record.fanouts.append(fanout)
         return fanout
 
-    monkeypatch.setattr(tunnelhound.cli, "open_alert_sinks", watched_open)
+    monkeypatch.setattr(tunnelhound.runtime, "open_alert_sinks", watched_open)
     monkeypatch.setenv("E2E_SMTP_PASSWORD", PASSWORD)
     return record
 
