@@ -185,6 +185,7 @@ def test_column_data_types_match_the_field_lists() -> None:
         "constant_keyword": "string",
         "long": "number",
         "float": "number",
+        "double": "number",
     }
     files = {FLOWS.id: ("flow.yml", "netflow.yml"), ALERTS.id: ("alert.yml",)}
     for panel in lens_panels(OBJECTS):

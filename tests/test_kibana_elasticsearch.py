@@ -1,10 +1,12 @@
 """The Kibana bundle against the real Elasticsearch (issue 6, acceptance 2-4; there is no Kibana
 here, so the panels are proven on the data they would show).
 
-The lab corpus (v5, v9 and IPFIX captures of the same traffic) is replayed by ``tunnelhound
-replay -o DIR --es-url`` into a namespace of this run's own, so the NDJSON files and the data
-stream hold the same documents; contract-shaped alerts (tests/alert_docs.py) are written to the
-alert stream of the same namespace. Then:
+The lab's NetFlow v9 export is replayed once by ``tunnelhound replay`` (tests/lab_replay.py) with
+flows and alerts to Elasticsearch, in a namespace of this run's own, and to NDJSON files, so the
+data streams and the files hold the same documents: 1,919 flows and the alerts the detection
+engine really raises. The threat-index weights are raised (high 16, medium 5 instead of 6 and 3)
+so that three hosts cross 20 and the engine writes ``threat_index_high`` alerts too; the 13
+detections are the lab's usual ones. Then:
 
 2. every field a panel, filter or saved search uses is in ``_field_caps`` of the streams with a
    type Kibana can use as the panel does;
@@ -16,21 +18,21 @@ alert stream of the same namespace. Then:
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from alert_docs import lab_alerts
-from es_server import ensure_elasticsearch, es_request
+from es_server import es_request
+from external_alerts import set_up_elasticsearch
 from kibana_lens import (
+    DATE_INTERVAL_MS,
     LensPanel,
+    epoch_ms,
     es_rows,
     es_search,
     field_uses,
@@ -39,16 +41,14 @@ from kibana_lens import (
     python_rows,
     saved_searches,
 )
-from replay import DATA
+from lab_replay import replay_alerts
 from tunnelhound.setup.kibana_bundle import ALERTS, FLOWS, RULES_FILE, SAVED_OBJECTS_FILE, promotion_rule
+from tunnelhound.sinks.elasticsearch import alert_index, flow_index
 
 pytestmark = pytest.mark.elasticsearch
-ROOT = Path(__file__).resolve().parent.parent
-BUNDLE = ROOT / "elastic" / "kibana"
+BUNDLE = Path(__file__).resolve().parent.parent / "elastic" / "kibana"
 OBJECTS = load_ndjson((BUNDLE / SAVED_OBJECTS_FILE).read_text())
 PANELS = list(lens_panels(OBJECTS))
-LAB = [DATA / "lab" / n for n in ("netflow_v5.pcap", "netflow_v9.pcap", "ipfix.pcap")]
-TIME_RANGE = ("2026-11-23T13:00:00.000Z", "2026-11-23T14:30:00.000Z")
 NUMERIC = {
     "long",
     "integer",
@@ -60,6 +60,19 @@ NUMERIC = {
     "scaled_float",
     "unsigned_long",
 }
+WEIGHTS = {"weight_medium": 5.0, "weight_high": 16.0}
+"""Threat-index weights for the replay: the lab's hosts cross 20 with them (not with 3 and 6)."""
+DETECTIONS = {
+    # tests/test_lab_detections.py: what the v9 export raises
+    "app_tunnel_flow": 2,
+    "beacon_regular": 3,
+    "dns_tunnel_flow": 2,
+    "dns_tunnel_volume": 2,
+    "exfiltration_volume": 1,
+    "icmp_tunnel_flow": 1,
+    "port_scan_vertical": 2,
+}
+MIB = 2**20
 
 
 @dataclass
@@ -68,67 +81,57 @@ class Lab:
     namespace: str
     flows: list[dict[str, Any]]
     alerts: list[dict[str, Any]]
+    time_range: tuple[str, str]
+    """From the earliest flow to after the replay (alerts carry the time they were written)."""
 
     def stream(self, view_id: str) -> str:
-        dataset = {FLOWS.id: "flow", ALERTS.id: "alert"}[view_id]
-        return f"logs-tunnelhound.{dataset}-{self.namespace}"
+        return {FLOWS.id: flow_index, ALERTS.id: alert_index}[view_id](self.namespace)
 
     def docs(self, view_id: str) -> list[dict[str, Any]]:
         return self.flows if view_id == FLOWS.id else self.alerts
 
 
-def _tunnelhound(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "sidecar")}
-    return subprocess.run(
-        [sys.executable, "-m", "tunnelhound", *args], capture_output=True, text=True, timeout=600, env=env
-    )
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
-    url = ensure_elasticsearch()
-    setup = _tunnelhound("setup", "--es-url", url)
-    assert setup.returncode == 0, setup.stderr
+    url = set_up_elasticsearch()
     tmp = tmp_path_factory.mktemp("kibana")
     namespace = f"kib{uuid.uuid4().hex[:12]}"
-    config = tmp / "tunnelhound.yaml"
-    config.write_text(f"namespace: {namespace}\nstate_dir: {tmp / 'state'}\n")
-    out = tmp / "flows"
-    replay = _tunnelhound("replay", *map(str, LAB), "-c", str(config), "-o", str(out), "--es-url", url)
-    assert replay.returncode == 0, replay.stderr
-    flows = [json.loads(line) for f in sorted(out.glob("*.ndjson")) for line in f.read_text().splitlines()]
-    assert len(flows) > 3000, replay.stderr
-    alerts = lab_alerts(flows, namespace)
-    stream = f"logs-tunnelhound.alert-{namespace}"
-    actions: list[Any] = []
-    for doc in alerts:
-        actions += [{"create": {"_index": stream, "_id": doc["event"]["id"]}}, doc]
-    status, body = es_request(url, method="POST", path="/_bulk?refresh=true", body=actions)
-    assert status == 200 and not body["errors"], body
-    for name in (f"logs-tunnelhound.flow-{namespace}", stream):
-        es_request(url, method="POST", path=f"/{name}/_refresh")
-    return Lab(url, namespace, flows, alerts)
-
-
-def test_the_seed_is_what_the_panels_need(lab: Lab) -> None:
-    status, body = es_request(lab.url, path=f"/{lab.stream(FLOWS.id)}/_count")
-    assert status == 200 and body["count"] == len(lab.flows)
-    rules = Counter(a["rule"]["name"] for a in lab.alerts)
-    # 12 alerting scenarios of labels.json; 9 distinct hosts with 3 threat-index updates each.
-    assert rules == {
-        "port_scan": 3,
-        "beacon": 3,
-        "dns_tunnel": 2,
-        "app_tunnel": 2,
-        "icmp_tunnel": 1,
-        "exfiltration": 1,
-        "threat_index": 27,
+    settings = {
+        "namespace": namespace,
+        "output": {"elasticsearch": {"url": url, "flush_interval": 0.2}},
+        "alerts": {"elasticsearch": {"enabled": True}},
+        "rules": {"threat_index": WEIGHTS},
     }
-    assert all(
-        a["tunnelhound"]["alert"]["evidence"]["flow_count"] > 0
-        for a in lab.alerts
-        if a["rule"]["name"] != "threat_index"
-    )
+    alerts = replay_alerts(tmp, config=settings)
+    end = _iso(datetime.now(UTC))
+    flows = [
+        json.loads(line)
+        for f in sorted((tmp / "out").glob("flows-*.ndjson"))
+        for line in f.read_text().splitlines()
+    ]
+    start = min(d["@timestamp"] for d in flows + alerts)
+    lab = Lab(url, namespace, flows, alerts, (start, end))
+    for view_id in (FLOWS.id, ALERTS.id):
+        es_request(url, method="POST", path=f"/{lab.stream(view_id)}/_refresh")
+    return lab
+
+
+def test_the_replay_wrote_what_the_panels_need(lab: Lab) -> None:
+    for view_id in (FLOWS.id, ALERTS.id):
+        status, body = es_request(lab.url, path=f"/{lab.stream(view_id)}/_count")
+        assert status == 200 and body["count"] == len(lab.docs(view_id))
+    assert len(lab.flows) == 1919
+    rules = Counter(a["rule"]["name"] for a in lab.alerts)
+    # The lab's 13 detections, and 3 hosts whose index crossed 20 with the raised weights.
+    assert rules == {**DETECTIONS, "threat_index_high": 3}
+    assert len({a["event"]["id"] for a in lab.alerts}) == len(lab.alerts)
+    # Every alert names its host and carries the host's index: the threat-index panels' data.
+    assert all(a["source"]["ip"] and a["tunnelhound"]["threat_index"]["value"] > 0 for a in lab.alerts)
+    assert all(a["tunnelhound"]["alert"]["evidence"]["flow_count"] > 0 for a in lab.alerts)
 
 
 def test_every_field_is_mapped_as_the_panels_use_it(lab: Lab) -> None:
@@ -157,10 +160,9 @@ def test_every_field_is_mapped_as_the_panels_use_it(lab: Lab) -> None:
     assert checked >= 30
 
 
-@pytest.mark.parametrize("panel", PANELS, ids=[f"{p.dashboard}: {p.title}" for p in PANELS])
 def panel_rows(lab: Lab, panel: LensPanel) -> list[dict[str, Any]]:
     """The panel's rows as Elasticsearch answers its query (no shard may fail)."""
-    body = es_search(panel, TIME_RANGE)
+    body = es_search(panel, lab.time_range)
     status, answer = es_request(
         lab.url, method="POST", path=f"/{lab.stream(panel.view_id)}/_search", body=body
     )
@@ -172,7 +174,7 @@ def panel_rows(lab: Lab, panel: LensPanel) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("panel", PANELS, ids=[f"{p.dashboard}: {p.title}" for p in PANELS])
 def test_panel_values_equal_python(lab: Lab, panel: LensPanel) -> None:
     got = panel_rows(lab, panel)
-    want = python_rows(panel, lab.docs(panel.view_id), TIME_RANGE)
+    want = python_rows(panel, lab.docs(panel.view_id), lab.time_range)
     assert got, f"{panel.title}: no rows"
     assert len(got) == len(want), (panel.title, got[:3], want[:3])
     for g, w in zip(got, want, strict=True):
@@ -184,35 +186,69 @@ def test_panel_values_equal_python(lab: Lab, panel: LensPanel) -> None:
 
 
 def test_panels_show_the_known_answers(lab: Lab) -> None:
-    """Values spelled out from what the lab and the seed are, not only "ES equals Python"."""
-    panels = {p.title.split(":")[0]: p for p in PANELS}
-    by_rule = [list(r.values()) for r in panel_rows(lab, panels["Alerts by rule"])]
+    """Values spelled out from what the lab is, not only "Elasticsearch equals Python"."""
+    panels = {p.title.split(" (")[0].split(":")[0]: p for p in PANELS}
+
+    def rows(title: str) -> list[list[Any]]:
+        return [list(r.values()) for r in panel_rows(lab, panels[title])]
+
     # rule, alerts, highest severity, hosts; ordered by count, ties by name.
-    assert by_rule == [
-        ["threat_index", 27, 73.0, 9],
-        ["beacon", 3, 47.0, 3],
-        ["port_scan", 3, 47.0, 1],
-        ["app_tunnel", 2, 73.0, 1],
-        ["dns_tunnel", 2, 73.0, 2],
-        ["exfiltration", 1, 73.0, 1],
-        ["icmp_tunnel", 1, 73.0, 1],
+    assert rows("Alerts by rule") == [
+        ["beacon_regular", 3, 47.0, 3],
+        ["threat_index_high", 3, 73.0, 3],
+        ["app_tunnel_flow", 2, 73.0, 1],
+        ["dns_tunnel_flow", 2, 73.0, 2],
+        ["dns_tunnel_volume", 2, 47.0, 2],
+        ["port_scan_vertical", 2, 47.0, 1],
+        ["exfiltration_volume", 1, 73.0, 1],
+        ["icmp_tunnel_flow", 1, 73.0, 1],
     ]
-    talkers = [list(r.values()) for r in panel_rows(lab, panels["Top talkers (bytes)"])]
-    # The 30 MiB download and the 30 MiB upload, each in all three captures, lead.
+    # The two DNS tunnel hosts (two detections and the crossing each) and the app tunnel lead.
+    assert rows("Top alerted hosts")[:4] == [
+        ["10.77.1.65", 3],
+        ["10.77.1.66", 3],
+        ["10.77.1.70", 3],
+        ["10.77.1.68", 2],
+    ]
+    talkers = rows("Top talkers")
+    # The 30 MiB download and the 30 MiB upload lead.
     assert [host for host, _ in talkers[:2]] == ["10.77.1.25", "10.77.1.69"]
-    assert all(total > 3 * 30 * 2**20 for _, total in talkers[:2])
-    pairs = [list(r.values()) for r in panel_rows(lab, panels["Top pairs (bytes both ways)"])]
+    assert all(total > 30 * MIB for _, total in talkers[:2])
+    pairs = rows("Top pairs")
     # source, destination, bytes, bytes source -> destination, bytes destination -> source, flows
     download = pairs[0]
-    assert download[:2] == ["10.77.1.25", "198.18.3.43"] and download[4] > 3 * 30 * 2**20 > 50 * download[3]
+    assert download[:2] == ["10.77.1.25", "198.18.3.43"] and download[4] > 30 * MIB > 50 * download[3]
     upload = next(p for p in pairs if p[:2] == ["10.77.1.69", "198.18.4.43"])
-    assert upload[3] > 3 * 30 * 2**20 > 50 * upload[4]
-    hosts = {
-        r[0]: r[1:] for r in (list(r.values()) for r in panel_rows(lab, panels["Hosts by threat index"]))
+    assert upload[3] > 30 * MIB > 50 * upload[4]
+    # host: index at its latest alert, highest index, alerts. The index is the sum of its alerts'
+    # weights (high 16, medium 5; all raised within seconds of flow time, so barely decayed).
+    high, medium = WEIGHTS["weight_high"], WEIGHTS["weight_medium"]
+    index = {
+        "10.77.1.70": (2 * high, 3),  # two app tunnel flows, then the crossing
+        "10.77.1.65": (high + medium, 3),  # DNS tunnel flow and volume, then the crossing
+        "10.77.1.66": (high + medium, 3),
+        "10.77.1.67": (high, 1),  # ICMP tunnel
+        "10.77.1.69": (high, 1),  # exfiltration
+        "10.77.1.68": (2 * medium, 2),  # two vertical port scans
+        "10.77.1.71": (medium, 1),  # beacons
+        "10.77.1.72": (medium, 1),
+        "10.77.1.73": (medium, 1),
     }
-    alerted = sorted({a["source"]["ip"] for a in lab.alerts if a["rule"]["name"] != "threat_index"})
-    # Seeded per host n (in address order): 20+4n, then x1.5, then x0.75 (the current value).
-    assert hosts == {h: [(20 + 4 * n) * 0.75, (20 + 4 * n) * 1.5, 3] for n, h in enumerate(alerted)}
+    hosts = rows("Hosts by threat index")
+    assert [h[0] for h in hosts] == list(index)
+    for host, now, highest, count in hosts:
+        value, alerts = index[host]
+        assert (now, highest, count) == (
+            pytest.approx(value, abs=0.01),
+            pytest.approx(value, abs=0.01),
+            alerts,
+        )
+    crossed = {a["source"]["ip"] for a in lab.alerts if a["rule"]["name"] == "threat_index_high"}
+    assert crossed == {h for h, (value, _) in index.items() if value >= 20}
+    # The history, in flow time: a point for each host and 30 s interval in which it was alerted.
+    history = rows("Threat index history")
+    points = {(a["source"]["ip"], epoch_ms(a["event"]["end"]) // DATE_INTERVAL_MS) for a in lab.alerts}
+    assert sorted((h, t // DATE_INTERVAL_MS) for h, t, _ in history) == sorted(points)
 
 
 def test_saved_search_returns_every_alert(lab: Lab) -> None:
@@ -245,6 +281,7 @@ def test_promotion_rule_query_returns_exactly_the_alerts(lab: Lab) -> None:
     (rule,) = load_ndjson((BUNDLE / RULES_FILE).read_text())
     assert rule == promotion_rule()
     want = sorted(a["event"]["id"] for a in lab.alerts)
+    assert len(want) == sum(DETECTIONS.values()) + 3
     # Over both streams of the namespace: no flow may match.
     query = {"query_string": {"query": rule["query"]}}
     status, answer = es_request(

@@ -84,7 +84,7 @@ DATA_VIEWS = (FLOWS, ALERTS)
 
 @dataclass(frozen=True, slots=True)
 class Bucket:
-    """A bucket column: ``date`` (date histogram on @timestamp), ``terms`` (top ``size`` values
+    """A bucket column: ``date`` (date histogram on ``field``), ``terms`` (top ``size`` values
     of ``field``) ordered by the metric column ``order_by`` (an
     index into the panel's metrics; None orders by count)."""
 
@@ -97,11 +97,13 @@ class Bucket:
 
 @dataclass(frozen=True, slots=True)
 class Metric:
-    """A metric column: ``count``, ``sum``, ``max``, ``unique_count`` or ``last_value`` of a field."""
+    """A metric column: ``count``, ``sum``, ``max``, ``unique_count`` or ``last_value`` of a field
+    (the value of the document latest by the date field ``sort``)."""
 
     op: str
     field: str = ""
     label: str = ""
+    sort: str = "@timestamp"
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +156,10 @@ class Dashboard:
 BYTES = Metric("sum", "network.bytes", "Bytes")
 FLOW_COUNT = Metric("count", label="Flows")
 ALERT_COUNT = Metric("count", label="Alerts")
+THREAT_INDEX = "tunnelhound.threat_index.value"
+"""The source host's threat index after the alert (sidecar/tunnelhound/alerts.py)."""
+THREAT_INDEX_NOW = Metric("last_value", THREAT_INDEX, "Index at the latest alert", sort="event.end")
+"""Latest in flow time: a replay or a backlog writes many alerts with one @timestamp."""
 
 EVIDENCE_SEARCH = SavedSearch(
     "alerts-evidence",
@@ -303,8 +309,10 @@ DASHBOARDS = (
     Dashboard(
         "host-threat-index",
         "Tunnelhound: Host threat index",
-        "Hosts by their threat index (weighted alerts that decay over 24 h), from the threat_index "
-        "rule's documents: source.ip is the host, event.risk_score the index.",
+        "Hosts by their threat index (the weights of their alerts, decaying; half-life 6 h by default). "
+        "Every alert naming a source host carries the host's index after it "
+        "(tunnelhound.threat_index.value), so the index is read from all alerts by source.ip, in "
+        "flow time (event.end); threat_index_high alerts mark where a host crossed 20.",
         (
             Panel(
                 "threat-index-hosts",
@@ -313,20 +321,18 @@ DASHBOARDS = (
                 "table",
                 (Bucket("terms", "source.ip", "Host", 20, 1),),
                 (
-                    Metric("last_value", "event.risk_score", "Current index"),
-                    Metric("max", "event.risk_score", "Highest index"),
-                    Metric("count", label="Updates"),
+                    THREAT_INDEX_NOW,
+                    Metric("max", THREAT_INDEX, "Highest index"),
+                    Metric("count", label="Alerts"),
                 ),
-                filters=(("rule.name", "threat_index"),),
             ),
             Panel(
                 "threat-index-history",
-                "Threat index history",
+                "Threat index history (flow time)",
                 ALERTS,
                 "line",
-                (Bucket("terms", "source.ip", "Host", 10, 0), Bucket("date")),
-                (Metric("max", "event.risk_score", "Threat index"),),
-                filters=(("rule.name", "threat_index"),),
+                (Bucket("terms", "source.ip", "Host", 10, 0), Bucket("date", "event.end")),
+                (Metric("max", THREAT_INDEX, "Threat index"),),
             ),
         ),
         time_from="now-7d",
@@ -432,7 +438,7 @@ LENS_TYPES = {
     "observer.ip": "ip",
     "destination.port": "number",
     "event.severity": "number",
-    "event.risk_score": "number",
+    "tunnelhound.threat_index.value": "number",
 }
 """Lens ``dataType`` of the fields the panels bucket or take the last value of, where it is not
 ``string`` (tests/test_kibana_bundle.py checks every column against elastic/fields)."""
@@ -458,7 +464,7 @@ def _metric_column(metric: Metric) -> dict[str, Any]:
         column["dataType"] = _data_type(metric.field)
         column["scale"] = "ratio" if column["dataType"] == "number" else "ordinal"
         column["filter"] = {"language": "kuery", "query": f"{metric.field}: *"}
-        column["params"] = {"showArrayValues": False, "sortField": "@timestamp"}
+        column["params"] = {"showArrayValues": False, "sortField": metric.sort}
     elif metric.op == "count":
         column["params"] = {"emptyAsNull": False}
     return column
@@ -469,7 +475,7 @@ def _bucket_column(bucket: Bucket, metric_ids: list[str]) -> dict[str, Any]:
         return {
             "dataType": "date",
             "isBucketed": True,
-            "label": "@timestamp",
+            "label": bucket.field,
             "operationType": "date_histogram",
             "params": {"dropPartials": False, "includeEmptyRows": True, "interval": "auto"},
             "scale": "interval",
