@@ -57,7 +57,7 @@ from tunnelhound.model import Datagram
 from tunnelhound.normalize.biflow import BiflowStitcher
 from tunnelhound.normalize.ecs import Normalizer
 from tunnelhound.normalize.frame import FlowFrame
-from tunnelhound.rules import Detection, RuleEngine
+from tunnelhound.rules import BUILTIN_RULES, Detection, RuleEngine
 
 TARGET_RPS = 200_000
 """DESIGN §11: the full pipeline with every built-in rule, one core."""
@@ -77,6 +77,8 @@ class Run:
     unanswered: int = 0
     probes: int = 0
     """TCP and UDP flows (what ``scan.unanswered`` is judged on)."""
+    rules: int = 0
+    """Rules the engine loaded (base and correlation)."""
     detections: Counter[str] = field(default_factory=Counter)
     alerts: list[dict[str, Any]] = field(default_factory=list)
 
@@ -97,7 +99,7 @@ class Pipeline:
         self.features = FeatureStage(config.detections)
         self.engine = RuleEngine.from_config(config, state_dir=state_dir)
         self.namespace = config.namespace
-        self.run = Run()
+        self.run = Run(rules=len(self.engine.rules.base) + len(self.engine.rules.correlations))
 
     def chunk(self, datagrams: Sequence[Datagram]) -> None:
         """Every stage on one chunk of datagrams."""
@@ -185,6 +187,7 @@ def bench_stream(stream: Stream, args: argparse.Namespace, config: Config) -> di
         "seconds": round(best.total, 3),
         "cpu_seconds": round(best.cpu_seconds, 3),
         "us_per_record": {s: round(best.seconds[s] / records * 1e6, 3) for s in STAGES},
+        "rules": best.rules,
         "flows": best.flows,
         "biflows": best.stitched,
         "records_paired": round(2 * best.stitched / records, 4),
@@ -218,6 +221,7 @@ def print_report(report: dict[str, Any]) -> None:
     for stage in STAGES:
         row(f"  µs/record {stage}", [f"{r['us_per_record'][stage]:.3f}" for r in results])
     row("  µs/record total", [f"{1e6 / r['records_per_second']:.3f}" for r in results])
+    row("rules loaded", [r["rules"] for r in results])
     row("flows after stitching", [f"{r['flows']:,}" for r in results])
     row("records paired", [f"{r['records_paired']:.1%}" for r in results])
     row("unanswered TCP/UDP flows", [f"{r['unanswered_ratio']:.1%}" for r in results])
@@ -248,6 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     args = parser.parse_args(argv)
     config = Config()
+    if not config.rules.builtin or not BUILTIN_RULES.is_dir():
+        parser.error(f"the built-in rules are not at {BUILTIN_RULES}")
     names = list(BUILDERS) if args.stream == "both" else [args.stream]
     load_before = _load()
     streams = {

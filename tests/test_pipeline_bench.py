@@ -56,6 +56,7 @@ def test_pipeline_bench_reports_every_stage_and_sane_alerts() -> None:
     assert set(report["streams"]) == {"v9", "ipfix"}
     for name, result in report["streams"].items():
         assert result["records"] == RECORDS, name
+        assert result["rules"] == 13, "every built-in rule and correlation"
         assert result["records_per_second"] > 0 and result["cpu_seconds"] > 0
         assert set(result["us_per_record"]) == set(STAGES)
         assert all(cost > 0 for cost in result["us_per_record"].values()), result["us_per_record"]
