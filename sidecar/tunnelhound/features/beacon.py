@@ -88,7 +88,8 @@ class BeaconFeatures:
         rows, width = config.max_pairs, config.history
         self.slots: dict[str, int] = {}
         """Pair key -> row of the rings."""
-        self.keys: list[str | None] = [None] * rows
+        self.keys = np.full(rows, None, dtype=object)
+        """Row -> its pair key (None: free)."""
         self.times = np.full((0, width), np.nan)
         self.sizes = np.full((0, width), np.nan, dtype=np.float32)  # sizes need no more precision
         self.filled = np.zeros(0, dtype=np.int64)
@@ -155,7 +156,12 @@ class BeaconFeatures:
         slots = np.array([get(k, -1) for k in keys], dtype=np.int64)
         new = np.flatnonzero(slots < 0)
         if len(new):
-            order = sorted(new.tolist(), key=lambda i: (str(pairs[i][0]), str(pairs[i][1]), *pairs[i][2:]))
+            try:
+                order = sorted(new.tolist(), key=pairs.__getitem__)
+            except TypeError:  # a missing address (None) against text: order by its text
+                order = sorted(
+                    new.tolist(), key=lambda i: (str(pairs[i][0]), str(pairs[i][1]), *pairs[i][2:])
+                )
             slots[order] = self._allocate([keys[i] for i in order], keep=slots[slots >= 0])
         self.clock += 1
         self.last_seen[slots[slots >= 0]] = self.clock
@@ -182,13 +188,13 @@ class BeaconFeatures:
             age[keep] = _NEVER
             victims = _oldest(age, need - len(free))
             victims = victims[age[victims] < _NEVER]
-            for row in victims.tolist():
-                del self.slots[str(self.keys[row])]
+            for key in self.keys[victims].tolist():
+                del self.slots[key]
             self.evicted += len(victims)
             free = np.concatenate([free, victims])
-        for key, row in zip(keys, free.tolist(), strict=False):
-            self.slots[key] = row
-            self.keys[row] = key
+        taken = keys[: len(free)]
+        self.slots.update(zip(taken, free.tolist(), strict=True))
+        self.keys[free] = np.array(taken, dtype=object)
         self.used[free] = True
         self.times[free], self.sizes[free], self.filled[free], self.records[free] = np.nan, np.nan, 0, 0
         out = np.full(need, -1, dtype=np.int64)
@@ -272,7 +278,8 @@ class BeaconFeatures:
         self.used = np.ones(len(keep), dtype=bool)
         self.clock = int(last_seen.max()) if len(last_seen) else 0
         self.slots = {keys[i]: row for row, i in enumerate(keep.tolist())}
-        self.keys = [keys[i] for i in keep.tolist()] + [None] * (cfg.max_pairs - len(keep))
+        self.keys = np.full(max(cfg.max_pairs, len(keep)), None, dtype=object)
+        self.keys[: len(keep)] = np.array([keys[i] for i in keep.tolist()], dtype=object)
         return len(self.slots)
 
 
