@@ -8,7 +8,10 @@ builds identical bytes:
   3 % external↔external (transit);
 * services: TCP 443/80/22/25/993/3389/445/8080, UDP 53/443 (QUIC)/123/5353, ICMP echo and
   unreachable (type and code in the destination port, as Cisco and softflowd send them);
-  request records go ephemeral → service port, response records the other way;
+  request records go ephemeral → service port, response records the other way; with
+  ``paired=True`` every response mirrors a request (reversed 5-tuple, ends within 20 ms of
+  it, as a router exports both halves of a conversation), so a biflow stitcher pairs them;
+  without, responses are drawn independently and nothing pairs;
 * counters: heavy-tailed packet counts (log-normal), bytes = packets x a per-flow mean size;
 * times: flow ends spread over ``span_seconds`` (a 1 M-record stream is 50 s of a busy
   router), durations exponential with a 120 s active timeout.
@@ -161,9 +164,10 @@ def build_v9(
     datagram_size: int = DATAGRAM_SIZE,
     span_seconds: float | None = None,
     source_id: int = 1,
+    paired: bool = False,
 ) -> Stream:
     """NetFlow v9 stream of ``records`` data records (see the module doc)."""
-    flows = _flows(records, seed, span_seconds)
+    flows = _flows(records, seed, span_seconds, paired)
     boot_uptime_ms = 3 * 86_400_000 + 12_345  # the router has been up three days
     flows["first_uptime"] = (flows["start_ms"] - T0 * 1000 + boot_uptime_ms).astype(np.uint32)
     flows["last_uptime"] = (flows["end_ms"] - T0 * 1000 + boot_uptime_ms).astype(np.uint32)
@@ -184,9 +188,10 @@ def build_ipfix(
     datagram_size: int = DATAGRAM_SIZE,
     span_seconds: float | None = None,
     domain: int = 7,
+    paired: bool = False,
 ) -> Stream:
     """IPFIX stream of ``records`` data records, one message a datagram (see the module doc)."""
-    flows = _flows(records, seed, span_seconds)
+    flows = _flows(records, seed, span_seconds, paired)
 
     def header(message: int, pos: int, count: int, export_s: int, payload: bytes) -> bytes:
         # Sequence: data records sent in earlier messages of this domain, modulo 2**32.
@@ -277,8 +282,10 @@ def _export_second(end_ms: np.ndarray, pos: int, take: int) -> int:
     return int(end_ms[pos : pos + take].max()) // 1000 + 1
 
 
-def _flows(n: int, seed: int, span_seconds: float | None) -> dict[str, np.ndarray]:
-    """Draw ``n`` flow records (columns keyed by the names the templates use)."""
+def _flows(n: int, seed: int, span_seconds: float | None, paired: bool = False) -> dict[str, np.ndarray]:
+    """Draw ``n`` flow records (columns keyed by the names the templates use); ``paired``:
+    requests and the responses that mirror them (:func:`_answer`).  The unpaired stream draws
+    exactly what it always did, so its bytes do not change."""
     rng = np.random.default_rng(seed)
     span_ms = int((span_seconds if span_seconds is not None else max(1.0, n / 20_000)) * 1000)
 
@@ -308,10 +315,14 @@ def _flows(n: int, seed: int, span_seconds: float | None) -> dict[str, np.ndarra
     high = np.array([s[4] for s in _SERVICES])[service]
     ephemeral = rng.integers(32_768, 61_000, n).astype(np.uint16)
     response = rng.random(n) < 0.45
+    if paired:
+        response[:] = False  # every drawn record is a request; _answer adds the responses
     sport = np.where(response, port, ephemeral)
     dport = np.where(response, ephemeral, port)
     icmp = proto == 1
     icmp_codes = rng.choice(_ICMP_CODES, size=n, p=_ICMP_WEIGHTS)
+    if paired:
+        icmp_codes = np.where(icmp_codes == 0, 0x0800, icmp_codes)  # replies come from _answer
     sport = np.where(icmp, 0, sport).astype(np.uint16)
     dport = np.where(icmp, icmp_codes, dport).astype(np.uint16)
 
@@ -341,7 +352,7 @@ def _flows(n: int, seed: int, span_seconds: float | None) -> dict[str, np.ndarra
     src_mask = np.where(src_internal, 24, rng.integers(16, 25, n)).astype(np.uint8)
     dst_mask = np.where(dst_internal, 24, rng.integers(16, 25, n)).astype(np.uint8)
 
-    return {
+    flows = {
         "src": src.astype(np.uint32),
         "dst": dst.astype(np.uint32),
         "next_hop": next_hop.astype(np.uint32),
@@ -361,6 +372,80 @@ def _flows(n: int, seed: int, span_seconds: float | None) -> dict[str, np.ndarra
         "src_mask": src_mask,
         "dst_mask": dst_mask,
     }
+    return _answer(flows, n, rng) if paired else flows
+
+
+def _answer(requests: dict[str, np.ndarray], n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """``n`` records: the first requests of ``requests`` and a response to each one answered,
+    in flow-end order.  Unanswered: 60 % of SYN-only TCP attempts (filtered; the rest get a
+    RST), 4 % of UDP requests, 3 % of echo requests, every ICMP error.  A response reverses
+    the 5-tuple (ICMP: echo reply), starts one round trip (1 to 50 ms) after its request and ends
+    within 20 ms of it; its packets are 0.5 to 1.5 times the request's, its packet size 0.5 to 2.5
+    times (echo replies: the same).  DNS and NTP are one datagram each way (5 % of requests
+    retried once, a second later); other byte counts vary by up to a byte a packet, as packets
+    of a real flow differ in size."""
+    proto, flags, dport = requests["proto"], requests["flags"], requests["dport"]
+    tcp, icmp = proto == 6, proto == 1
+    lookup = (proto == 17) & np.isin(dport, (53, 123))
+    # DNS and NTP ask in one datagram (a retry now and then), answered within the round trip.
+    requests["packets"] = np.where(lookup, 1 + (rng.random(len(proto)) < 0.05), requests["packets"]).astype(
+        np.uint64
+    )
+    requests["octets"] = np.where(
+        lookup, requests["packets"] * rng.integers(60, 120, len(proto)), requests["octets"]
+    ).astype(np.uint64)
+    requests["start_ms"] = np.where(
+        lookup, requests["end_ms"] - (requests["packets"] - 1) * 1000, requests["start_ms"]
+    )
+    syn_only = tcp & (flags == 0x02)
+    draw = rng.random(len(proto))
+    answered = np.where(
+        tcp, ~syn_only | (draw >= 0.6), np.where(icmp, (dport == 0x0800) & (draw >= 0.03), draw >= 0.04)
+    )
+    # Fewest requests q whose answers make n records with them: q + answered among them >= n.
+    requests["octets"] += np.where(icmp, 0, rng.integers(0, requests["packets"])).astype(np.uint64)
+    q = int(np.searchsorted(np.arange(1, len(proto) + 1) + np.cumsum(answered), n)) + 1
+    r = np.flatnonzero(answered[:q])[: n - q]
+    k = len(r)
+    req = {name: col[:q] for name, col in requests.items()}
+    packets = req["packets"][r]
+    rtcp, ricmp, rsyn = tcp[r], icmp[r], syn_only[r]
+    one = rsyn | lookup[r]
+    resp_packets = np.where(
+        one | ricmp, np.where(one, 1, packets), np.maximum(1, np.rint(packets * rng.uniform(0.5, 1.5, k)))
+    ).astype(np.uint64)
+    size = req["octets"][r] // np.maximum(packets, 1)
+    resp_size = np.where(ricmp, size, np.clip(size * rng.uniform(0.5, 2.5, k), 40, 1500)).astype(np.uint64)
+    # Packets of one flow differ in size: the total is not an exact multiple (echo replies are).
+    resp_octets = resp_packets * resp_size + np.where(ricmp, 0, rng.integers(0, resp_packets)).astype(
+        np.uint64
+    )
+    end = req["end_ms"][r] + rng.integers(0, 20, k).astype(np.uint64)
+    start = np.minimum(req["start_ms"][r] + rng.integers(1, 50, k).astype(np.uint64), end)
+    outward = req["src_as"][r] != 0  # the request came from outside: the answer leaves
+    gateway = np.uint32(0xC0000201)
+    responses = {
+        "src": req["dst"][r],
+        "dst": req["src"][r],
+        "next_hop": np.where(outward, gateway + rng.integers(0, 4, k).astype(np.uint32), 0).astype(np.uint32),
+        "in_if": req["out_if"][r],
+        "out_if": req["in_if"][r],
+        "packets": resp_packets,
+        "octets": resp_octets,
+        "start_ms": start,
+        "end_ms": end,
+        "sport": np.where(ricmp, 0, req["dport"][r]).astype(np.uint16),
+        "dport": np.where(ricmp, 0x0000, req["sport"][r]).astype(np.uint16),
+        "flags": np.where(rtcp, np.where(rsyn, 0x14, req["flags"][r] | 0x10), 0).astype(np.uint8),
+        "proto": req["proto"][r],
+        "tos": req["tos"][r],
+        "src_as": req["dst_as"][r],
+        "dst_as": req["src_as"][r],
+        "src_mask": req["dst_mask"][r],
+        "dst_mask": req["src_mask"][r],
+    }
+    order = np.argsort(np.concatenate([req["end_ms"], end]), kind="stable")
+    return {name: np.concatenate([req[name], responses[name]])[order] for name in requests}
 
 
 def _internal_pool(rng: np.random.Generator, k: int) -> npt.NDArray[np.uint32]:

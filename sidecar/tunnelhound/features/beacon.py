@@ -88,7 +88,8 @@ class BeaconFeatures:
         rows, width = config.max_pairs, config.history
         self.slots: dict[str, int] = {}
         """Pair key -> row of the rings."""
-        self.keys: list[str | None] = [None] * rows
+        self.keys = np.full(rows, None, dtype=object)
+        """Row -> its pair key (None: free)."""
         self.times = np.full((0, width), np.nan)
         self.sizes = np.full((0, width), np.nan, dtype=np.float32)  # sizes need no more precision
         self.filled = np.zeros(0, dtype=np.int64)
@@ -136,20 +137,35 @@ class BeaconFeatures:
     def _slots(self, frame: FlowFrame, active: np.ndarray) -> np.ndarray:
         """The ring row of each active flow's pair (new pairs get free or evicted rows)."""
         c = frame.cols
-        # Codes per distinct address, then per distinct pair: Python touches each pair once.
-        src = np.unique(c["src_ip"][active].astype(str), return_inverse=True)
-        dst = np.unique(c["dst_ip"][active].astype(str), return_inverse=True)
-        combo = np.stack([src[1], dst[1], c["dst_port"][active], c["proto"][active]], axis=1)
-        pairs, inverse = np.unique(combo, axis=0, return_inverse=True)
-        src_names, dst_names = src[0].tolist(), dst[0].tolist()
-        keys = [f"{src_names[s]} {dst_names[d]} {p} {t}" for s, d, p, t in pairs.tolist()]
-        slots = np.array([self.slots.get(k, -1) for k in keys], dtype=np.int64)
+        # Distinct pairs in a dict (Python touches each flow once, each pair's key text once);
+        # new pairs take rows in sorted order (address text, then port and protocol).
+        index: dict[tuple[object, object, int, int], int] = {}
+        found = [
+            index.setdefault(pair, len(index))
+            for pair in zip(
+                c["src_ip"][active].tolist(),
+                c["dst_ip"][active].tolist(),
+                c["dst_port"][active].tolist(),
+                c["proto"][active].tolist(),
+                strict=True,
+            )
+        ]
+        pairs = list(index)
+        keys = [f"{s} {d} {p} {t}" for s, d, p, t in pairs]
+        get = self.slots.get
+        slots = np.array([get(k, -1) for k in keys], dtype=np.int64)
         new = np.flatnonzero(slots < 0)
         if len(new):
-            slots[new] = self._allocate([keys[i] for i in new.tolist()], keep=slots[slots >= 0])
+            try:
+                order = sorted(new.tolist(), key=pairs.__getitem__)
+            except TypeError:  # a missing address (None) against text: order by its text
+                order = sorted(
+                    new.tolist(), key=lambda i: (str(pairs[i][0]), str(pairs[i][1]), *pairs[i][2:])
+                )
+            slots[order] = self._allocate([keys[i] for i in order], keep=slots[slots >= 0])
         self.clock += 1
         self.last_seen[slots[slots >= 0]] = self.clock
-        return slots[inverse.reshape(-1)]
+        return slots[np.array(found, dtype=np.int64)]
 
     def _allocate(self, keys: list[str], keep: np.ndarray) -> np.ndarray:
         """Rows for new pairs: unused rows first, then those least recently seen (never one a
@@ -170,15 +186,15 @@ class BeaconFeatures:
         if len(free) < need:
             age = np.where(self.used, self.last_seen, _NEVER)
             age[keep] = _NEVER
-            victims = np.argsort(age, kind="stable")[: need - len(free)]
+            victims = _oldest(age, need - len(free))
             victims = victims[age[victims] < _NEVER]
-            for row in victims.tolist():
-                del self.slots[str(self.keys[row])]
+            for key in self.keys[victims].tolist():
+                del self.slots[key]
             self.evicted += len(victims)
             free = np.concatenate([free, victims])
-        for key, row in zip(keys, free.tolist(), strict=False):
-            self.slots[key] = row
-            self.keys[row] = key
+        taken = keys[: len(free)]
+        self.slots.update(zip(taken, free.tolist(), strict=True))
+        self.keys[free] = np.array(taken, dtype=object)
         self.used[free] = True
         self.times[free], self.sizes[free], self.filled[free], self.records[free] = np.nan, np.nan, 0, 0
         out = np.full(need, -1, dtype=np.int64)
@@ -262,8 +278,20 @@ class BeaconFeatures:
         self.used = np.ones(len(keep), dtype=bool)
         self.clock = int(last_seen.max()) if len(last_seen) else 0
         self.slots = {keys[i]: row for row, i in enumerate(keep.tolist())}
-        self.keys = [keys[i] for i in keep.tolist()] + [None] * (cfg.max_pairs - len(keep))
+        self.keys = np.full(max(cfg.max_pairs, len(keep)), None, dtype=object)
+        self.keys[: len(keep)] = np.array([keys[i] for i in keep.tolist()], dtype=object)
         return len(self.slots)
+
+
+def _oldest(age: np.ndarray, k: int) -> np.ndarray:
+    """The rows of the ``k`` smallest ages, smallest first, ties in row order: what
+    ``np.argsort(age, kind="stable")[:k]`` gives, without sorting every row (once the history
+    is full this runs on every batch, over ``max_pairs`` rows, for a few thousand victims)."""
+    if k >= len(age):
+        return np.argsort(age, kind="stable")
+    bound = np.partition(age, k - 1)[k - 1]
+    candidates = np.flatnonzero(age <= bound)  # row order
+    return candidates[np.argsort(age[candidates], kind="stable")[:k]]
 
 
 def _width(rows: np.ndarray, width: int) -> np.ndarray:
