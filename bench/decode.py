@@ -54,6 +54,7 @@ from tunnelhound.normalize.ecs import Normalizer
 from tunnelhound.normalize.flow_id import flow_ids
 from tunnelhound.normalize.frame import encode_ndjson_into
 from tunnelhound.normalize.group import merge_batches
+from tunnelhound.normalize.keys import hashable_tuples
 from tunnelhound.normalize.rows import Rows
 from tunnelhound.normalize.times import flow_times
 from tunnelhound.sinks.ndjson import NdjsonSink
@@ -381,7 +382,7 @@ def _id_args(merged: Merged) -> list[FlowTuples]:
         cols = b.columns
         proto = cols["protocol_identifier"].astype(np.int64)
         sport, dport = Normalizer._ports(cols, proto, b.count)
-        ok = ecs._hashable_tuples(proto, sport, dport)
+        ok = hashable_tuples(proto, sport, dport)
         out.append(FlowTuples(proto, sport, dport, ok, src.packed, src.v6, dst.packed, dst.v6))
     return out
 
