@@ -85,8 +85,8 @@ class NdjsonSink:
         self._opened_at = 0.0
         self._seq = 0
         self._closed = False
-        # Frames are encoded into this one buffer (it keeps the size of the largest frame):
-        # a fresh multi-megabyte block per frame costs as much in page faults as encoding it.
+        # Frames are encoded into this one buffer, a piece at a time (it keeps the size of the
+        # largest piece): a fresh block per frame costs as much in page faults as encoding it.
         self._buffer = bytearray()
         if not self._stdout:
             # Fail at startup, not on the first batch, if the directory cannot be made.
