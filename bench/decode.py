@@ -52,11 +52,12 @@ from tunnelhound.normalize.addresses import FlowTuples, packed4
 from tunnelhound.normalize.community_id import community_ids
 from tunnelhound.normalize.ecs import Normalizer
 from tunnelhound.normalize.flow_id import flow_ids
-from tunnelhound.normalize.frame import encode_ndjson_into
+from tunnelhound.normalize.frame import ndjson_rows
 from tunnelhound.normalize.group import merge_batches
+from tunnelhound.normalize.keys import hashable_tuples
 from tunnelhound.normalize.rows import Rows
 from tunnelhound.normalize.times import flow_times
-from tunnelhound.sinks.ndjson import NdjsonSink
+from tunnelhound.sinks.ndjson import _PIECE_ROWS, NdjsonSink
 
 TARGET_RPS = 500_000
 """DESIGN §11: decode + normalize to ECS NDJSON, standard template, one core."""
@@ -130,7 +131,7 @@ def chunks(datagrams: Sequence[Datagram], size: int) -> list[Sequence[Datagram]]
     return [datagrams[i : i + size] for i in range(0, len(datagrams), size)]
 
 
-NORMALIZE_PATH = "Normalizer.frames + encode_ndjson_into"
+NORMALIZE_PATH = "Normalizer.frames + ndjson_rows in pieces"
 """What the pipeline does with a chunk's batches: columnar flows, then one NDJSON block."""
 
 
@@ -302,7 +303,7 @@ def cost_breakdown(stream: Stream, records: int, chunk: int) -> dict[str, Any]:
     datagrams, _ = slice_for(datagrams_of(stream), stream, records)
     root = _default_sink_root()
     decode_normalize_ndjson(chunks(datagrams[:50], chunk), root)  # warm-up
-    decoder, normalize, encode = Decoder(), Normalizer().frames, encode_ndjson_into
+    decoder, normalize = Decoder(), Normalizer().frames
     buffer = bytearray()  # as NdjsonSink.write_frame: one buffer for every frame
     groups: list[list[FlowBatch]] = []
     t_decode = t_normalize = t_encode = t_sink = 0.0
@@ -320,15 +321,19 @@ def cost_breakdown(stream: Stream, records: int, chunk: int) -> dict[str, Any]:
             t1 = clock()
             normalized = normalize(batches)
             t2 = clock()
-            size = encode(normalized, buffer)
-            t3 = clock()
-            with memoryview(buffer) as whole, whole[:size] as block:  # the rest of write_frame
-                sink._append(block, normalized.n)
-            t4 = clock()
+            rows = ndjson_rows(normalized)
+            t_encode += clock() - t2
+            for start in range(0, normalized.n, _PIECE_ROWS):  # as NdjsonSink.write_frame
+                stop = min(start + _PIECE_ROWS, normalized.n)
+                t3 = clock()
+                size = rows.block_into(buffer, start, stop)
+                t4 = clock()
+                with memoryview(buffer) as whole, whole[:size] as block:
+                    sink._append([(block, stop - start)], stop - start)
+                t_encode += t4 - t3
+                t_sink += clock() - t4
             t_decode += t1 - t0
             t_normalize += t2 - t1
-            t_encode += t3 - t2
-            t_sink += t4 - t3
             groups.append(batches)
     n = sum(b.count for group in groups for b in group)
     merged = [pair for group in groups for pair in _merged(group)]
@@ -381,7 +386,7 @@ def _id_args(merged: Merged) -> list[FlowTuples]:
         cols = b.columns
         proto = cols["protocol_identifier"].astype(np.int64)
         sport, dport = Normalizer._ports(cols, proto, b.count)
-        ok = ecs._hashable_tuples(proto, sport, dport)
+        ok = hashable_tuples(proto, sport, dport)
         out.append(FlowTuples(proto, sport, dport, ok, src.packed, src.v6, dst.packed, dst.v6))
     return out
 

@@ -20,7 +20,7 @@ from tunnelhound.normalize.frame import (
     encode_bulk_block,
     encode_ndjson,
     encode_ndjson_block,
-    encode_ndjson_into,
+    ndjson_rows,
 )
 from tunnelhound.sources.files import iter_replay
 
@@ -83,9 +83,13 @@ def test_block_encoding_is_the_lines_with_newlines() -> None:
     assert encode_ndjson_block(FlowFrame.empty()) == b""
     buffer = bytearray()  # one buffer for frames of any size, as NdjsonSink uses it
     for part in (frame, frame.rows(0, 5), frame.rows(5, frame.n)):
-        size = encode_ndjson_into(part, buffer)
+        size = ndjson_rows(part).block_into(buffer)
         assert bytes(buffer[:size]) == encode_ndjson_block(part)
-    assert encode_ndjson_into(FlowFrame.empty(), buffer) == 0
+    rows, pieces = ndjson_rows(frame), []
+    for start in range(0, frame.n, 1000):  # a range of rows at a time, as NdjsonSink writes them
+        size = rows.block_into(buffer, start, min(start + 1000, frame.n))
+        pieces.append(bytes(buffer[:size]))
+    assert b"".join(pieces) == encode_ndjson_block(frame)
 
 
 def per_row_bulk(frame: FlowFrame, index: str) -> bytes:

@@ -230,6 +230,26 @@ def test_block_into_reuses_one_buffer() -> None:
     assert Rows(0).lit("x").block_into(buffer) == 0
 
 
+def test_rows_render_in_pieces_as_whole() -> None:
+    n = 1000
+    rows = (
+        Rows(n)
+        .lit("{")
+        .integer(np.arange(n) * 7919)
+        .text([f"é{i}" if i % 3 else None for i in range(n)], before=",")
+    )
+    rows.ipv4(np.arange(n, dtype=np.uint32), before=",", mask=np.arange(n) % 2 == 0).lit("}\n")
+    whole, buffer, pieces = rows.block(), bytearray(), []
+    for start in range(0, n, 64 * 3 + 5):  # pieces that cross the C loop's 64-row tiles
+        size = rows.block_into(buffer, start, min(start + 197, n))
+        pieces.append(bytes(buffer[:size]))
+    assert b"".join(pieces) == whole
+    assert rows.block_into(buffer, n, n) == 0
+    for start, stop in ((-1, 5), (5, 4), (0, n + 1)):
+        with pytest.raises(ValueError, match="out of range"):
+            rows.block_into(buffer, start, stop)
+
+
 def test_portable_sha1_gives_the_same_ids() -> None:
     # The SHA-NI block function is picked at import when the CPU has it; the portable one
     # must give the same ids (run in a fresh interpreter with the switch set).

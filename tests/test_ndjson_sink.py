@@ -11,6 +11,8 @@ import orjson
 import pytest
 
 import tunnelhound.sinks.ndjson as ndjson_module
+from tunnelhound.normalize.frame import FlowFrame, encode_ndjson_block
+from tunnelhound.normalize.records import FlowRecord, frame_from_records
 from tunnelhound.sinks.ndjson import NdjsonSink
 
 T0 = 1704067200.0  # 2024-01-01T00:00:00Z
@@ -193,6 +195,44 @@ def test_partial_batch_is_cut_on_write_error(tmp_path: Path, monkeypatch: pytest
     sink.close()
     assert lines_of(tmp_path) == [b'{"ok":1}', b'{"ok":3}']
     assert (sink.lines_written, sink.bytes_written) == (2, 18)
+
+
+def flows(n: int, extra: dict[int, str] | None = None) -> FlowFrame:
+    """``n`` flows (a frame the sink writes in several pieces when ``n`` > 512)."""
+    records = [
+        FlowRecord(
+            start_ns=i * 1_000_000,
+            end_ns=i * 1_000_000 + 5,
+            src_ip=f"10.0.{i // 256 % 256}.{i % 256}",
+            dst_ip="192.0.2.1",
+            src_port=40000 + i % 1000,
+            dst_port=443,
+            proto=6,
+            src_bytes=i,
+            src_packets=1,
+            observer_ip="192.0.2.9",
+            identity=f"test|{i}",
+            extra=(extra or {}).get(i),
+        )
+        for i in range(n)
+    ]
+    return frame_from_records(records)
+
+
+def test_frame_is_written_in_pieces_whole_or_not_at_all(tmp_path: Path) -> None:
+    big, small = flows(1300), flows(3)
+    with NdjsonSink(str(tmp_path), clock=FakeClock()) as sink:
+        sink.write_frame(small)
+        # A newline in row 1100 (the third 512-row piece): the pieces before it were written,
+        # and are cut off again.
+        with pytest.raises(ValueError, match="a line contains a newline"):
+            sink.write_frame(flows(1300, extra={1100: '"x":"a\nb"'}))
+        assert (sink.lines_written, sink.bytes_written) == (3, len(encode_ndjson_block(small)))
+        sink.write_frame(big)  # the buffer is free again (no view of it left behind)
+        assert sink.lines_written == 1303
+    assert b"".join(line + b"\n" for line in lines_of(tmp_path)) == encode_ndjson_block(
+        small
+    ) + encode_ndjson_block(big)
 
 
 def test_write_docs_serializes_numpy_and_unicode(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import orjson
@@ -11,7 +12,9 @@ import xxhash
 from replay import DATA
 from tunnelhound.decode.decoder import Decoder
 from tunnelhound.normalize.biflow import BiflowStitcher
+from tunnelhound.normalize.community_id import community_id
 from tunnelhound.normalize.ecs import Normalizer
+from tunnelhound.normalize.flow_id import flow_id
 from tunnelhound.normalize.frame import FlowFrame, encode_ndjson
 from tunnelhound.normalize.records import FlowRecord, frame_from_records
 from tunnelhound.sources.files import iter_replay
@@ -105,6 +108,34 @@ def test_event_id_is_the_hash_of_the_identity_and_stable() -> None:
     b = frame_from_records([record()]).documents()[0]
     assert a["event"]["id"] == b["event"]["id"] == xxhash.xxh3_128_hexdigest(b"test|1")
     assert frame_from_records([record(identity="test|2")]).documents()[0]["event"]["id"] != a["event"]["id"]
+
+
+def test_keys_follow_the_specification_for_every_family_mix_and_identity_text() -> None:
+    # The keys come from the same column kernels as the exporter path; the one-flow Python
+    # functions are their specification. Mixed families get a flow.id but no Community ID.
+    cases = [
+        ("10.1.2.3", "203.0.113.9", 6, 50000, 443),
+        ("2001:db8::1", "2001:db8::2", 17, 53, 53),
+        ("10.1.2.3", "2001:db8::2", 17, 5353, 5353),
+        ("2001:db8::1", "10.1.2.3", 132, 1, 2),
+        ("10.1.2.3", "10.1.2.4", 47, None, None),
+    ]
+    records = [
+        record(src_ip=s, dst_ip=d, proto=p, src_port=sp, dst_port=dp, identity=f"tëst|{i}")
+        for i, (s, d, p, sp, dp) in enumerate(cases)
+    ]
+    docs = frame_from_records(records, community_id_seed=7).documents()
+    for (s, d, p, sp, dp), doc in zip(cases, docs, strict=True):
+        a, b = (socket.inet_pton(socket.AF_INET6 if ":" in ip else socket.AF_INET, ip) for ip in (s, d))
+        same = len(a) == len(b)
+        assert doc["network"]["community_id"] == (
+            community_id(p, a, b, sp or 0, dp or 0, 7) if same else None
+        )
+        assert doc["flow"]["id"] == flow_id(a, b, sp or 0, dp or 0, p)
+        assert doc["network"]["type"] == ("ipv6" if ":" in s else "ipv4")
+    assert [d["event"]["id"] for d in docs] == [
+        xxhash.xxh3_128_hexdigest(f"tëst|{i}".encode()) for i in range(len(cases))
+    ]
 
 
 def test_icmp_v6_addresses_canonical_optional_members_and_ndjson() -> None:

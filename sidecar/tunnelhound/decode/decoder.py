@@ -393,13 +393,17 @@ class Decoder:
         """
         expected = self._next_sequence.get(key)
         previous = self._last_sequence.get(key)
-        if expected is not None and previous is not None:
-            fine = {expected} | {(previous + n) & _U32 for n in also_fine}
-            if sequence not in fine:
-                gap = (sequence - expected) & _U32
-                # Forward jumps are loss; a backward jump is a reorder or an exporter restart.
-                if 0 < gap < 0x80000000:
-                    self.stats.sequence_lost[ip] += gap
+        # In order is the common case: decided by one comparison, before any alternative.
+        if (
+            expected is not None
+            and previous is not None
+            and sequence != expected
+            and all(sequence != (previous + n) & _U32 for n in also_fine)
+        ):
+            gap = (sequence - expected) & _U32
+            # Forward jumps are loss; a backward jump is a reorder or an exporter restart.
+            if 0 < gap < 0x80000000:
+                self.stats.sequence_lost[ip] += gap
         self._last_sequence[key] = sequence
         if next_expected is None:
             self._next_sequence.pop(key, None)

@@ -16,7 +16,9 @@ BYTES: int
 TEXT: int
 XXH3_128: int
 
-def render(parts: list[Any], n: int, mode: int, into: bytearray = ..., /) -> Any: ...
+def render(
+    parts: list[Any], n: int, mode: int, into: bytearray = ..., start: int = ..., stop: int = ..., /
+) -> Any: ...
 def community_ids(
     n: int,
     proto: np.ndarray,

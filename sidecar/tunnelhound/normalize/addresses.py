@@ -52,6 +52,14 @@ def packed4(v4: np.ndarray) -> np.ndarray:
     return out
 
 
+def packed_bytes(addresses: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """4- or 16-byte packed addresses → (n, 16) uint8 as :func:`packed4`/:func:`packed6` make
+    them, and which are IPv6."""
+    v6 = np.fromiter((len(a) == 16 for a in addresses), dtype=bool, count=len(addresses))
+    padded = b"".join([a.ljust(16, b"\0") for a in addresses])
+    return np.frombuffer(padded, dtype=np.uint8).reshape(-1, 16), v6
+
+
 def packed6(v6: np.ndarray) -> np.ndarray:
     """16-byte (``V16``) IPv6 addresses → (n, 16) uint8."""
     return np.ascontiguousarray(v6).view(np.uint8).reshape(-1, 16)

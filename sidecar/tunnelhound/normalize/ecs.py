@@ -15,14 +15,12 @@ import numpy as np
 import orjson
 
 from tunnelhound.model import FlowBatch
-from tunnelhound.normalize.addresses import FlowTuples, mac_text, packed4, packed6
+from tunnelhound.normalize.addresses import mac_text, packed4, packed6
 from tunnelhound.normalize.applications import application_names
-from tunnelhound.normalize.community_id import community_ids
-from tunnelhound.normalize.flow_id import flow_ids
 from tunnelhound.normalize.frame import ABSENT, FlowFrame
 from tunnelhound.normalize.frame import object_column as _objects
 from tunnelhound.normalize.group import RecordHeaders, headers_of, merge_batches
-from tunnelhound.normalize.keys import hashable_tuples as _hashable_tuples
+from tunnelhound.normalize.keys import flow_keys
 from tunnelhound.normalize.locality import DEFAULT_INTERNAL_NETWORKS, Networks
 from tunnelhound.normalize.rows import Rows
 from tunnelhound.normalize.times import flow_times
@@ -90,10 +88,9 @@ class Normalizer:
         start_ns, end_ns = flow_times(batch, headers)
         raw_bytes = _first(cols, _BYTES, n)
         icmp = np.isin(proto, _ICMP)
-        ok = _hashable_tuples(proto, sport, dport)
-        tuples = FlowTuples(proto, sport, dport, ok, src.packed, src.v6, dst.packed, dst.v6)
-        community = community_ids(tuples, self.options.community_id_seed)
-        flows = flow_ids(tuples)
+        community, flows = flow_keys(
+            proto, sport, dport, src.packed, src.v6, dst.packed, dst.v6, self.options.community_id_seed
+        )
         zeros = np.zeros(n, dtype=np.int64)
         absent = np.full(n, ABSENT, dtype=np.int64)
         none = np.full(n, None, dtype=object)

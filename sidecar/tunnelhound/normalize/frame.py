@@ -236,14 +236,13 @@ def encode_ndjson(frame: FlowFrame) -> list[bytes]:
 
 def encode_ndjson_block(frame: FlowFrame) -> bytes:
     """All rows as one NDJSON block, each line ending in a newline (one buffer for the lot)."""
-    return _document(Rows(frame.n), frame).lit("\n").block() if frame.n else b""
+    return ndjson_rows(frame).block() if frame.n else b""
 
 
-def encode_ndjson_into(frame: FlowFrame, buffer: bytearray) -> int:
-    """:func:`encode_ndjson_block` written into ``buffer`` (from its start, growing it when
-    needed, never shrinking it); returns the block's length. For a writer that reuses one
-    buffer (see :meth:`Rows.block_into`)."""
-    return _document(Rows(frame.n), frame).lit("\n").block_into(buffer) if frame.n else 0
+def ndjson_rows(frame: FlowFrame) -> Rows:
+    """The recipe of :func:`encode_ndjson_block`, for a writer that renders it into one reused
+    buffer, whole or a range of rows at a time (:meth:`Rows.block_into`)."""
+    return _document(Rows(frame.n), frame).lit("\n")
 
 
 def encode_bulk_block(frame: FlowFrame, index: str) -> bytes:

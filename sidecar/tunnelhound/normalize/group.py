@@ -79,8 +79,9 @@ def _merge(group: list[FlowBatch]) -> tuple[FlowBatch, RecordHeaders]:
     raws = [b.raw for b in group if b.raw is not None and b.column_cache is None]
     if len(raws) == len(group) and first.finish is not None:
         # Joining the bytes and viewing them again is ~30x faster than np.concatenate, which
-        # re-derives the structured dtype's field promotion for every part.
-        raw = np.frombuffer(b"".join([r.tobytes() for r in raws]), dtype=raws[0].dtype)
+        # re-derives the structured dtype's field promotion for every part; join reads each
+        # part's buffer (views of the datagrams) directly, without a tobytes copy first.
+        raw = np.frombuffer(b"".join(raws), dtype=raws[0].dtype)  # type: ignore[arg-type]  # arrays are buffers
         merged = replace(first, count=total, raw=raw, column_cache=None)
     else:
         names = list(first.columns)

@@ -2,15 +2,17 @@
 
 Shared by the exporter normalizer (:mod:`~tunnelhound.normalize.ecs`) and the normalizer of
 already-decoded records (:mod:`~tunnelhound.normalize.records`), so that one flow gets the
-same keys whichever way it arrives.
+same keys whichever way it arrives. Both are computed over whole columns in C
+(:func:`~tunnelhound.normalize.community_id.community_ids`, :func:`~tunnelhound.normalize.flow_id.flow_ids`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from tunnelhound.normalize.community_id import community_id
-from tunnelhound.normalize.flow_id import flow_id
+from tunnelhound.normalize.addresses import FlowTuples
+from tunnelhound.normalize.community_id import community_ids
+from tunnelhound.normalize.flow_id import flow_ids
 
 
 def hashable_tuples(proto: np.ndarray, sport: np.ndarray, dport: np.ndarray) -> np.ndarray:
@@ -25,23 +27,22 @@ def hashable_tuples(proto: np.ndarray, sport: np.ndarray, dport: np.ndarray) -> 
 
 
 def flow_keys(
-    proto: list[int],
-    src: list[bytes],
-    dst: list[bytes],
-    sport: list[int],
-    dport: list[int],
-    hashable: list[bool],
+    proto: np.ndarray,
+    sport: np.ndarray,
+    dport: np.ndarray,
+    src: np.ndarray,
+    src_v6: np.ndarray,
+    dst: np.ndarray,
+    dst_v6: np.ndarray,
     seed: int,
 ) -> tuple[list[str | None], list[str | None]]:
     """Community IDs and flow ids of many flows (None where a record has no hashable tuple).
 
-    ``src``/``dst`` are packed addresses; for ICMP ``sport``/``dport`` are type and code, as
-    both specifications want; ``hashable`` comes from :func:`hashable_tuples`.  Community ID
-    also needs both addresses of one family.
+    ``proto``, ``sport``, ``dport`` are int64 columns; for ICMP the ports are type and code,
+    as both specifications want. ``src``/``dst`` are packed addresses, (n, 16) uint8 as
+    :class:`FlowTuples` holds them, with their is-IPv6 masks. Community ID also needs both
+    addresses of one family.
     """
-    rows = list(zip(proto, src, dst, sport, dport, hashable, strict=True))
-    community = [
-        community_id(p, s, d, a, b, seed) if k and len(s) == len(d) else None for p, s, d, a, b, k in rows
-    ]
-    flows = [flow_id(s, d, a, b, p) if k else None for p, s, d, a, b, k in rows]
-    return community, flows
+    ok = hashable_tuples(proto, sport, dport)
+    tuples = FlowTuples(proto, sport, dport, ok, src, src_v6, dst, dst_v6)
+    return community_ids(tuples, seed), flow_ids(tuples)

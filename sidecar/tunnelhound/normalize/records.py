@@ -20,12 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import xxhash
 
+from tunnelhound.normalize.addresses import packed_bytes
 from tunnelhound.normalize.frame import ABSENT, FlowFrame, object_column
-from tunnelhound.normalize.keys import flow_keys, hashable_tuples
+from tunnelhound.normalize.keys import flow_keys
 from tunnelhound.normalize.locality import DEFAULT_INTERNAL_NETWORKS, Networks
-from tunnelhound.normalize.times import iso_ms
+from tunnelhound.normalize.rows import Rows
 
 _ICMP = (1, 58)
 _BIFLOW_EXPORTER = 1
@@ -111,21 +111,14 @@ def frame_from_records(
     # without ports hashes 0 (what exporters send there).
     sport = np.where(icmp, icmp_type, np.maximum(src_port, 0))
     dport = np.where(icmp, icmp_code, np.maximum(dst_port, 0))
-    community, flows = flow_keys(
-        proto.tolist(),
-        src_packed,
-        dst_packed,
-        sport.tolist(),
-        dport.tolist(),
-        hashable_tuples(proto, sport, dport).tolist(),
-        community_id_seed,
-    )
+    src, src_v6 = packed_bytes(src_packed)
+    dst, dst_v6 = packed_bytes(dst_packed)
+    community, flows = flow_keys(proto, sport, dport, src, src_v6, dst, dst_v6, community_id_seed)
     start_ns = np.array([r.start_ns for r in records], dtype=np.int64)
     end_ns = np.array([r.end_ns for r in records], dtype=np.int64)
     absent = np.full(n, ABSENT, dtype=np.int64)
     none = np.full(n, None, dtype=object)
-    created = iso_ms(np.array([time.time_ns()], dtype=np.int64))[0]
-    digest = xxhash.xxh3_128_hexdigest  # the hash of the exporter path's event ids
+    created = Rows(1).iso(np.array([time.time_ns()], dtype=np.int64)).strings()[0]
     cols = {
         "start_ns": start_ns,
         "end_ns": end_ns,
@@ -144,12 +137,13 @@ def frame_from_records(
         "biflow_direction": np.array([1 if r.initiator_known else ABSENT for r in records], dtype=np.int64),
         "src_internal": np.array([networks.contains(p) for p in src_packed], dtype=bool),
         "dst_internal": np.array([networks.contains(p) for p in dst_packed], dtype=bool),
-        "is_v6": np.array([len(p) == 16 for p in src_packed], dtype=bool),
+        "is_v6": src_v6,
         "biflow": np.array([_BIFLOW_EXPORTER if r.biflow else 0 for r in records], dtype=np.int8),
         "sampling_rate": np.ones(n, dtype=np.float64),
-        "start_iso": object_column(iso_ms(start_ns)),
-        "end_iso": object_column(iso_ms(end_ns)),
-        "event_id": object_column([digest(r.identity.encode()) for r in records]),
+        "start_iso": object_column(Rows(n).iso(start_ns).strings()),
+        "end_iso": object_column(Rows(n).iso(end_ns).strings()),
+        # The hash of the exporter path's event ids, of the identity's UTF-8 text.
+        "event_id": object_column(Rows(n).text([r.identity for r in records]).xxh3_128()),
         "src_ip": object_column(src_text),
         "dst_ip": object_column(dst_text),
         "community_id": object_column(community),

@@ -140,14 +140,17 @@ class Rows:
         """All rows joined into one bytes (rows carry their own separators)."""
         return _kernels.render(self.parts, self.n, _kernels.BLOCK) if self.n else b""
 
-    def block_into(self, buffer: bytearray) -> int:
-        """All rows joined, written into ``buffer`` from its start; returns the length.
+    def block_into(self, buffer: bytearray, start: int = 0, stop: int | None = None) -> int:
+        """Rows ``start:stop`` (default all) joined, written into ``buffer`` from its start;
+        returns the length.
 
         ``buffer`` grows when a block needs more room and never shrinks: a writer that
         reuses one buffer touches no fresh memory per block (page faults on a fresh 10 MB
-        block cost as much as rendering it).
+        block cost as much as rendering it). Rendering a frame a piece at a time keeps the
+        piece in cache for whatever reads it next (the write into the page cache).
         """
-        return _kernels.render(self.parts, self.n, _kernels.BLOCK, buffer) if self.n else 0
+        stop = self.n if stop is None else stop
+        return _kernels.render(self.parts, self.n, _kernels.BLOCK, buffer, start, stop)
 
     def lines(self) -> list[bytes]:
         """Each row as bytes."""

@@ -72,10 +72,3 @@ def _from_uptime(switched: np.ndarray, uptime_ms: np.ndarray, export_ns: np.ndar
     """
     age = (uptime_ms.astype(np.uint32) - switched.astype(np.uint32)).astype(np.int32).astype(np.int64)
     return export_ns - age * _NS_PER_MS
-
-
-def iso_ms(ns: np.ndarray) -> list[str]:
-    """ISO 8601 UTC with millisecond precision (what Elasticsearch ``date`` keeps)."""
-    return np.datetime_as_string(
-        ns.astype("datetime64[ns]").astype("datetime64[ms]"), timezone="UTC"
-    ).tolist()

@@ -13,7 +13,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from tunnelhound.normalize._kernels import count_newlines
-from tunnelhound.normalize.frame import FlowFrame, encode_ndjson_into
+from tunnelhound.normalize.frame import FlowFrame, ndjson_rows
 
 __all__ = ["NdjsonSink"]
 
@@ -29,6 +29,9 @@ _STAMP = "%Y%m%dT%H%M%S"
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
 # Documents from normalize may still hold numpy scalars; orjson writes them natively.
 _DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+_PIECE_ROWS = 512
+"""Rows of a frame rendered and written at a time (~750 KB): the write then copies the piece
+from cache instead of reading back a 10 MB block from memory (bench/README.md)."""
 
 
 class NdjsonSink:
@@ -82,8 +85,8 @@ class NdjsonSink:
         self._opened_at = 0.0
         self._seq = 0
         self._closed = False
-        # Frames are encoded into this one buffer (it keeps the size of the largest frame):
-        # a fresh multi-megabyte block per frame costs as much in page faults as encoding it.
+        # Frames are encoded into this one buffer, a piece at a time (it keeps the size of the
+        # largest piece): a fresh block per frame costs as much in page faults as encoding it.
         self._buffer = bytearray()
         if not self._stdout:
             # Fail at startup, not on the first batch, if the directory cannot be made.
@@ -100,38 +103,62 @@ class NdjsonSink:
             raise ValueError("write to a closed NdjsonSink")
         if not lines:
             return
-        self._append(b"\n".join(lines) + b"\n", len(lines))
+        self._append([(b"\n".join(lines) + b"\n", len(lines))], len(lines))
 
     def write_frame(self, frame: FlowFrame) -> None:
         """Write normalized flows, one ECS document per line."""
         if self._closed:
             raise ValueError("write to a closed NdjsonSink")
         if frame.n:
-            size = encode_ndjson_into(frame, self._buffer)
-            with memoryview(self._buffer) as whole, whole[:size] as block:
-                self._append(block, frame.n)
-
-    def _append(self, data: bytes | memoryview, lines: int) -> None:
-        # One C-speed count of the newlines catches a pretty-printed document that would
-        # break every reader (memchr: bytes.count goes a byte at a time).
-        if count_newlines(data) != lines:
-            raise ValueError("a line contains a newline; NDJSON documents must be serialized on one line")
-        if self._stdout:
-            sys.stdout.buffer.write(data)
-        else:
-            self._rotate_if_due()
-            fd = self._fd if self._fd is not None else self._open()
+            pieces = self._pieces(frame)
             try:
-                _write_all(fd, data)
-            except OSError:
-                # Disk full mid-batch: cut the partial batch so the next one starts on a line.
-                os.ftruncate(fd, self._file_bytes)
+                self._append(pieces, frame.n)
+            finally:
+                pieces.close()  # releases the view of the buffer even when a write failed
+
+    def _pieces(self, frame: FlowFrame) -> Generator[tuple[memoryview, int], None, None]:
+        """The frame's lines a piece at a time, each rendered into the one reused buffer."""
+        rows = ndjson_rows(frame)
+        for start in range(0, frame.n, _PIECE_ROWS):
+            stop = min(start + _PIECE_ROWS, frame.n)
+            size = rows.block_into(self._buffer, start, stop)
+            with memoryview(self._buffer) as whole, whole[:size] as piece:
+                yield piece, stop - start
+
+    def _append(self, pieces: Iterable[tuple[bytes | memoryview, int]], lines: int) -> None:
+        """Write one batch of ``lines`` lines given as (block, lines in it) pieces.
+
+        A file gets the whole batch or none of it; on stdout the pieces before a failing one
+        are out (each of them whole lines).
+        """
+        size = 0
+        if self._stdout:
+            for data, count in pieces:
+                _check_lines(data, count)
+                sys.stdout.buffer.write(data)
+                size += len(data)
+        else:
+            fd: int | None = None
+            try:
+                for data, count in pieces:
+                    _check_lines(data, count)
+                    if fd is None:
+                        # Opened for the first good piece: a rejected batch leaves no file.
+                        self._rotate_if_due()
+                        fd = self._fd if self._fd is not None else self._open()
+                    _write_all(fd, data)
+                    size += len(data)
+            except (OSError, ValueError):
+                # Disk full or a bad line mid-batch: cut the partial batch so the next one
+                # starts on a line.
+                if fd is not None:
+                    os.ftruncate(fd, self._file_bytes)
                 raise
-            self._file_bytes += len(data)
+            self._file_bytes += size
             # Finish a full file now rather than on the next batch, so readers get it promptly.
             self._rotate_if_due()
         self.lines_written += lines
-        self.bytes_written += len(data)
+        self.bytes_written += size
 
     def write_docs(self, docs: Sequence[dict[str, Any]]) -> None:
         """Serialize documents with orjson and :meth:`write` them."""
@@ -225,6 +252,13 @@ class NdjsonSink:
             # Someone else (a shipper, an operator) may have removed it meanwhile.
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._dir / name)
+
+
+def _check_lines(data: bytes | memoryview, lines: int) -> None:
+    # One C-speed count of the newlines catches a pretty-printed document that would break
+    # every reader (memchr: bytes.count goes a byte at a time).
+    if count_newlines(data) != lines:
+        raise ValueError("a line contains a newline; NDJSON documents must be serialized on one line")
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:

@@ -501,13 +501,23 @@ static PyObject *ascii_str(const char *p, Py_ssize_t k) {
 
 static PyObject *py_render(PyObject *self, PyObject *args) {
     PyObject *seq, *into = NULL;
-    Py_ssize_t n;
+    Py_ssize_t n, start = 0, stop = 0;
     int mode;
-    if (!PyArg_ParseTuple(args, "O!ni|O!", &PyList_Type, &seq, &n, &mode, &PyByteArray_Type, &into)) return NULL;
+    if (!PyArg_ParseTuple(args, "O!ni|O!nn", &PyList_Type, &seq, &n, &mode, &PyByteArray_Type, &into, &start,
+                          &stop))
+        return NULL;
+    if (PyTuple_GET_SIZE(args) < 6) stop = n;
     if (n < 0 || mode < M_BLOCK || mode > M_XXH3 || (into && mode != M_BLOCK)) {
         PyErr_SetString(PyExc_ValueError, "render: bad row count or mode");
         return NULL;
     }
+    if (start < 0 || start > stop || stop > n) {
+        PyErr_SetString(PyExc_ValueError, "render: rows out of range");
+        return NULL;
+    }
+    /* Only rows [start, stop) are written: a writer can render a frame in cache-sized pieces
+     * from one parse of its columns. */
+    Py_ssize_t rows = stop - start;
     Py_ssize_t k;
     Part *parts = parse_parts(seq, n, &k);
     if (!parts) return NULL;
@@ -522,18 +532,18 @@ static PyObject *py_render(PyObject *self, PyObject *args) {
         if (!(b.bytes = PyBytes_FromStringAndSize(NULL, 4096))) goto fail;
         b.p = PyBytes_AS_STRING(b.bytes);
         b.cap = 4096;
-    } else if (!(out = PyList_New(n))) {
+    } else if (!(out = PyList_New(rows))) {
         goto fail;
     }
-    for (Py_ssize_t r = 0; r < n; r++) {
-        Py_ssize_t j = r % TILE;
-        if (j == 0 && gather_tile(parts, k, r, n - r < TILE ? n - r : TILE) < 0) goto fail;
+    for (Py_ssize_t r = start; r < stop; r++) {
+        Py_ssize_t j = (r - start) % TILE;
+        if (j == 0 && gather_tile(parts, k, r, stop - r < TILE ? stop - r : TILE) < 0) goto fail;
         if (mode != M_BLOCK) b.len = 0;
         int ascii = 1;
         if (render_row(&b, parts, k, r, j, &ascii) < 0) goto fail;
-        if (mode == M_BLOCK && r == 0 && n > 1) {
+        if (mode == M_BLOCK && r == start && rows > 1) {
             /* Rows of a frame are about the same length: reserve for all of them at once. */
-            RESERVE_OR(&b, b.len * (n - 1) + b.len / 4, goto fail);
+            RESERVE_OR(&b, b.len * (rows - 1) + b.len / 4, goto fail);
         }
         PyObject *item = NULL;
         switch (mode) {
@@ -559,7 +569,7 @@ static PyObject *py_render(PyObject *self, PyObject *args) {
         }
         }
         if (!item) goto fail;
-        PyList_SET_ITEM(out, r, item);
+        PyList_SET_ITEM(out, r - start, item);
     }
     if (into) {
         out = PyLong_FromSsize_t(b.len);
@@ -942,8 +952,9 @@ static PyObject *py_count_newlines(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"render", py_render, METH_VARARGS,
-     "render(parts, n, mode[, into]): n rows of text from constant bytes and per-row value parts; "
-     "with a bytearray `into` (block mode), written into it from the start and the length returned."},
+     "render(parts, n, mode[, into[, start, stop]]): n rows of text from constant bytes and per-row "
+     "value parts; with a bytearray `into` (block mode), written into it from the start and the length "
+     "returned; with start and stop, only rows [start, stop)."},
     {"count_newlines", py_count_newlines, METH_VARARGS,
      "count_newlines(data): the number of b'\\n' bytes in a bytes-like object."},
     {"community_ids", py_community_ids, METH_VARARGS,
