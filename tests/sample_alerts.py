@@ -1,5 +1,6 @@
-"""Alert documents shaped exactly like the contract's example (/work/alert-contract.md), for
-the alert sink tests until the real producer (tunnelhound.alerts) lands."""
+"""Alert documents shaped exactly like the alert contract's example, for the sink tests that
+need fixed, hand-checkable values (golden frames, parsers); end-to-end tests use the real
+producer (tunnelhound.alerts) on a lab replay."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ _EXAMPLE: dict[str, Any] = {
         "action": "port_scan",
         "dataset": "tunnelhound.alert",
         "module": "tunnelhound",
-        "id": "",
+        "id": "5f0c2b1e9d7a4c3b8e6f1a2d3c4b5a69",
         "severity": 73,
         "risk_score": 73.0,
         "start": "2026-11-23T13:40:10.100Z",
@@ -29,10 +30,10 @@ _EXAMPLE: dict[str, Any] = {
         "ingested": "2026-11-23T13:40:12.345Z",
     },
     "rule": {
-        "id": "0b8d2a4e-6c1f-4f7e-9a53-2d0c8f6b1e11",
-        "uuid": "0b8d2a4e-6c1f-4f7e-9a53-2d0c8f6b1e11",
-        "name": "port_scan",
-        "description": "Many unanswered destination ports from one host",
+        "id": "0b8d2a4e-5c1f-4e2a-9b7d-3f6a8c1e2d40",
+        "uuid": "0b8d2a4e-5c1f-4e2a-9b7d-3f6a8c1e2d40",
+        "name": "port_scan_vertical",
+        "description": "Many unanswered destination ports of one host",
         "ruleset": "tunnelhound",
         "version": "2026-11-23",
         "reference": "https://attack.mitre.org/techniques/T1046/",
@@ -55,18 +56,31 @@ _EXAMPLE: dict[str, Any] = {
     },
     "source": {"ip": "10.77.1.68"},
     "destination": {"ip": "198.18.5.10"},
-    "network": {"community_id": "1:LQU9qZlK+B5F3KDmev6m5PMibrg="},
+    "network": {"community_id": "1:k9pBKU8ZwDnZuEXOOZyUfgsG8k0="},
     "related": {"ip": ["10.77.1.68", "198.18.5.10"]},
     "tunnelhound": {
         "alert": {
             "evidence": {
-                "flow_event_ids": ["f1", "f2"],
+                "flow_event_ids": ["a1", "a2"],
                 "flow_count": 212,
-                "query": 'data_stream.dataset:tunnelhound.flow AND event.id:("f1" OR "f2")',
+                "query": 'data_stream.dataset:tunnelhound.flow AND event.id:("a1" OR "a2")',
             }
         }
     },
 }
+
+
+def example_alert(**sections: Any) -> dict[str, Any]:
+    """A deep copy of the contract's example; keyword arguments replace or (None) remove
+    top-level members, e.g. ``example_alert(destination=None)``."""
+    alert = copy.deepcopy(_EXAMPLE)
+    for key, value in sections.items():
+        if value is None:
+            alert.pop(key, None)
+        else:
+            alert[key] = value
+    return alert
+
 
 # rule name -> (message, severity, tactic, technique, technique name)
 RULES = {

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from fieldlist import problems
+from sample_alerts import example_alert
 from tunnelhound.config import ZeekConfig
 from tunnelhound.decode.decoder import Decoder
 from tunnelhound.errors import ConfigError
@@ -35,7 +36,6 @@ from tunnelhound.sources.zeek import ZeekConnSource
 from tunnelhound.zeek.connect import open_transport
 from tunnelhound.zeek.events import CONN, DETECTION
 from tunnelhound.zeek.native import BrokerTransport, import_broker
-from zeek_alerts import example_alert
 from zeek_scan import SCANNER, START, TARGET, conn_args, scan_scenario
 
 BROKER_PATH = ("/usr/lib/python3/dist-packages",)

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from fieldlist import problems
+from sample_alerts import example_alert
 from tunnelhound.config import Config, ZeekConfig, from_dict
 from tunnelhound.errors import ConfigError
 from tunnelhound.normalize.frame import FlowFrame
@@ -29,7 +30,6 @@ from tunnelhound.zeek.brokerjson import BrokerJsonError, decode_message, decode_
 from tunnelhound.zeek.connect import open_transport
 from tunnelhound.zeek.events import CONN, DETECTION, Port, ZeekEvent
 from tunnelhound.zeek.websocket import WebSocketTransport
-from zeek_alerts import example_alert
 from zeek_peer import BrokerJsonPeer, golden
 from zeek_scan import START, conn_args
 
