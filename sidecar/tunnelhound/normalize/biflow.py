@@ -14,13 +14,12 @@ is decided by evidence, strongest first:
 softflowd's biflows order endpoints by address, not by initiator, so exporter biflows go
 through the same evidence and are swapped when it says so.
 
-Pairing is a dict lookup per uniflow; everything else (evidence, merging, swapping) is
-done on whole columns.
+Pairing, evidence, merging and swapping are all done on whole columns (see
+:class:`BiflowStitcher` for how pairing stays the one-by-one, first-in first-out rule).
 """
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,9 +40,7 @@ WELL_KNOWN_SERVICES = np.array(
 """Ports taken as a service (responder) side when nothing better decides."""
 
 _NS = 1_000_000_000
-_Key = tuple[str, int, str, int, str, int]
-_Ref = tuple[int, int]
-"""(chunk id, row) of a waiting uniflow."""
+_MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
 @dataclass(slots=True)
@@ -58,16 +55,103 @@ class StitchStats:
 
 
 @dataclass(slots=True)
-class _Waiting:
-    ref: _Ref
-    key: _Key
-    start: int
-    end: int
-    done: bool = False
+class _Rows:
+    """Uniflows as the stitcher sees them, one array each: where the row lives, its time span,
+    its exact key (ICMP ports zeroed) and the key's hash forward (``fwd``) and reversed (``rev``)."""
+
+    chunk: np.ndarray
+    row: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    fwd: np.ndarray
+    rev: np.ndarray
+    observer: np.ndarray
+    proto: np.ndarray
+    src: np.ndarray
+    sport: np.ndarray
+    dst: np.ndarray
+    dport: np.ndarray
+
+    @staticmethod
+    def of(frame: FlowFrame, chunk: int) -> _Rows:
+        """The rows of a frame of uniflows stored as chunk ``chunk``."""
+        c = frame.cols
+        icmp = np.isin(c["proto"], _ICMP_PROTOS)
+        # ICMP "ports" are type/code, which differ between request and reply: pair on addresses.
+        sport, dport = np.where(icmp, 0, c["src_port"]), np.where(icmp, 0, c["dst_port"])
+        observer, src, dst = _hash(c["observer"]), _hash(c["src_ip"]), _hash(c["dst_ip"])
+        proto = c["proto"].view(np.uint64)
+        return _Rows(
+            np.full(frame.n, chunk, dtype=np.int64),
+            np.arange(frame.n, dtype=np.int64),
+            c["start_ns"],
+            c["end_ns"],
+            _combine(observer, proto, src, sport.view(np.uint64), dst, dport.view(np.uint64)),
+            _combine(observer, proto, dst, dport.view(np.uint64), src, sport.view(np.uint64)),
+            c["observer"],
+            c["proto"],
+            c["src_ip"],
+            sport,
+            c["dst_ip"],
+            dport,
+        )
+
+    @staticmethod
+    def empty() -> _Rows:
+        """No rows."""
+        e = np.empty(0, dtype=np.int64)
+        o = np.empty(0, dtype=object)
+        return _Rows(e, e, e, e, e.view(np.uint64), e.view(np.uint64), o, e, o, e, o, e)
+
+    @property
+    def n(self) -> int:
+        """Number of rows."""
+        return len(self.chunk)
+
+    def take(self, index: np.ndarray | slice) -> _Rows:
+        """The rows at ``index`` (int array or bool mask)."""
+        return _Rows(*(getattr(self, f)[index] for f in self.__slots__))
+
+    def then(self, other: _Rows) -> _Rows:
+        """These rows followed by ``other``'s."""
+        return _Rows(*(np.concatenate([getattr(self, f), getattr(other, f)]) for f in self.__slots__))
+
+    def key(self, i: int, *, reverse: bool = False) -> tuple[object, ...]:
+        """Row ``i``'s exact key, or the key its partner has."""
+        k = self.observer[i], self.proto[i], self.src[i], self.sport[i], self.dst[i], self.dport[i]
+        return (k[0], k[1], k[4], k[5], k[2], k[3]) if reverse else k
+
+
+def _hash(values: np.ndarray) -> np.ndarray:
+    """Python's hash of every object (str caches its own), as uint64: stable within the process."""
+    return np.fromiter(map(hash, values.tolist()), dtype=np.int64, count=len(values)).view(np.uint64)
+
+
+def _combine(*parts: np.ndarray) -> np.ndarray:
+    """An order-dependent 64-bit hash of the parts, row by row (wrapping arithmetic)."""
+    h = np.zeros(len(parts[0]), dtype=np.uint64)
+    for part in parts:
+        h = (h ^ part) * _MIX
+        h ^= h >> np.uint64(29)
+    return h
 
 
 class BiflowStitcher:
-    """Pair uniflows into biflows within ``timeout`` seconds of flow time."""
+    """Pair uniflows into biflows within ``timeout`` seconds of flow time.
+
+    Which uniflow pairs with which is decided as if they arrived one by one (push order, then
+    row order): an arriving uniflow takes the earliest-arrived waiting uniflow of the reversed
+    key whose time span overlaps its own (``slack`` seconds of tolerance), or waits itself.
+    That is computed per push with arrays: rows are grouped by conversation (the unordered pair
+    of the forward and reversed key hashes, so partners always share a group), and in a group
+    whose rows all carry the same exact key one way or the other, the k-th uniflow of one
+    direction pairs with the k-th of the other (first-in, first-out).  Groups where that
+    shortcut could differ from the one-by-one rule (a pair that does not overlap in time,
+    waiting uniflows of both directions, a key that is its own reverse, a hash collision) are
+    replayed one by one.  Waiting uniflows stay in the frames they came in (chunks); their keys
+    and times are kept as arrays in arrival order, which is also the order they time out and
+    are evicted in.
+    """
 
     def __init__(self, *, timeout: float = 30.0, max_pending: int = 100_000, slack: float = 1.0) -> None:
         self.timeout_ns = int(timeout * _NS)
@@ -75,18 +159,15 @@ class BiflowStitcher:
         self.slack_ns = int(slack * _NS)
         self.stats = StitchStats()
         self._chunks: dict[int, FlowFrame] = {}
-        self._alive: dict[int, int] = {}
         self._next_chunk = 0
-        self._waiting: dict[_Key, list[_Waiting]] = {}
-        self._order: deque[_Waiting] = deque()
-        self._count = 0
+        self._waiting = _Rows.empty()
         self._watermark = -(2**63)
         self._namespace = "default"
 
     @property
     def pending(self) -> int:
         """Uniflows waiting for their partner."""
-        return self._count
+        return self._waiting.n
 
     def push(self, frame: FlowFrame) -> FlowFrame:
         """Take normalized rows; return the rows ready to emit."""
@@ -102,13 +183,9 @@ class BiflowStitcher:
 
     def flush(self) -> FlowFrame:
         """Emit everything still waiting (end of a replay, shutdown)."""
-        refs = []
-        while self._order:
-            entry = self._order.popleft()
-            if not entry.done:
-                refs.append(self._release(entry))
-        self.stats.unmatched += len(refs)
-        frame = self._gather(refs)
+        rest, self._waiting = self._waiting, _Rows.empty()
+        self.stats.unmatched += rest.n
+        frame = self._gather(rest)
         self._free_dead_chunks()
         return frame
 
@@ -118,102 +195,140 @@ class BiflowStitcher:
         cid = self._next_chunk
         self._next_chunk += 1
         self._chunks[cid] = uni
-        self._alive[cid] = 0
-        c = uni.cols
-        icmp = np.isin(c["proto"], _ICMP_PROTOS)
-        # ICMP "ports" are type/code, which differ between request and reply: pair on addresses.
-        sport = np.where(icmp, 0, c["src_port"]).tolist()
-        dport = np.where(icmp, 0, c["dst_port"]).tolist()
-        observer, proto = c["observer"].tolist(), c["proto"].tolist()
-        src, dst = c["src_ip"].tolist(), c["dst_ip"].tolist()
-        starts, ends = c["start_ns"].tolist(), c["end_ns"].tolist()
-        firsts: list[_Ref] = []
-        seconds: list[_Ref] = []
-        for i in range(uni.n):
-            start, end = starts[i], ends[i]
-            partner = self._take_partner(
-                (observer[i], proto[i], dst[i], dport[i], src[i], sport[i]), start, end
-            )
-            if partner is not None:
-                firsts.append(partner)
-                seconds.append((cid, i))
-                continue
-            entry = _Waiting(
-                (cid, i), (observer[i], proto[i], src[i], sport[i], dst[i], dport[i]), start, end
-            )
-            self._waiting.setdefault(entry.key, []).append(entry)
-            self._order.append(entry)
-            self._alive[cid] += 1
-            self._count += 1
-        self._watermark = max(self._watermark, int(c["end_ns"].max()))
-        merged = merge_pairs(self._gather(firsts), self._gather(seconds)) if firsts else FlowFrame.empty()
+        arrived = _Rows.of(uni, cid)
+        waiting = self._waiting
+        # Only waiting rows of a conversation seen in this push can pair now.
+        near = np.flatnonzero(
+            np.isin(np.minimum(waiting.fwd, waiting.rev), np.minimum(arrived.fwd, arrived.rev))
+        )
+        rows = waiting.take(near).then(arrived)
+        first, second = self._match(rows, len(near))
+        paired = np.zeros(rows.n, dtype=bool)
+        paired[first] = paired[second] = True
+        kept = np.ones(waiting.n, dtype=bool)
+        kept[near[paired[: len(near)]]] = False
+        self._waiting = waiting.take(kept).then(arrived.take(~paired[len(near) :]))
+        self._watermark = max(self._watermark, int(uni.cols["end_ns"].max()))
+        if not len(first):
+            return FlowFrame.empty()
+        merged = merge_pairs(self._gather(rows.take(first)), self._gather(rows.take(second)))
         self.stats.stitched += merged.n
         return merged
 
-    def _take_partner(self, key: _Key, start: int, end: int) -> _Ref | None:
-        candidates = self._waiting.get(key)
-        if not candidates:
-            return None
+    def _match(self, rows: _Rows, n_waiting: int) -> tuple[np.ndarray, np.ndarray]:
+        """Pairs (earlier, later) of positions in ``rows``, ordered by the later one.
+
+        ``rows`` holds ``n_waiting`` waiting rows (in arrival order), then the arriving ones.
+        """
+        n = rows.n
+        conversation = np.minimum(rows.fwd, rows.rev)
+        order = np.argsort(conversation, kind="stable")  # by group, arrival order within
+        sorted_conv = conversation[order]
+        opens = np.empty(n, dtype=bool)
+        opens[:1] = True
+        opens[1:] = sorted_conv[1:] != sorted_conv[:-1]
+        group = np.cumsum(opens) - 1  # by sorted position
+        heads = np.flatnonzero(opens)
+        forward = rows.fwd < rows.rev
+        side = forward[order]
+        # Each row's rank among the rows of its group and direction; the k-th of one
+        # direction pairs with the k-th of the other.
+        fwd_before: np.ndarray = np.cumsum(side) - side
+        back_before = np.arange(n) - fwd_before
+        rank = np.where(side, fwd_before - fwd_before[heads][group], back_before - back_before[heads][group])
+        code = group * n + rank  # ascending along each direction's rows in sorted order
+        f_code, b_code = code[side], code[~side]
+        at = np.searchsorted(b_code, f_code)
+        hit = at < len(b_code)
+        hit[hit] = b_code[at[hit]] == f_code[hit]
+        a, b = order[side][hit], order[~side][at[hit]]
+        first, second = np.minimum(a, b), np.maximum(a, b)
+        # Groups where that shortcut may not be what one-by-one arrival gives.
+        group_of = np.empty(n, dtype=np.int64)
+        group_of[order] = group
         slack = self.slack_ns
-        for i, entry in enumerate(candidates):
-            if entry.start <= end + slack and start <= entry.end + slack:
-                del candidates[i]
-                if not candidates:
-                    del self._waiting[key]
-                entry.done = True
-                return self._consume(entry)
-        return None
+        apart = (rows.start[first] > rows.end[second] + slack) | (
+            rows.start[second] > rows.end[first] + slack
+        )
+        dirty = np.zeros(len(heads), dtype=bool)
+        dirty[group_of[first[apart | (second < n_waiting)]]] = True
+        dirty[group_of[rows.fwd == rows.rev]] = True
+        dirty[group_of[~_same_conversation(rows, forward, order[heads][group_of])]] = True
+        if dirty.any():
+            clean = ~dirty[group_of[first]]
+            slow_first, slow_second = self._one_by_one(rows, np.flatnonzero(dirty[group_of]), n_waiting)
+            first = np.concatenate([first[clean], slow_first])
+            second = np.concatenate([second[clean], slow_second])
+        by_later = np.argsort(second, kind="stable")
+        return first[by_later], second[by_later]
 
-    def _consume(self, entry: _Waiting) -> _Ref:
-        self._count -= 1
-        self._alive[entry.ref[0]] -= 1
-        return entry.ref
-
-    def _release(self, entry: _Waiting) -> _Ref:
-        """Take a waiting uniflow out to emit it alone."""
-        entry.done = True
-        candidates = self._waiting.get(entry.key, [])
-        if entry in candidates:
-            candidates.remove(entry)
-            if not candidates:
-                del self._waiting[entry.key]
-        return self._consume(entry)
+    def _one_by_one(
+        self, rows: _Rows, positions: np.ndarray, n_waiting: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Pair ``positions`` (ascending) of ``rows`` one row at a time, by exact key."""
+        waiting: dict[tuple[object, ...], list[int]] = {}
+        firsts: list[int] = []
+        seconds: list[int] = []
+        starts, ends, slack = rows.start, rows.end, self.slack_ns
+        for i in positions.tolist():
+            candidates = waiting.get(rows.key(i, reverse=True), []) if i >= n_waiting else []
+            for k, j in enumerate(candidates):
+                if starts[j] <= ends[i] + slack and starts[i] <= ends[j] + slack:
+                    firsts.append(candidates.pop(k))
+                    seconds.append(i)
+                    break
+            else:
+                waiting.setdefault(rows.key(i), []).append(i)
+        return np.array(firsts, dtype=np.int64), np.array(seconds, dtype=np.int64)
 
     def _expire(self) -> FlowFrame:
-        refs = []
-        limit = self._watermark - self.timeout_ns
-        while self._order and (self._order[0].done or self._order[0].end < limit):
-            entry = self._order.popleft()
-            if not entry.done:
-                refs.append(self._release(entry))
-        self.stats.unmatched += len(refs)
-        while self._count > self.max_pending and self._order:
-            entry = self._order.popleft()
-            if not entry.done:
-                refs.append(self._release(entry))
-                self.stats.unmatched += 1
-                self.stats.evicted += 1
-        return self._gather(refs)
+        """Release, in arrival order, the waiting rows that timed out, then those over ``max_pending``."""
+        waiting = self._waiting
+        late = waiting.end < self._watermark - self.timeout_ns
+        timed_out = waiting.n if late.all() else int(np.argmin(late))
+        evicted = max(0, waiting.n - timed_out - self.max_pending)
+        self.stats.unmatched += timed_out + evicted
+        self.stats.evicted += evicted
+        released = timed_out + evicted
+        self._waiting = waiting.take(slice(released, None))
+        return self._gather(waiting.take(slice(released)))
 
-    def _gather(self, refs: list[_Ref]) -> FlowFrame:
-        """Rows of waiting chunks, in the order of ``refs``."""
-        if not refs:
+    def _gather(self, rows: _Rows) -> FlowFrame:
+        """The frame rows behind ``rows``, in their order."""
+        if not rows.n:
             return FlowFrame.empty(self._namespace)
-        by_chunk: dict[int, list[int]] = {}
-        positions: dict[int, list[int]] = {}
-        for pos, (cid, row) in enumerate(refs):
-            by_chunk.setdefault(cid, []).append(row)
-            positions.setdefault(cid, []).append(pos)
-        parts = [self._chunks[cid].take(np.array(rows, dtype=np.intp)) for cid, rows in by_chunk.items()]
-        order = np.concatenate([np.array(positions[cid], dtype=np.intp) for cid in by_chunk])
-        gathered = FlowFrame.concat(parts, self._namespace)
-        return gathered.take(np.argsort(order, kind="stable")) if len(by_chunk) > 1 else gathered
+        chunks, first_at, inverse = np.unique(rows.chunk, return_index=True, return_inverse=True)
+        if len(chunks) == 1:
+            return self._chunks[int(chunks[0])].take(rows.row)
+        # Chunk by chunk in order of first appearance (which decides the frame's namespace).
+        appearance = np.empty(len(chunks), dtype=np.int64)
+        appearance[np.argsort(first_at)] = np.arange(len(chunks))
+        rank = appearance[inverse]
+        by_chunk = np.argsort(rank, kind="stable")
+        bounds = np.searchsorted(rank[by_chunk], np.arange(len(chunks) + 1))
+        cids = chunks[np.argsort(first_at)].tolist()
+        parts = [
+            self._chunks[cid].take(rows.row[by_chunk[bounds[k] : bounds[k + 1]]])
+            for k, cid in enumerate(cids)
+        ]
+        back = np.empty(rows.n, dtype=np.intp)
+        back[by_chunk] = np.arange(rows.n)
+        return FlowFrame.concat(parts, self._namespace).take(back)
 
     def _free_dead_chunks(self) -> None:
         """Drop chunks in which no uniflow waits any more (after their rows were gathered)."""
-        for cid in [cid for cid, alive in self._alive.items() if alive == 0]:
-            del self._alive[cid]
+        alive = set(np.unique(self._waiting.chunk).tolist())
+        for cid in [cid for cid in self._chunks if cid not in alive]:
             del self._chunks[cid]
+
+
+def _same_conversation(rows: _Rows, forward: np.ndarray, head: np.ndarray) -> np.ndarray:
+    """Rows whose exact key, turned to their group's direction, is that of the group's first row."""
+    same = (rows.proto == rows.proto[head]) & (rows.observer == rows.observer[head])
+    near_ip, near_port = np.where(forward, rows.src, rows.dst), np.where(forward, rows.sport, rows.dport)
+    far_ip, far_port = np.where(forward, rows.dst, rows.src), np.where(forward, rows.dport, rows.sport)
+    same &= (near_port == near_port[head]) & (far_port == far_port[head])
+    return same & (near_ip == near_ip[head]) & (far_ip == far_ip[head])
 
 
 # ---------------------------------------------------------------------------- evidence
