@@ -211,9 +211,18 @@ class BiflowStitcher:
         self._watermark = max(self._watermark, int(uni.cols["end_ns"].max()))
         if not len(first):
             return FlowFrame.empty()
-        merged = merge_pairs(self._gather(rows.take(first)), self._gather(rows.take(second)))
-        self.stats.stitched += merged.n
-        return merged
+        # merge_pairs on the gathered pairs, without gathering every column of both sides first.
+        chunk, row = rows.chunk, rows.row
+        a_first = _a_initiates(
+            self._columns(chunk[first], row[first], _EVIDENCE),
+            self._columns(chunk[second], row[second], _EVIDENCE),
+        )
+        init_at, resp_at = np.where(a_first, first, second), np.where(a_first, second, first)
+        init = self._columns(chunk[init_at], row[init_at])
+        resp = self._columns(chunk[resp_at], row[resp_at], _FROM_RESPONDER)
+        namespace = self._chunks[int(chunk[first[0]])].namespace
+        self.stats.stitched += len(first)
+        return FlowFrame(len(first), _biflow_columns(init, resp), namespace)
 
     def _match(self, rows: _Rows, n_waiting: int) -> tuple[np.ndarray, np.ndarray]:
         """Pairs (earlier, later) of positions in ``rows``, ordered by the later one.
@@ -315,6 +324,26 @@ class BiflowStitcher:
         back[by_chunk] = np.arange(rows.n)
         return FlowFrame.concat(parts, self._namespace).take(back)
 
+    def _columns(self, chunk: np.ndarray, row: np.ndarray, names: tuple[str, ...] | None = None) -> _Columns:
+        """Columns ``names`` (default: all, without features) of the frame rows (``chunk``, ``row``)."""
+        cids, counts = np.unique(chunk, return_counts=True)
+        major = int(cids[np.argmax(counts)])
+        cols = self._chunks[major].cols
+        if len(cids) == 1:
+            return {name: cols[name][row] for name in names or cols}
+        # Most rows come from one chunk: index it for every row, then overwrite the others.
+        index = np.where(chunk == major, row, 0)
+        others = [
+            (self._chunks[cid].cols, np.flatnonzero(chunk == cid)) for cid in cids.tolist() if cid != major
+        ]
+        out = {}
+        for name in names or cols:
+            col = cols[name][index]
+            for other, at in others:
+                col[at] = other[name][row[at]]
+            out[name] = col
+        return out
+
     def _free_dead_chunks(self) -> None:
         """Drop chunks in which no uniflow waits any more (after their rows were gathered)."""
         alive = set(np.unique(self._waiting.chunk).tolist())
@@ -357,9 +386,27 @@ def _decide(*rules: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     return verdict
 
 
+_EVIDENCE = ("icmp_type", "initial_flags", "flags", "proto", "src_port", "start_ns")
+"""Columns the initiator of a stitched pair is decided on."""
+_FROM_RESPONDER = (
+    *("src_bytes", "src_packets", "flags", "src_mac", "application"),
+    *("start_ns", "start_iso", "end_ns", "end_iso", "event_id"),
+)
+"""Columns of the responder's uniflow that go into the stitched row."""
+_Columns = dict[str, np.ndarray]
+
+
 def merge_pairs(a: FlowFrame, b: FlowFrame) -> FlowFrame:
     """Merge row i of ``a`` with row i of ``b`` (opposite uniflows) into one biflow row each."""
     ca, cb = a.cols, b.cols
+    a_first = _a_initiates(ca, cb)
+    init = {name: np.where(a_first, ca[name], cb[name]) for name in ca}
+    resp = {name: np.where(a_first, cb[name], ca[name]) for name in _FROM_RESPONDER}
+    return FlowFrame(a.n, _biflow_columns(init, resp), a.namespace)
+
+
+def _a_initiates(ca: _Columns, cb: _Columns) -> np.ndarray:
+    """Where side a of each pair started the conversation (ties: a), by the evidence in order."""
     a_req, b_req = np.isin(ca["icmp_type"], _ICMP_REQUESTS), np.isin(cb["icmp_type"], _ICMP_REQUESTS)
     a_rep, b_rep = np.isin(ca["icmp_type"], _ICMP_REPLIES), np.isin(cb["icmp_type"], _ICMP_REPLIES)
     fa = np.where(ca["initial_flags"] != ABSENT, ca["initial_flags"], ca["flags"])
@@ -375,9 +422,11 @@ def merge_pairs(a: FlowFrame, b: FlowFrame) -> FlowFrame:
         (a_svc != b_svc, b_svc),
         (a_port != b_port, a_port > b_port),
     )
-    a_first = verdict >= 0
-    init = {name: np.where(a_first, ca[name], cb[name]) for name in ca}
-    resp = {name: np.where(a_first, cb[name], ca[name]) for name in ca}
+    return verdict >= 0
+
+
+def _biflow_columns(init: _Columns, resp: _Columns) -> _Columns:
+    """The initiator's columns (``init``, updated in place) completed by the responder's."""
     init["dst_bytes"], init["dst_packets"] = resp["src_bytes"], resp["src_packets"]
     init["rev_flags"] = resp["flags"]  # what the responder sent: RST answers, SYN-ACKs (scan features)
     init["dst_mac"] = np.where(_none(init["dst_mac"]), resp["src_mac"], init["dst_mac"])
@@ -388,9 +437,9 @@ def merge_pairs(a: FlowFrame, b: FlowFrame) -> FlowFrame:
     init["start_iso"] = np.where(earlier, resp["start_iso"], init["start_iso"])
     init["end_ns"] = np.where(later, resp["end_ns"], init["end_ns"])
     init["end_iso"] = np.where(later, resp["end_iso"], init["end_iso"])
-    init["biflow"] = np.full(a.n, 2, dtype=np.int8)
+    init["biflow"] = np.full(len(earlier), 2, dtype=np.int8)
     init["reverse_event_id"] = resp["event_id"]
-    return FlowFrame(a.n, init, a.namespace)
+    return init
 
 
 def _none(values: np.ndarray) -> np.ndarray:
