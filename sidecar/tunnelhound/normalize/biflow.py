@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tunnelhound.normalize.frame import ABSENT, SWAP_PAIRS, FlowFrame
+from tunnelhound.normalize.frame import ABSENT, COLUMNS, SWAP_PAIRS, FlowFrame
 
 _SYN, _ACK = 0x02, 0x10
-_ICMP_PROTOS = (1, 58)
+_ICMP_PROTOS = np.array([1, 58])
 # ICMP/ICMPv6 message types sent by the side that starts an exchange, and their answers.
 _ICMP_REQUESTS = np.array([8, 13, 15, 17, 128, 133, 135, 139])
 _ICMP_REPLIES = np.array([0, 14, 16, 18, 129, 134, 136, 140])
@@ -76,7 +76,7 @@ class _Rows:
     def of(frame: FlowFrame, chunk: int) -> _Rows:
         """The rows of a frame of uniflows stored as chunk ``chunk``."""
         c = frame.cols
-        icmp = np.isin(c["proto"], _ICMP_PROTOS)
+        icmp = _among(c["proto"], _ICMP_PROTOS)
         # ICMP "ports" are type/code, which differ between request and reply: pair on addresses.
         sport, dport = np.where(icmp, 0, c["src_port"]), np.where(icmp, 0, c["dst_port"])
         observer, src, dst = _hash(c["observer"]), _hash(c["src_ip"]), _hash(c["dst_ip"])
@@ -198,9 +198,10 @@ class BiflowStitcher:
         arrived = _Rows.of(uni, cid)
         waiting = self._waiting
         # Only waiting rows of a conversation seen in this push can pair now.
-        near = np.flatnonzero(
-            np.isin(np.minimum(waiting.fwd, waiting.rev), np.minimum(arrived.fwd, arrived.rev))
-        )
+        seen = np.sort(np.minimum(arrived.fwd, arrived.rev))
+        waiting_conv = np.minimum(waiting.fwd, waiting.rev)
+        at = np.minimum(np.searchsorted(seen, waiting_conv), len(seen) - 1)
+        near = np.flatnonzero(seen[at] == waiting_conv)
         rows = waiting.take(near).then(arrived)
         first, second = self._match(rows, len(near))
         paired = np.zeros(rows.n, dtype=bool)
@@ -218,11 +219,12 @@ class BiflowStitcher:
             self._columns(chunk[second], row[second], _EVIDENCE),
         )
         init_at, resp_at = np.where(a_first, first, second), np.where(a_first, second, first)
-        init = self._columns(chunk[init_at], row[init_at])
+        init = self._columns(chunk[init_at], row[init_at], _FROM_INITIATOR)
         resp = self._columns(chunk[resp_at], row[resp_at], _FROM_RESPONDER)
-        namespace = self._chunks[int(chunk[first[0]])].namespace
+        merged = _biflow_columns(init, resp)
+        frame = self._chunks[int(chunk[first[0]])]
         self.stats.stitched += len(first)
-        return FlowFrame(len(first), _biflow_columns(init, resp), namespace)
+        return FlowFrame(len(first), {name: merged[name] for name in frame.cols}, frame.namespace)
 
     def _match(self, rows: _Rows, n_waiting: int) -> tuple[np.ndarray, np.ndarray]:
         """Pairs (earlier, later) of positions in ``rows``, ordered by the later one.
@@ -262,7 +264,7 @@ class BiflowStitcher:
         dirty = np.zeros(len(heads), dtype=bool)
         dirty[group_of[first[apart | (second < n_waiting)]]] = True
         dirty[group_of[rows.fwd == rows.rev]] = True
-        dirty[group_of[~_same_conversation(rows, forward, order[heads][group_of])]] = True
+        dirty[group_of[first[~_partners(rows, first, second)]]] = True
         if dirty.any():
             clean = ~dirty[group_of[first]]
             slow_first, slow_second = self._one_by_one(rows, np.flatnonzero(dirty[group_of]), n_waiting)
@@ -324,20 +326,23 @@ class BiflowStitcher:
         back[by_chunk] = np.arange(rows.n)
         return FlowFrame.concat(parts, self._namespace).take(back)
 
-    def _columns(self, chunk: np.ndarray, row: np.ndarray, names: tuple[str, ...] | None = None) -> _Columns:
-        """Columns ``names`` (default: all, without features) of the frame rows (``chunk``, ``row``)."""
-        cids, counts = np.unique(chunk, return_counts=True)
-        major = int(cids[np.argmax(counts)])
+    def _columns(self, chunk: np.ndarray, row: np.ndarray, names: tuple[str, ...]) -> _Columns:
+        """Columns ``names`` of the frame rows (``chunk``, ``row``)."""
+        lowest = int(chunk.min())
+        counts = np.bincount(chunk - lowest)
+        major = lowest + int(np.argmax(counts))
         cols = self._chunks[major].cols
-        if len(cids) == 1:
-            return {name: cols[name][row] for name in names or cols}
+        if counts[major - lowest] == len(chunk):
+            return {name: cols[name][row] for name in names}
         # Most rows come from one chunk: index it for every row, then overwrite the others.
         index = np.where(chunk == major, row, 0)
         others = [
-            (self._chunks[cid].cols, np.flatnonzero(chunk == cid)) for cid in cids.tolist() if cid != major
+            (self._chunks[cid].cols, np.flatnonzero(chunk == cid))
+            for cid in (np.flatnonzero(counts) + lowest).tolist()
+            if cid != major
         ]
         out = {}
-        for name in names or cols:
+        for name in names:
             col = cols[name][index]
             for other, at in others:
                 col[at] = other[name][row[at]]
@@ -346,18 +351,18 @@ class BiflowStitcher:
 
     def _free_dead_chunks(self) -> None:
         """Drop chunks in which no uniflow waits any more (after their rows were gathered)."""
-        alive = set(np.unique(self._waiting.chunk).tolist())
+        chunk = self._waiting.chunk  # ascending: waiting rows are in arrival order
+        alive = set(chunk[np.flatnonzero(chunk[1:] != chunk[:-1]) + 1].tolist()) | set(chunk[:1].tolist())
         for cid in [cid for cid in self._chunks if cid not in alive]:
             del self._chunks[cid]
 
 
-def _same_conversation(rows: _Rows, forward: np.ndarray, head: np.ndarray) -> np.ndarray:
-    """Rows whose exact key, turned to their group's direction, is that of the group's first row."""
-    same = (rows.proto == rows.proto[head]) & (rows.observer == rows.observer[head])
-    near_ip, near_port = np.where(forward, rows.src, rows.dst), np.where(forward, rows.sport, rows.dport)
-    far_ip, far_port = np.where(forward, rows.dst, rows.src), np.where(forward, rows.dport, rows.sport)
-    same &= (near_port == near_port[head]) & (far_port == far_port[head])
-    return same & (near_ip == near_ip[head]) & (far_ip == far_ip[head])
+def _partners(rows: _Rows, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Whether each pair's exact keys are each other's reverse (hashes only group them)."""
+    same = (rows.proto[first] == rows.proto[second]) & (rows.sport[first] == rows.dport[second])
+    same &= rows.dport[first] == rows.sport[second]
+    same &= rows.observer[first] == rows.observer[second]
+    return same & (rows.src[first] == rows.dst[second]) & (rows.dst[first] == rows.src[second])
 
 
 # ---------------------------------------------------------------------------- evidence
@@ -393,6 +398,12 @@ _FROM_RESPONDER = (
     *("start_ns", "start_iso", "end_ns", "end_iso", "event_id"),
 )
 """Columns of the responder's uniflow that go into the stitched row."""
+_FROM_INITIATOR = tuple(
+    name
+    for name in COLUMNS
+    if name not in ("dst_bytes", "dst_packets", "rev_flags", "biflow", "reverse_event_id")
+)
+"""Columns of the initiator's uniflow that go into the stitched row."""
 _Columns = dict[str, np.ndarray]
 
 
@@ -407,14 +418,14 @@ def merge_pairs(a: FlowFrame, b: FlowFrame) -> FlowFrame:
 
 def _a_initiates(ca: _Columns, cb: _Columns) -> np.ndarray:
     """Where side a of each pair started the conversation (ties: a), by the evidence in order."""
-    a_req, b_req = np.isin(ca["icmp_type"], _ICMP_REQUESTS), np.isin(cb["icmp_type"], _ICMP_REQUESTS)
-    a_rep, b_rep = np.isin(ca["icmp_type"], _ICMP_REPLIES), np.isin(cb["icmp_type"], _ICMP_REPLIES)
+    a_req, b_req = _among(ca["icmp_type"], _ICMP_REQUESTS), _among(cb["icmp_type"], _ICMP_REQUESTS)
+    a_rep, b_rep = _among(ca["icmp_type"], _ICMP_REPLIES), _among(cb["icmp_type"], _ICMP_REPLIES)
     fa = np.where(ca["initial_flags"] != ABSENT, ca["initial_flags"], ca["flags"])
     fb = np.where(cb["initial_flags"] != ABSENT, cb["initial_flags"], cb["flags"])
     tcp = ca["proto"] == 6
     a_syn, b_syn = _syn_only(fa, fb) & tcp, _syn_only(fb, fa) & tcp
     a_port, b_port = np.maximum(ca["src_port"], 0), np.maximum(cb["src_port"], 0)
-    a_svc, b_svc = np.isin(a_port, WELL_KNOWN_SERVICES), np.isin(b_port, WELL_KNOWN_SERVICES)
+    a_svc, b_svc = _among(a_port, WELL_KNOWN_SERVICES), _among(b_port, WELL_KNOWN_SERVICES)
     verdict = _decide(
         (a_req | b_rep | b_req | a_rep, a_req | b_rep),
         (a_syn != b_syn, a_syn),
@@ -442,8 +453,17 @@ def _biflow_columns(init: _Columns, resp: _Columns) -> _Columns:
     return init
 
 
+def _among(values: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """``np.isin`` for small integer sets, by lookup table (much faster than sorting)."""
+    return np.isin(values, members, kind="table")
+
+
+_NONE = np.array([None], dtype=object)
+
+
 def _none(values: np.ndarray) -> np.ndarray:
-    return np.array([v is None for v in values.tolist()], dtype=bool)
+    """Where an object column (str or None) holds None."""
+    return np.equal(values, _NONE)
 
 
 def orient_exporter_biflows(frame: FlowFrame, stats: StitchStats) -> FlowFrame:
