@@ -270,8 +270,11 @@ class BiflowStitcher:
             slow_first, slow_second = self._one_by_one(rows, np.flatnonzero(dirty[group_of]), n_waiting)
             first = np.concatenate([first[clean], slow_first])
             second = np.concatenate([second[clean], slow_second])
-        by_later = np.argsort(second, kind="stable")
-        return first[by_later], second[by_later]
+        # Each row completes at most one pair: order the pairs by scattering on the later row.
+        partner_of = np.full(n, -1, dtype=np.int64)
+        partner_of[second] = first
+        second = np.flatnonzero(partner_of >= 0)
+        return partner_of[second], second
 
     def _one_by_one(
         self, rows: _Rows, positions: np.ndarray, n_waiting: int
