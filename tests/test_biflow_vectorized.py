@@ -25,6 +25,7 @@ from exports import SPECS, export
 from replay import DATA
 from tunnelhound.decode.decoder import Decoder
 from tunnelhound.model import Datagram
+from tunnelhound.normalize import biflow
 from tunnelhound.normalize.biflow import BiflowStitcher, StitchStats, merge_pairs, orient_exporter_biflows
 from tunnelhound.normalize.ecs import Normalizer
 from tunnelhound.normalize.frame import ABSENT, COLUMNS, FlowFrame
@@ -314,16 +315,52 @@ def _row(draw: Callable[..., Any]) -> dict[str, Any]:
     }
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    pushes=st.lists(st.lists(_row(), max_size=25), max_size=8),
-    namespaces=st.lists(st.sampled_from(["default", "other"]), min_size=8, max_size=8),
-    timeout=st.sampled_from([0.5, 2.0, 30.0]),
-    max_pending=st.integers(0, 12),
-    slack=st.sampled_from([0.0, 0.25, 1.0]),
-)
-def test_generated_streams(
+_STREAMS = {
+    "pushes": st.lists(st.lists(_row(), max_size=25), max_size=8),
+    "namespaces": st.lists(st.sampled_from(["default", "other"]), min_size=8, max_size=8),
+    "timeout": st.sampled_from([0.5, 2.0, 30.0]),
+    "max_pending": st.integers(0, 12),
+    "slack": st.sampled_from([0.0, 0.25, 1.0]),
+}
+
+
+def _same_on_stream(
     pushes: list[list[dict[str, Any]]], namespaces: list[str], timeout: float, max_pending: int, slack: float
 ) -> None:
     frames = [_frame(rows, ns) for rows, ns in zip(pushes, namespaces, strict=False)]
     assert_same_run(frames, timeout=timeout, max_pending=max_pending, slack=slack)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(**_STREAMS)
+def test_generated_streams(
+    pushes: list[list[dict[str, Any]]], namespaces: list[str], timeout: float, max_pending: int, slack: float
+) -> None:
+    _same_on_stream(pushes, namespaces, timeout, max_pending, slack)
+
+
+# Key hashes are 64 bits: collisions cannot be produced for real, so these two tests cut the
+# hash to two bits (every conversation shares a group with others, keys collide with their own
+# reverse) to prove that pairing only ever trusts exact keys.
+_real_combine = biflow._combine
+
+
+def _two_bit_hash(*parts: np.ndarray) -> np.ndarray:
+    return _real_combine(*parts) & np.uint64(3)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(**_STREAMS)
+def test_generated_streams_with_hash_collisions(
+    pushes: list[list[dict[str, Any]]], namespaces: list[str], timeout: float, max_pending: int, slack: float
+) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(biflow, "_combine", _two_bit_hash)
+        _same_on_stream(pushes, namespaces, timeout, max_pending, slack)
+
+
+def test_lab_capture_with_hash_collisions(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(biflow, "_combine", _two_bit_hash)
+    pushes = _lab_pushes("ipfix.pcap")
+    assert_same_run(pushes)
+    assert_same_run([FlowFrame.concat(pushes)], timeout=2.0, max_pending=50)
