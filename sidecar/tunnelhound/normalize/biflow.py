@@ -56,8 +56,9 @@ class StitchStats:
 
 @dataclass(slots=True)
 class _Rows:
-    """Uniflows as the stitcher sees them, one array each: where the row lives, its time span,
-    its exact key (ICMP ports zeroed) and the key's hash forward (``fwd``) and reversed (``rev``)."""
+    """Uniflows as the stitcher sees them, one array each: where the row lives (its addresses
+    stay there), its time span, protocol and ports (ICMP's zeroed), and the hash of its key
+    forward (``fwd``) and reversed (``rev``)."""
 
     chunk: np.ndarray
     row: np.ndarray
@@ -65,11 +66,8 @@ class _Rows:
     end: np.ndarray
     fwd: np.ndarray
     rev: np.ndarray
-    observer: np.ndarray
     proto: np.ndarray
-    src: np.ndarray
     sport: np.ndarray
-    dst: np.ndarray
     dport: np.ndarray
 
     @staticmethod
@@ -88,11 +86,8 @@ class _Rows:
             c["end_ns"],
             _combine(observer, proto, src, sport.view(np.uint64), dst, dport.view(np.uint64)),
             _combine(observer, proto, dst, dport.view(np.uint64), src, sport.view(np.uint64)),
-            c["observer"],
             c["proto"],
-            c["src_ip"],
             sport,
-            c["dst_ip"],
             dport,
         )
 
@@ -100,8 +95,7 @@ class _Rows:
     def empty() -> _Rows:
         """No rows."""
         e = np.empty(0, dtype=np.int64)
-        o = np.empty(0, dtype=object)
-        return _Rows(e, e, e, e, e.view(np.uint64), e.view(np.uint64), o, e, o, e, o, e)
+        return _Rows(e, e, e, e, e.view(np.uint64), e.view(np.uint64), e, e, e)
 
     @property
     def n(self) -> int:
@@ -115,11 +109,6 @@ class _Rows:
     def then(self, other: _Rows) -> _Rows:
         """These rows followed by ``other``'s."""
         return _Rows(*(np.concatenate([getattr(self, f), getattr(other, f)]) for f in self.__slots__))
-
-    def key(self, i: int, *, reverse: bool = False) -> tuple[object, ...]:
-        """Row ``i``'s exact key, or the key its partner has."""
-        k = self.observer[i], self.proto[i], self.src[i], self.sport[i], self.dst[i], self.dport[i]
-        return (k[0], k[1], k[4], k[5], k[2], k[3]) if reverse else k
 
 
 def _hash(values: np.ndarray) -> np.ndarray:
@@ -232,9 +221,12 @@ class BiflowStitcher:
         ``rows`` holds ``n_waiting`` waiting rows (in arrival order), then the arriving ones.
         """
         n = rows.n
-        conversation = np.minimum(rows.fwd, rows.rev)
-        order = np.argsort(conversation, kind="stable")  # by group, arrival order within
-        sorted_conv = conversation[order]
+        # Sort by conversation, arrival order within: the position goes into the low bits of
+        # the sort key (the hash's low bits make way; coarser groups only mean more checks).
+        bits = np.uint64(max(1, n.bit_length()))
+        keys = np.sort((np.minimum(rows.fwd, rows.rev) >> bits << bits) | np.arange(n, dtype=np.uint64))
+        order = (keys & ((np.uint64(1) << bits) - np.uint64(1))).astype(np.intp)
+        sorted_conv = keys >> bits
         opens = np.empty(n, dtype=bool)
         opens[:1] = True
         opens[1:] = sorted_conv[1:] != sorted_conv[:-1]
@@ -264,7 +256,8 @@ class BiflowStitcher:
         dirty = np.zeros(len(heads), dtype=bool)
         dirty[group_of[first[apart | (second < n_waiting)]]] = True
         dirty[group_of[rows.fwd == rows.rev]] = True
-        dirty[group_of[first[~_partners(rows, first, second)]]] = True
+        if len(first):
+            dirty[group_of[first[~self._partners(rows, first, second)]]] = True
         if dirty.any():
             clean = ~dirty[group_of[first]]
             slow_first, slow_second = self._one_by_one(rows, np.flatnonzero(dirty[group_of]), n_waiting)
@@ -285,15 +278,32 @@ class BiflowStitcher:
         seconds: list[int] = []
         starts, ends, slack = rows.start, rows.end, self.slack_ns
         for i in positions.tolist():
-            candidates = waiting.get(rows.key(i, reverse=True), []) if i >= n_waiting else []
+            candidates = waiting.get(self._key(rows, i, reverse=True), []) if i >= n_waiting else []
             for k, j in enumerate(candidates):
                 if starts[j] <= ends[i] + slack and starts[i] <= ends[j] + slack:
                     firsts.append(candidates.pop(k))
                     seconds.append(i)
                     break
             else:
-                waiting.setdefault(rows.key(i), []).append(i)
+                waiting.setdefault(self._key(rows, i), []).append(i)
         return np.array(firsts, dtype=np.int64), np.array(seconds, dtype=np.int64)
+
+    def _key(self, rows: _Rows, i: int, *, reverse: bool = False) -> tuple[object, ...]:
+        """Row ``i``'s exact key, or the key its partner has."""
+        cols, row = self._chunks[int(rows.chunk[i])].cols, rows.row[i]
+        src, dst = cols["src_ip"][row], cols["dst_ip"][row]
+        if reverse:
+            return cols["observer"][row], rows.proto[i], dst, rows.dport[i], src, rows.sport[i]
+        return cols["observer"][row], rows.proto[i], src, rows.sport[i], dst, rows.dport[i]
+
+    def _partners(self, rows: _Rows, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """Whether each pair's exact keys are each other's reverse (hashes only group them)."""
+        same = (rows.proto[first] == rows.proto[second]) & (rows.sport[first] == rows.dport[second])
+        same &= rows.dport[first] == rows.sport[second]
+        a = self._columns(rows.chunk[first], rows.row[first], _ADDRESSES)
+        b = self._columns(rows.chunk[second], rows.row[second], _ADDRESSES)
+        same &= a["observer"] == b["observer"]
+        return same & (a["src_ip"] == b["dst_ip"]) & (a["dst_ip"] == b["src_ip"])
 
     def _expire(self) -> FlowFrame:
         """Release, in arrival order, the waiting rows that timed out, then those over ``max_pending``."""
@@ -360,14 +370,6 @@ class BiflowStitcher:
             del self._chunks[cid]
 
 
-def _partners(rows: _Rows, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """Whether each pair's exact keys are each other's reverse (hashes only group them)."""
-    same = (rows.proto[first] == rows.proto[second]) & (rows.sport[first] == rows.dport[second])
-    same &= rows.dport[first] == rows.sport[second]
-    same &= rows.observer[first] == rows.observer[second]
-    return same & (rows.src[first] == rows.dst[second]) & (rows.dst[first] == rows.src[second])
-
-
 # ---------------------------------------------------------------------------- evidence
 
 
@@ -407,6 +409,7 @@ _FROM_INITIATOR = tuple(
     if name not in ("dst_bytes", "dst_packets", "rev_flags", "biflow", "reverse_event_id")
 )
 """Columns of the initiator's uniflow that go into the stitched row."""
+_ADDRESSES = ("observer", "src_ip", "dst_ip")
 _Columns = dict[str, np.ndarray]
 
 
