@@ -77,7 +77,7 @@ class _Rows:
         icmp = _among(c["proto"], _ICMP_PROTOS)
         # ICMP "ports" are type/code, which differ between request and reply: pair on addresses.
         sport, dport = np.where(icmp, 0, c["src_port"]), np.where(icmp, 0, c["dst_port"])
-        observer, src, dst = _hash(c["observer"]), _hash(c["src_ip"]), _hash(c["dst_ip"])
+        observer, src, dst = _hash_runs(c["observer"]), _hash(c["src_ip"]), _hash(c["dst_ip"])
         proto = c["proto"].view(np.uint64)
         return _Rows(
             np.full(frame.n, chunk, dtype=np.int64),
@@ -114,6 +114,14 @@ class _Rows:
 def _hash(values: np.ndarray) -> np.ndarray:
     """Python's hash of every object (str caches its own), as uint64: stable within the process."""
     return np.fromiter(map(hash, values.tolist()), dtype=np.int64, count=len(values)).view(np.uint64)
+
+
+def _hash_runs(values: np.ndarray) -> np.ndarray:
+    """:func:`_hash` for a column of long runs of equal values (the exporter): one hash a run."""
+    if not len(values):
+        return _hash(values)
+    heads = np.flatnonzero(np.concatenate([[True], values[1:] != values[:-1]]))
+    return np.repeat(_hash(values[heads]), np.diff(np.append(heads, len(values))))
 
 
 def _combine(*parts: np.ndarray) -> np.ndarray:
