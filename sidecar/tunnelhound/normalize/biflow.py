@@ -141,11 +141,10 @@ class BiflowStitcher:
     key whose time span overlaps its own (``slack`` seconds of tolerance), or waits itself.
     That is computed per push with arrays: rows are grouped by conversation (the unordered pair
     of the forward and reversed key hashes, so partners always share a group), and in a group
-    whose rows all carry the same exact key one way or the other, the k-th uniflow of one
-    direction pairs with the k-th of the other (first-in, first-out).  Groups where that
-    shortcut could differ from the one-by-one rule (a pair that does not overlap in time,
-    waiting uniflows of both directions, a key that is its own reverse, a hash collision) are
-    replayed one by one.  Waiting uniflows stay in the frames they came in (chunks); their keys
+    the k-th uniflow of one direction pairs with the k-th of the other (first-in, first-out).
+    That equals the one-by-one rule when every pair so formed overlaps in time, has exactly
+    reversed keys (hashes only group) and is completed by an arriving row, and no key in the
+    group is its own reverse; other groups are replayed one by one.  Waiting uniflows stay in the frames they came in (chunks); their keys
     and times are kept as arrays in arrival order, which is also the order they time out and
     are evicted in.
     """
@@ -326,26 +325,13 @@ class BiflowStitcher:
         return self._gather(waiting.take(slice(released)))
 
     def _gather(self, rows: _Rows) -> FlowFrame:
-        """The frame rows behind ``rows``, in their order."""
+        """The frame rows behind waiting ``rows`` (in arrival order, hence chunk after chunk)."""
         if not rows.n:
             return FlowFrame.empty(self._namespace)
-        chunks, first_at, inverse = np.unique(rows.chunk, return_index=True, return_inverse=True)
-        if len(chunks) == 1:
-            return self._chunks[int(chunks[0])].take(rows.row)
-        # Chunk by chunk in order of first appearance (which decides the frame's namespace).
-        appearance = np.empty(len(chunks), dtype=np.int64)
-        appearance[np.argsort(first_at)] = np.arange(len(chunks))
-        rank = appearance[inverse]
-        by_chunk = np.argsort(rank, kind="stable")
-        bounds = np.searchsorted(rank[by_chunk], np.arange(len(chunks) + 1))
-        cids = chunks[np.argsort(first_at)].tolist()
-        parts = [
-            self._chunks[cid].take(rows.row[by_chunk[bounds[k] : bounds[k + 1]]])
-            for k, cid in enumerate(cids)
-        ]
-        back = np.empty(rows.n, dtype=np.intp)
-        back[by_chunk] = np.arange(rows.n)
-        return FlowFrame.concat(parts, self._namespace).take(back)
+        cuts = np.flatnonzero(rows.chunk[1:] != rows.chunk[:-1]) + 1
+        chunks, index = np.split(rows.chunk, cuts), np.split(rows.row, cuts)
+        parts = [self._chunks[int(c[0])].take(r) for c, r in zip(chunks, index, strict=True)]
+        return FlowFrame.concat(parts, self._namespace)
 
     def _columns(self, chunk: np.ndarray, row: np.ndarray, names: tuple[str, ...]) -> _Columns:
         """Columns ``names`` of the frame rows (``chunk``, ``row``)."""
