@@ -78,14 +78,14 @@ class _Rows:
         # ICMP "ports" are type/code, which differ between request and reply: pair on addresses.
         sport, dport = np.where(icmp, 0, c["src_port"]), np.where(icmp, 0, c["dst_port"])
         observer, src, dst = _hash_runs(c["observer"]), _hash(c["src_ip"]), _hash(c["dst_ip"])
-        proto = c["proto"].view(np.uint64)
+        proto, up_sport, up_dport = (x.astype(np.uint64) for x in (c["proto"], sport, dport))
         return _Rows(
             np.full(frame.n, chunk, dtype=np.int64),
             np.arange(frame.n, dtype=np.int64),
             c["start_ns"],
             c["end_ns"],
-            _combine(observer, proto, src, sport.view(np.uint64), dst, dport.view(np.uint64)),
-            _combine(observer, proto, dst, dport.view(np.uint64), src, sport.view(np.uint64)),
+            _combine(observer, proto, src, up_sport, dst, up_dport),
+            _combine(observer, proto, dst, up_dport, src, up_sport),
             c["proto"],
             sport,
             dport,
