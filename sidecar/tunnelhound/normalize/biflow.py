@@ -14,21 +14,20 @@ is decided by evidence, strongest first:
 softflowd's biflows order endpoints by address, not by initiator, so exporter biflows go
 through the same evidence and are swapped when it says so.
 
-Pairing is a dict lookup per uniflow; everything else (evidence, merging, swapping) is
-done on whole columns.
+Pairing, evidence, merging and swapping are all done on whole columns (see
+:class:`BiflowStitcher` for how pairing stays the one-by-one, first-in first-out rule).
 """
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
-from tunnelhound.normalize.frame import ABSENT, SWAP_PAIRS, FlowFrame
+from tunnelhound.normalize.frame import ABSENT, COLUMNS, SWAP_PAIRS, FlowFrame
 
 _SYN, _ACK = 0x02, 0x10
-_ICMP_PROTOS = (1, 58)
+_ICMP_PROTOS = np.array([1, 58])
 # ICMP/ICMPv6 message types sent by the side that starts an exchange, and their answers.
 _ICMP_REQUESTS = np.array([8, 13, 15, 17, 128, 133, 135, 139])
 _ICMP_REPLIES = np.array([0, 14, 16, 18, 129, 134, 136, 140])
@@ -41,9 +40,7 @@ WELL_KNOWN_SERVICES = np.array(
 """Ports taken as a service (responder) side when nothing better decides."""
 
 _NS = 1_000_000_000
-_Key = tuple[str, int, str, int, str, int]
-_Ref = tuple[int, int]
-"""(chunk id, row) of a waiting uniflow."""
+_MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
 @dataclass(slots=True)
@@ -58,16 +55,99 @@ class StitchStats:
 
 
 @dataclass(slots=True)
-class _Waiting:
-    ref: _Ref
-    key: _Key
-    start: int
-    end: int
-    done: bool = False
+class _Rows:
+    """Uniflows as the stitcher sees them, one array each: where the row lives (its addresses
+    stay there), its time span, protocol and ports (ICMP's zeroed), and the hash of its key
+    forward (``fwd``) and reversed (``rev``)."""
+
+    chunk: np.ndarray
+    row: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    fwd: np.ndarray
+    rev: np.ndarray
+    proto: np.ndarray
+    sport: np.ndarray
+    dport: np.ndarray
+
+    @staticmethod
+    def of(frame: FlowFrame, chunk: int) -> _Rows:
+        """The rows of a frame of uniflows stored as chunk ``chunk``."""
+        c = frame.cols
+        icmp = _among(c["proto"], _ICMP_PROTOS)
+        # ICMP "ports" are type/code, which differ between request and reply: pair on addresses.
+        sport, dport = np.where(icmp, 0, c["src_port"]), np.where(icmp, 0, c["dst_port"])
+        observer, src, dst = _hash_runs(c["observer"]), _hash(c["src_ip"]), _hash(c["dst_ip"])
+        proto, up_sport, up_dport = (x.astype(np.uint64) for x in (c["proto"], sport, dport))
+        return _Rows(
+            np.full(frame.n, chunk, dtype=np.int64),
+            np.arange(frame.n, dtype=np.int64),
+            c["start_ns"],
+            c["end_ns"],
+            _combine(observer, proto, src, up_sport, dst, up_dport),
+            _combine(observer, proto, dst, up_dport, src, up_sport),
+            c["proto"],
+            sport,
+            dport,
+        )
+
+    @staticmethod
+    def empty() -> _Rows:
+        """No rows."""
+        e = np.empty(0, dtype=np.int64)
+        return _Rows(e, e, e, e, e.view(np.uint64), e.view(np.uint64), e, e, e)
+
+    @property
+    def n(self) -> int:
+        """Number of rows."""
+        return len(self.chunk)
+
+    def take(self, index: np.ndarray | slice) -> _Rows:
+        """The rows at ``index`` (int array or bool mask)."""
+        return _Rows(*(getattr(self, f)[index] for f in self.__slots__))
+
+    def then(self, other: _Rows) -> _Rows:
+        """These rows followed by ``other``'s."""
+        return _Rows(*(np.concatenate([getattr(self, f), getattr(other, f)]) for f in self.__slots__))
+
+
+def _hash(values: np.ndarray) -> np.ndarray:
+    """Python's hash of every object (str caches its own), as uint64: stable within the process."""
+    return np.fromiter(map(hash, values.tolist()), dtype=np.int64, count=len(values)).view(np.uint64)
+
+
+def _hash_runs(values: np.ndarray) -> np.ndarray:
+    """:func:`_hash` for a column of long runs of equal values (the exporter): one hash a run."""
+    if not len(values):
+        return _hash(values)
+    heads = np.flatnonzero(np.concatenate([[True], values[1:] != values[:-1]]))
+    return np.repeat(_hash(values[heads]), np.diff(np.append(heads, len(values))))
+
+
+def _combine(*parts: np.ndarray) -> np.ndarray:
+    """An order-dependent 64-bit hash of the parts, row by row (wrapping arithmetic)."""
+    h = np.zeros(len(parts[0]), dtype=np.uint64)
+    for part in parts:
+        h = (h ^ part) * _MIX
+        h ^= h >> np.uint64(29)
+    return h
 
 
 class BiflowStitcher:
-    """Pair uniflows into biflows within ``timeout`` seconds of flow time."""
+    """Pair uniflows into biflows within ``timeout`` seconds of flow time.
+
+    Which uniflow pairs with which is decided as if they arrived one by one (push order, then
+    row order): an arriving uniflow takes the earliest-arrived waiting uniflow of the reversed
+    key whose time span overlaps its own (``slack`` seconds of tolerance), or waits itself.
+    That is computed per push with arrays: rows are grouped by conversation (the unordered pair
+    of the forward and reversed key hashes, so partners always share a group), and in a group
+    the k-th uniflow of one direction pairs with the k-th of the other (first-in, first-out).
+    That equals the one-by-one rule when every pair so formed overlaps in time, has exactly
+    reversed keys (hashes only group) and is completed by an arriving row, and no key in the
+    group is its own reverse; other groups are replayed one by one.  Waiting uniflows stay in the frames they came in (chunks); their keys
+    and times are kept as arrays in arrival order, which is also the order they time out and
+    are evicted in.
+    """
 
     def __init__(self, *, timeout: float = 30.0, max_pending: int = 100_000, slack: float = 1.0) -> None:
         self.timeout_ns = int(timeout * _NS)
@@ -75,18 +155,15 @@ class BiflowStitcher:
         self.slack_ns = int(slack * _NS)
         self.stats = StitchStats()
         self._chunks: dict[int, FlowFrame] = {}
-        self._alive: dict[int, int] = {}
         self._next_chunk = 0
-        self._waiting: dict[_Key, list[_Waiting]] = {}
-        self._order: deque[_Waiting] = deque()
-        self._count = 0
+        self._waiting = _Rows.empty()
         self._watermark = -(2**63)
         self._namespace = "default"
 
     @property
     def pending(self) -> int:
         """Uniflows waiting for their partner."""
-        return self._count
+        return self._waiting.n
 
     def push(self, frame: FlowFrame) -> FlowFrame:
         """Take normalized rows; return the rows ready to emit."""
@@ -102,13 +179,9 @@ class BiflowStitcher:
 
     def flush(self) -> FlowFrame:
         """Emit everything still waiting (end of a replay, shutdown)."""
-        refs = []
-        while self._order:
-            entry = self._order.popleft()
-            if not entry.done:
-                refs.append(self._release(entry))
-        self.stats.unmatched += len(refs)
-        frame = self._gather(refs)
+        rest, self._waiting = self._waiting, _Rows.empty()
+        self.stats.unmatched += rest.n
+        frame = self._gather(rest)
         self._free_dead_chunks()
         return frame
 
@@ -118,101 +191,176 @@ class BiflowStitcher:
         cid = self._next_chunk
         self._next_chunk += 1
         self._chunks[cid] = uni
-        self._alive[cid] = 0
-        c = uni.cols
-        icmp = np.isin(c["proto"], _ICMP_PROTOS)
-        # ICMP "ports" are type/code, which differ between request and reply: pair on addresses.
-        sport = np.where(icmp, 0, c["src_port"]).tolist()
-        dport = np.where(icmp, 0, c["dst_port"]).tolist()
-        observer, proto = c["observer"].tolist(), c["proto"].tolist()
-        src, dst = c["src_ip"].tolist(), c["dst_ip"].tolist()
-        starts, ends = c["start_ns"].tolist(), c["end_ns"].tolist()
-        firsts: list[_Ref] = []
-        seconds: list[_Ref] = []
-        for i in range(uni.n):
-            start, end = starts[i], ends[i]
-            partner = self._take_partner(
-                (observer[i], proto[i], dst[i], dport[i], src[i], sport[i]), start, end
-            )
-            if partner is not None:
-                firsts.append(partner)
-                seconds.append((cid, i))
-                continue
-            entry = _Waiting(
-                (cid, i), (observer[i], proto[i], src[i], sport[i], dst[i], dport[i]), start, end
-            )
-            self._waiting.setdefault(entry.key, []).append(entry)
-            self._order.append(entry)
-            self._alive[cid] += 1
-            self._count += 1
-        self._watermark = max(self._watermark, int(c["end_ns"].max()))
-        merged = merge_pairs(self._gather(firsts), self._gather(seconds)) if firsts else FlowFrame.empty()
-        self.stats.stitched += merged.n
-        return merged
+        arrived = _Rows.of(uni, cid)
+        waiting = self._waiting
+        # Only waiting rows of a conversation seen in this push can pair now.
+        seen = np.sort(np.minimum(arrived.fwd, arrived.rev))
+        waiting_conv = np.minimum(waiting.fwd, waiting.rev)
+        at = np.minimum(np.searchsorted(seen, waiting_conv), len(seen) - 1)
+        near = np.flatnonzero(seen[at] == waiting_conv)
+        rows = waiting.take(near).then(arrived)
+        first, second = self._match(rows, len(near))
+        paired = np.zeros(rows.n, dtype=bool)
+        paired[first] = paired[second] = True
+        kept = np.ones(waiting.n, dtype=bool)
+        kept[near[paired[: len(near)]]] = False
+        self._waiting = waiting.take(kept).then(arrived.take(~paired[len(near) :]))
+        self._watermark = max(self._watermark, int(uni.cols["end_ns"].max()))
+        if not len(first):
+            return FlowFrame.empty()
+        # merge_pairs on the gathered pairs, without gathering every column of both sides first.
+        chunk, row = rows.chunk, rows.row
+        a_first = _a_initiates(
+            self._columns(chunk[first], row[first], _EVIDENCE),
+            self._columns(chunk[second], row[second], _EVIDENCE),
+        )
+        init_at, resp_at = np.where(a_first, first, second), np.where(a_first, second, first)
+        init = self._columns(chunk[init_at], row[init_at], _FROM_INITIATOR)
+        resp = self._columns(chunk[resp_at], row[resp_at], _FROM_RESPONDER)
+        merged = _biflow_columns(init, resp)
+        frame = self._chunks[int(chunk[first[0]])]
+        self.stats.stitched += len(first)
+        return FlowFrame(len(first), {name: merged[name] for name in frame.cols}, frame.namespace)
 
-    def _take_partner(self, key: _Key, start: int, end: int) -> _Ref | None:
-        candidates = self._waiting.get(key)
-        if not candidates:
-            return None
+    def _match(self, rows: _Rows, n_waiting: int) -> tuple[np.ndarray, np.ndarray]:
+        """Pairs (earlier, later) of positions in ``rows``, ordered by the later one.
+
+        ``rows`` holds ``n_waiting`` waiting rows (in arrival order), then the arriving ones.
+        """
+        n = rows.n
+        # Sort by conversation, arrival order within: the position goes into the low bits of
+        # the sort key (the hash's low bits make way; coarser groups only mean more checks).
+        bits = np.uint64(max(1, n.bit_length()))
+        keys = np.sort((np.minimum(rows.fwd, rows.rev) >> bits << bits) | np.arange(n, dtype=np.uint64))
+        order = (keys & ((np.uint64(1) << bits) - np.uint64(1))).astype(np.intp)
+        sorted_conv = keys >> bits
+        opens = np.empty(n, dtype=bool)
+        opens[:1] = True
+        opens[1:] = sorted_conv[1:] != sorted_conv[:-1]
+        group = np.cumsum(opens) - 1  # by sorted position
+        heads = np.flatnonzero(opens)
+        forward = rows.fwd < rows.rev
+        side = forward[order]
+        # Each row's rank among the rows of its group and direction; the k-th of one
+        # direction pairs with the k-th of the other.
+        fwd_before: np.ndarray = np.cumsum(side) - side
+        back_before = np.arange(n) - fwd_before
+        rank = np.where(side, fwd_before - fwd_before[heads][group], back_before - back_before[heads][group])
+        code = group * n + rank  # ascending along each direction's rows in sorted order
+        f_code, b_code = code[side], code[~side]
+        at = np.searchsorted(b_code, f_code)
+        hit = at < len(b_code)
+        hit[hit] = b_code[at[hit]] == f_code[hit]
+        a, b = order[side][hit], order[~side][at[hit]]
+        first, second = np.minimum(a, b), np.maximum(a, b)
+        # Groups where that shortcut may not be what one-by-one arrival gives.
+        group_of = np.empty(n, dtype=np.int64)
+        group_of[order] = group
         slack = self.slack_ns
-        for i, entry in enumerate(candidates):
-            if entry.start <= end + slack and start <= entry.end + slack:
-                del candidates[i]
-                if not candidates:
-                    del self._waiting[key]
-                entry.done = True
-                return self._consume(entry)
-        return None
+        apart = (rows.start[first] > rows.end[second] + slack) | (
+            rows.start[second] > rows.end[first] + slack
+        )
+        dirty = np.zeros(len(heads), dtype=bool)
+        dirty[group_of[first[apart | (second < n_waiting)]]] = True
+        dirty[group_of[rows.fwd == rows.rev]] = True
+        if len(first):
+            dirty[group_of[first[~self._partners(rows, first, second)]]] = True
+        if dirty.any():
+            clean = ~dirty[group_of[first]]
+            slow_first, slow_second = self._one_by_one(rows, np.flatnonzero(dirty[group_of]), n_waiting)
+            first = np.concatenate([first[clean], slow_first])
+            second = np.concatenate([second[clean], slow_second])
+        # Each row completes at most one pair: order the pairs by scattering on the later row.
+        partner_of = np.full(n, -1, dtype=np.int64)
+        partner_of[second] = first
+        second = np.flatnonzero(partner_of >= 0)
+        return partner_of[second], second
 
-    def _consume(self, entry: _Waiting) -> _Ref:
-        self._count -= 1
-        self._alive[entry.ref[0]] -= 1
-        return entry.ref
+    def _one_by_one(
+        self, rows: _Rows, positions: np.ndarray, n_waiting: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Pair ``positions`` (ascending) of ``rows`` one row at a time, by exact key."""
+        waiting: dict[tuple[object, ...], list[int]] = {}
+        firsts: list[int] = []
+        seconds: list[int] = []
+        starts, ends, slack = rows.start, rows.end, self.slack_ns
+        for i in positions.tolist():
+            candidates = waiting.get(self._key(rows, i, reverse=True), []) if i >= n_waiting else []
+            for k, j in enumerate(candidates):
+                if starts[j] <= ends[i] + slack and starts[i] <= ends[j] + slack:
+                    firsts.append(candidates.pop(k))
+                    seconds.append(i)
+                    break
+            else:
+                waiting.setdefault(self._key(rows, i), []).append(i)
+        return np.array(firsts, dtype=np.int64), np.array(seconds, dtype=np.int64)
 
-    def _release(self, entry: _Waiting) -> _Ref:
-        """Take a waiting uniflow out to emit it alone."""
-        entry.done = True
-        candidates = self._waiting.get(entry.key, [])
-        if entry in candidates:
-            candidates.remove(entry)
-            if not candidates:
-                del self._waiting[entry.key]
-        return self._consume(entry)
+    def _key(self, rows: _Rows, i: int, *, reverse: bool = False) -> tuple[object, ...]:
+        """Row ``i``'s exact key, or the key its partner has."""
+        cols, row = self._chunks[int(rows.chunk[i])].cols, rows.row[i]
+        src, dst = cols["src_ip"][row], cols["dst_ip"][row]
+        if reverse:
+            return cols["observer"][row], rows.proto[i], dst, rows.dport[i], src, rows.sport[i]
+        return cols["observer"][row], rows.proto[i], src, rows.sport[i], dst, rows.dport[i]
+
+    def _partners(self, rows: _Rows, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """Whether each pair's exact keys are each other's reverse (hashes only group them)."""
+        same = (rows.proto[first] == rows.proto[second]) & (rows.sport[first] == rows.dport[second])
+        same &= rows.dport[first] == rows.sport[second]
+        a = self._columns(rows.chunk[first], rows.row[first], _ADDRESSES)
+        b = self._columns(rows.chunk[second], rows.row[second], _ADDRESSES)
+        same &= a["observer"] == b["observer"]
+        return same & (a["src_ip"] == b["dst_ip"]) & (a["dst_ip"] == b["src_ip"])
 
     def _expire(self) -> FlowFrame:
-        refs = []
-        limit = self._watermark - self.timeout_ns
-        while self._order and (self._order[0].done or self._order[0].end < limit):
-            entry = self._order.popleft()
-            if not entry.done:
-                refs.append(self._release(entry))
-        self.stats.unmatched += len(refs)
-        while self._count > self.max_pending and self._order:
-            entry = self._order.popleft()
-            if not entry.done:
-                refs.append(self._release(entry))
-                self.stats.unmatched += 1
-                self.stats.evicted += 1
-        return self._gather(refs)
+        """Release, in arrival order, the waiting rows that timed out, then those over ``max_pending``."""
+        waiting = self._waiting
+        late = waiting.end < self._watermark - self.timeout_ns
+        timed_out = waiting.n if late.all() else int(np.argmin(late))
+        evicted = max(0, waiting.n - timed_out - self.max_pending)
+        self.stats.unmatched += timed_out + evicted
+        self.stats.evicted += evicted
+        released = timed_out + evicted
+        self._waiting = waiting.take(slice(released, None))
+        return self._gather(waiting.take(slice(released)))
 
-    def _gather(self, refs: list[_Ref]) -> FlowFrame:
-        """Rows of waiting chunks, in the order of ``refs``."""
-        if not refs:
+    def _gather(self, rows: _Rows) -> FlowFrame:
+        """The frame rows behind waiting ``rows`` (in arrival order, hence chunk after chunk)."""
+        if not rows.n:
             return FlowFrame.empty(self._namespace)
-        by_chunk: dict[int, list[int]] = {}
-        positions: dict[int, list[int]] = {}
-        for pos, (cid, row) in enumerate(refs):
-            by_chunk.setdefault(cid, []).append(row)
-            positions.setdefault(cid, []).append(pos)
-        parts = [self._chunks[cid].take(np.array(rows, dtype=np.intp)) for cid, rows in by_chunk.items()]
-        order = np.concatenate([np.array(positions[cid], dtype=np.intp) for cid in by_chunk])
-        gathered = FlowFrame.concat(parts, self._namespace)
-        return gathered.take(np.argsort(order, kind="stable")) if len(by_chunk) > 1 else gathered
+        cuts = np.flatnonzero(rows.chunk[1:] != rows.chunk[:-1]) + 1
+        chunks, index = np.split(rows.chunk, cuts), np.split(rows.row, cuts)
+        parts = [self._chunks[int(c[0])].take(r) for c, r in zip(chunks, index, strict=True)]
+        return FlowFrame.concat(parts, self._namespace)
+
+    def _columns(self, chunk: np.ndarray, row: np.ndarray, names: tuple[str, ...]) -> _Columns:
+        """Columns ``names`` of the frame rows (``chunk``, ``row``)."""
+        lowest = int(chunk.min())
+        counts = np.bincount(chunk - lowest)
+        major = lowest + int(np.argmax(counts))
+        cols = self._chunks[major].cols
+        if counts[major - lowest] == len(chunk):
+            return {name: cols[name][row] for name in names}
+        # Most rows come from one chunk: index it for every row, then overwrite the others.
+        index = np.where(chunk == major, row, 0)
+        others = [
+            (self._chunks[cid].cols, np.flatnonzero(chunk == cid))
+            for cid in (np.flatnonzero(counts) + lowest).tolist()
+            if cid != major
+        ]
+        out = {}
+        for name in names:
+            col = cols[name][index]
+            for other, at in others:
+                col[at] = other[name][row[at]]
+            out[name] = col
+        return out
 
     def _free_dead_chunks(self) -> None:
         """Drop chunks in which no uniflow waits any more (after their rows were gathered)."""
-        for cid in [cid for cid, alive in self._alive.items() if alive == 0]:
-            del self._alive[cid]
+        chunk = self._waiting.chunk  # ascending: waiting rows are in arrival order
+        alive = set(chunk[np.flatnonzero(chunk[1:] != chunk[:-1]) + 1].tolist()) | set(chunk[:1].tolist())
+        for cid in [cid for cid in self._chunks if cid not in alive]:
             del self._chunks[cid]
 
 
@@ -242,17 +390,42 @@ def _decide(*rules: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     return verdict
 
 
+_EVIDENCE = ("icmp_type", "initial_flags", "flags", "proto", "src_port", "start_ns")
+"""Columns the initiator of a stitched pair is decided on."""
+_FROM_RESPONDER = (
+    *("src_bytes", "src_packets", "flags", "src_mac", "application"),
+    *("start_ns", "start_iso", "end_ns", "end_iso", "event_id"),
+)
+"""Columns of the responder's uniflow that go into the stitched row."""
+_FROM_INITIATOR = tuple(
+    name
+    for name in COLUMNS
+    if name not in ("dst_bytes", "dst_packets", "rev_flags", "biflow", "reverse_event_id")
+)
+"""Columns of the initiator's uniflow that go into the stitched row."""
+_ADDRESSES = ("observer", "src_ip", "dst_ip")
+_Columns = dict[str, np.ndarray]
+
+
 def merge_pairs(a: FlowFrame, b: FlowFrame) -> FlowFrame:
     """Merge row i of ``a`` with row i of ``b`` (opposite uniflows) into one biflow row each."""
     ca, cb = a.cols, b.cols
-    a_req, b_req = np.isin(ca["icmp_type"], _ICMP_REQUESTS), np.isin(cb["icmp_type"], _ICMP_REQUESTS)
-    a_rep, b_rep = np.isin(ca["icmp_type"], _ICMP_REPLIES), np.isin(cb["icmp_type"], _ICMP_REPLIES)
+    a_first = _a_initiates(ca, cb)
+    init = {name: np.where(a_first, ca[name], cb[name]) for name in ca}
+    resp = {name: np.where(a_first, cb[name], ca[name]) for name in _FROM_RESPONDER}
+    return FlowFrame(a.n, _biflow_columns(init, resp), a.namespace)
+
+
+def _a_initiates(ca: _Columns, cb: _Columns) -> np.ndarray:
+    """Where side a of each pair started the conversation (ties: a), by the evidence in order."""
+    a_req, b_req = _among(ca["icmp_type"], _ICMP_REQUESTS), _among(cb["icmp_type"], _ICMP_REQUESTS)
+    a_rep, b_rep = _among(ca["icmp_type"], _ICMP_REPLIES), _among(cb["icmp_type"], _ICMP_REPLIES)
     fa = np.where(ca["initial_flags"] != ABSENT, ca["initial_flags"], ca["flags"])
     fb = np.where(cb["initial_flags"] != ABSENT, cb["initial_flags"], cb["flags"])
     tcp = ca["proto"] == 6
     a_syn, b_syn = _syn_only(fa, fb) & tcp, _syn_only(fb, fa) & tcp
     a_port, b_port = np.maximum(ca["src_port"], 0), np.maximum(cb["src_port"], 0)
-    a_svc, b_svc = np.isin(a_port, WELL_KNOWN_SERVICES), np.isin(b_port, WELL_KNOWN_SERVICES)
+    a_svc, b_svc = _among(a_port, WELL_KNOWN_SERVICES), _among(b_port, WELL_KNOWN_SERVICES)
     verdict = _decide(
         (a_req | b_rep | b_req | a_rep, a_req | b_rep),
         (a_syn != b_syn, a_syn),
@@ -260,9 +433,11 @@ def merge_pairs(a: FlowFrame, b: FlowFrame) -> FlowFrame:
         (a_svc != b_svc, b_svc),
         (a_port != b_port, a_port > b_port),
     )
-    a_first = verdict >= 0
-    init = {name: np.where(a_first, ca[name], cb[name]) for name in ca}
-    resp = {name: np.where(a_first, cb[name], ca[name]) for name in ca}
+    return verdict >= 0
+
+
+def _biflow_columns(init: _Columns, resp: _Columns) -> _Columns:
+    """The initiator's columns (``init``, updated in place) completed by the responder's."""
     init["dst_bytes"], init["dst_packets"] = resp["src_bytes"], resp["src_packets"]
     init["rev_flags"] = resp["flags"]  # what the responder sent: RST answers, SYN-ACKs (scan features)
     init["dst_mac"] = np.where(_none(init["dst_mac"]), resp["src_mac"], init["dst_mac"])
@@ -273,13 +448,22 @@ def merge_pairs(a: FlowFrame, b: FlowFrame) -> FlowFrame:
     init["start_iso"] = np.where(earlier, resp["start_iso"], init["start_iso"])
     init["end_ns"] = np.where(later, resp["end_ns"], init["end_ns"])
     init["end_iso"] = np.where(later, resp["end_iso"], init["end_iso"])
-    init["biflow"] = np.full(a.n, 2, dtype=np.int8)
+    init["biflow"] = np.full(len(earlier), 2, dtype=np.int8)
     init["reverse_event_id"] = resp["event_id"]
-    return FlowFrame(a.n, init, a.namespace)
+    return init
+
+
+def _among(values: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """``np.isin`` for small integer sets, by lookup table (much faster than sorting)."""
+    return np.isin(values, members, kind="table")
+
+
+_NONE = np.array([None], dtype=object)
 
 
 def _none(values: np.ndarray) -> np.ndarray:
-    return np.array([v is None for v in values.tolist()], dtype=bool)
+    """Where an object column (str or None) holds None."""
+    return np.equal(values, _NONE)
 
 
 def orient_exporter_biflows(frame: FlowFrame, stats: StitchStats) -> FlowFrame:
