@@ -95,6 +95,9 @@ class RuleEngine:
             for c in rules.correlations
         }
         self.base_queries = {r.info.name: r.query for r in rules.base}
+        # One object per distinct string value (addresses, community ids) that events and group
+        # keys hold: see _EventColumns.
+        self._strings: dict[str, str] = {}
         self._flow_rules = [r for r in rules.base if not r.threat]
         self._threat_rules = [r for r in rules.base if r.threat]
         # Which correlations each rule feeds.
@@ -145,14 +148,17 @@ class RuleEngine:
         before = self.max_t - self.lateness_ns
         self.max_t = max(self.max_t, int(ends.max()))
         detections: list[Detection] = []
+        objects: _EventColumns | None = None
         for rule in self._flow_rules:
             rows = np.flatnonzero(rule.predicate(fields))
             if not rows.size:
                 continue
+            if objects is None:  # made once a frame, on the first rule that matches
+                objects = _EventColumns(frame, ends, self._strings)
             if rule.output:
-                detections.extend(self._base_alerts(rule, frame, rows, ends))
+                detections.extend(self._base_alerts(rule, frame, rows, ends, objects))
             for consumer in self._consumers.get(rule.info.name, ()):
-                self._feed_flows(consumer, fields, frame, rows, ends, before)
+                self._feed_flows(consumer, fields, objects, rows, before)
         return self._finish(detections, self.max_t - self.lateness_ns)
 
     def flush(self) -> list[Detection]:
@@ -177,7 +183,7 @@ class RuleEngine:
         return detections
 
     def _base_alerts(
-        self, rule: BaseRule, frame: FlowFrame, rows: np.ndarray, ends: np.ndarray
+        self, rule: BaseRule, frame: FlowFrame, rows: np.ndarray, ends: np.ndarray, objects: _EventColumns
     ) -> list[Detection]:
         """One alert per connection key among ``rows`` that is not quiet after an earlier alert."""
         by_key: dict[tuple[Any, ...], list[int]] = defaultdict(list)
@@ -191,7 +197,7 @@ class RuleEngine:
             t_end = int(ends[index].max())
             if not suppressor.allow(key, int(ends[index].min())):
                 continue
-            events = _flow_events(frame, index, ends, [None] * len(picked))
+            events = objects.events(index, [None] * len(picked))
             values = dict(zip(_BASE_KEY, (key[0], key[1], key[2] if key[2] != ABSENT else None), strict=True))
             span = (int(ends[index].min()), t_end)
             query = _evidence_query(events, rule.query, values, span)
@@ -210,19 +216,19 @@ class RuleEngine:
         self,
         consumer: CorrelationRule,
         fields: FlowFields,
-        frame: FlowFrame,
+        objects: _EventColumns,
         rows: np.ndarray,
-        ends: np.ndarray,
         watermark: int,
     ) -> None:
         spec = consumer.spec
+        strings = self._strings
         keys = (
-            list(zip(*(_python(fields.column(g), rows) for g in spec.group_by), strict=True))
+            list(zip(*(_python(fields.column(g), rows, strings) for g in spec.group_by), strict=True))
             if spec.group_by
             else [()] * rows.size
         )
         if spec.field is not None:
-            values = _python(fields.column(spec.field), rows)
+            values = _python(fields.column(spec.field), rows, strings)
             keep = [i for i, v in enumerate(values) if v is not None]
             if spec.kind == "value_sum":
                 keep = [i for i in keep if isinstance(values[i], int | float)]
@@ -230,7 +236,7 @@ class RuleEngine:
                 rows, keys, values = rows[keep], [keys[i] for i in keep], [values[i] for i in keep]
         else:
             values = [None] * rows.size
-        self.windows[consumer.info.name].add(keys, _flow_events(frame, rows, ends, values), watermark)
+        self.windows[consumer.info.name].add(keys, objects.events(rows, values), watermark)
 
     def _feed_detection(self, consumer: CorrelationRule, detection: Detection) -> None:
         spec = consumer.spec
@@ -405,39 +411,86 @@ def _fingerprint(spec: CorrelationSpec) -> str:
     return repr(spec)
 
 
-def _python(col: Column, rows: np.ndarray) -> list[Any]:
-    """The column's values at ``rows`` as Python values, None where absent."""
+def _python(col: Column, rows: np.ndarray, strings: dict[str, str]) -> list[Any]:
+    """The column's values at ``rows`` as Python values, None where absent: small integers and
+    repeated strings as shared objects (see :class:`_EventColumns`)."""
     if col.codes is not None:
         assert col.names is not None
         names = col.names
         return [names[c] for c in col.codes[rows].tolist()]
-    values = col.values[rows].tolist()
+    picked = col.values[rows]
+    if picked.dtype.kind == "i":
+        values = _ints(picked).tolist()
+    elif picked.dtype == object:
+        values = _shared(picked, strings).tolist()
+    else:
+        values = picked.tolist()
     if col.present is not None:
         present = col.present[rows].tolist()
         return [v if p else None for v, p in zip(values, present, strict=True)]
     return values
 
 
-def _flow_events(frame: FlowFrame, rows: np.ndarray, ends: np.ndarray, values: list[Any]) -> list[Event]:
-    c = frame.cols
-    ids = c["event_id"][rows].tolist()
-    starts = c["start_ns"][rows].tolist()
-    # Ports as they are (-1: absent); _detection reads them so.
-    return list(
-        zip(
-            ends[rows].tolist(),
-            starts,
-            values,
-            ids,
-            repeat(1),
-            repeat(None),
-            c["src_ip"][rows].tolist(),
-            c["dst_ip"][rows].tolist(),
-            c["src_port"][rows].tolist(),
-            c["dst_port"][rows].tolist(),
-            c["community_id"][rows].tolist(),
+class _EventColumns:
+    """A frame's columns that events hold, as Python objects made once a frame.
+
+    Correlation state is mostly these objects (docs/operations.md, rule state memory), so each
+    is made once and shared: a flow feeding three correlations gives their events the same
+    time, address and id objects; integers from -1 to 65535 (ports, the absent marker, most
+    counted values) come from one table for the life of the process; equal strings (the
+    addresses a host talks to, community ids) are one object through the engine's string table.
+    """
+
+    def __init__(self, frame: FlowFrame, ends: np.ndarray, strings: dict[str, str]) -> None:
+        c = frame.cols
+        self.ends = ends.astype(object)
+        self.starts = c["start_ns"].astype(object)
+        self.ids = c["event_id"]
+        self.src, self.dst, self.cid = (_shared(c[n], strings) for n in ("src_ip", "dst_ip", "community_id"))
+        # Ports as they are (-1: absent); _detection reads them so.
+        self.sport, self.dport = _ints(c["src_port"]), _ints(c["dst_port"])
+
+    def events(self, rows: np.ndarray, values: list[Any]) -> list[Event]:
+        """The events of flows ``rows`` counting ``values``."""
+        return list(
+            zip(
+                self.ends[rows].tolist(),
+                self.starts[rows].tolist(),
+                values,
+                self.ids[rows].tolist(),
+                repeat(1),
+                repeat(None),
+                self.src[rows].tolist(),
+                self.dst[rows].tolist(),
+                self.sport[rows].tolist(),
+                self.dport[rows].tolist(),
+                self.cid[rows].tolist(),
+            )
         )
-    )
+
+
+_SMALL_INTS = np.array(range(-1, 65536), dtype=object)
+"""The Python ints -1 .. 65535, one object each, that every port and small count refers to."""
+_MAX_STRINGS = 1 << 18
+"""Distinct strings the engine's table holds before it starts afresh (bounds its memory)."""
+
+
+def _ints(values: np.ndarray) -> np.ndarray:
+    """An integer array as Python ints (object array): those from -1 to 65535 the shared ones."""
+    out = values.astype(object)
+    small = (values >= -1) & (values < 65536)
+    out[small] = _SMALL_INTS[values[small] + 1]
+    return out
+
+
+def _shared(values: np.ndarray, strings: dict[str, str]) -> np.ndarray:
+    """An object array with each string replaced by the table's equal one (added if new)."""
+    if len(strings) > _MAX_STRINGS:
+        strings.clear()
+    keep = strings.setdefault
+    out = np.empty(len(values), dtype=object)
+    out[:] = [v if v.__class__ is not str else keep(v, v) for v in values.tolist()]
+    return out
 
 
 def _iso(ns: int) -> str:
