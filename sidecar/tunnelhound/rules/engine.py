@@ -17,7 +17,6 @@ import logging
 import os
 from collections import defaultdict
 from datetime import UTC, datetime
-from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,9 +25,7 @@ import numpy as np
 from tunnelhound.normalize.frame import ABSENT, FlowFrame
 
 from .correlate import (
-    FLOWS,
     PINS,
-    QUERY,
     START,
     CorrelationSpec,
     Counters,
@@ -37,7 +34,10 @@ from .correlate import (
     Suppressor,
     T,
     Windows,
+    event_query,
+    flow_count,
     flow_ids,
+    packed_id,
 )
 from .fields import Column, EventFields, FlowFields
 from .loader import BUILTIN_RULES, PIPELINE, BaseRule, CorrelationRule, RuleSet, load_pipeline, load_rules
@@ -54,7 +54,9 @@ log = logging.getLogger(__name__)
 
 MAX_EVIDENCE_IDS = 100
 STATE_FILE = "rules-state.json"
-STATE_VERSION = 1
+STATE_VERSION = 2
+_STATE_VERSIONS = (1, STATE_VERSION)
+"""Versions load() reads: 1 stored flows' events with ``flows, query`` (converted on load)."""
 _NS = 1_000_000_000
 _MS = 1_000_000
 _FLOWS = "data_stream.dataset:tunnelhound.flow"
@@ -249,13 +251,13 @@ class RuleEngine:
             detection.start_ns,
             value,
             detection.flow_ids,
-            detection.flow_count,
-            detection.query,
             detection.source_ip,
             detection.destination_ip,
             detection.source_port,
             detection.destination_port,
             detection.community_id,
+            detection.flow_count,
+            detection.query,
         )
         self.windows[consumer.info.name].add([key], [event], -(2**62))
 
@@ -266,7 +268,7 @@ class RuleEngine:
         window = (t_end - spec.timespan_ns, t_end)
         chained = spec.sources[0] not in self.base_queries
         if chained:
-            inner = [e[QUERY] for e in firing.events]
+            inner = [event_query(e) for e in firing.events]
             condition = None if None in inner else " OR ".join(f"({q})" for q in inner if q)
             query = _evidence_query(firing.events, condition, {}, None, chained=True)
         else:
@@ -325,17 +327,17 @@ class RuleEngine:
                         d.start_ns,
                         None,
                         d.flow_ids,
-                        d.flow_count,
-                        d.query,
                         host,
                         None,
                         None,
                         None,
                         None,
+                        d.flow_count,
+                        d.query,
                     )
                     for d in changed[host]
                 ]
-                inner = [e[QUERY] for e in events]
+                inner = [event_query(e) for e in events]
                 condition = None if None in inner else " OR ".join(f"({q})" for q in inner if q)
                 query = _evidence_query(events, condition, {}, None, chained=True)
                 reason = f"threat index of {host} rose from {previous[host]:.1f} to {values[i]:.1f}"
@@ -370,13 +372,14 @@ class RuleEngine:
             return False
         try:
             state = json.loads(path.read_text(encoding="utf-8"))
-            if state.get("version") != STATE_VERSION:
-                raise ValueError(f"version {state.get('version')!r}, expected {STATE_VERSION}")
+            version = state.get("version")
+            if version not in _STATE_VERSIONS:
+                raise ValueError(f"version {version!r}, expected one of {_STATE_VERSIONS}")
             self.max_t = int(state["max_t"])
             for name, (fingerprint, rows) in state["windows"].items():
                 # A rule changed since (group-by, window, condition): its old groups do not fit.
                 if name in self.windows and fingerprint == _fingerprint(self.windows[name].spec):
-                    self.windows[name].restore(rows)
+                    self.windows[name].restore(rows, version)
             for name, rows in state["suppressed"].items():
                 if name in self.suppressors:
                     self.suppressors[name].restore(rows)
@@ -445,7 +448,8 @@ class _EventColumns:
         c = frame.cols
         self.ends = ends.astype(object)
         self.starts = c["start_ns"].astype(object)
-        self.ids = c["event_id"]
+        self.ids = np.empty(frame.n, dtype=object)
+        self.ids[:] = [i if i.__class__ is not str else packed_id(i) for i in c["event_id"].tolist()]
         self.src, self.dst, self.cid = (_shared(c[n], strings) for n in ("src_ip", "dst_ip", "community_id"))
         # Ports as they are (-1: absent); _detection reads them so.
         self.sport, self.dport = _ints(c["src_port"]), _ints(c["dst_port"])
@@ -458,13 +462,12 @@ class _EventColumns:
                 self.starts[rows].tolist(),
                 values,
                 self.ids[rows].tolist(),
-                repeat(1),
-                repeat(None),
                 self.src[rows].tolist(),
                 self.dst[rows].tolist(),
                 self.sport[rows].tolist(),
                 self.dport[rows].tolist(),
                 self.cid[rows].tolist(),
+                strict=True,
             )
         )
 
@@ -508,7 +511,7 @@ def _evidence_query(
     """A Lucene query on flow documents returning exactly the evidence flows: their event ids
     when they are few enough to list, else the rules' condition within the key and window."""
     ids = [i for e in events for i in flow_ids(e)]
-    count = sum(e[FLOWS] for e in events)
+    count = sum(map(flow_count, events))
     if count <= MAX_EVIDENCE_IDS and len(ids) == count:
         return f"{_FLOWS} AND event.id:(" + " OR ".join(quote(i) for i in ids) + ")"
     if condition is None:
@@ -540,7 +543,7 @@ def _detection(
         start_ns=min(e[START] for e in events),
         end_ns=max(e[T] for e in events),
         flow_ids=ids,
-        flow_count=sum(e[FLOWS] for e in events),
+        flow_count=sum(map(flow_count, events)),
         query=query,
         reason=reason,
         source_ip=source_ip,
