@@ -96,6 +96,8 @@ the garbage collector stops tracking a tuple of plain values (a tuple subclass i
 ever, and a full collection then visits every event).
 """
 T, START, VALUE, IDS, PINS = range(5)
+PIN_FIELDS = ("source.ip", "destination.ip", "source.port", "destination.port", "network.community_id")
+"""The fields of the five :data:`Pins`, in their order."""
 FLOWS, QUERY = PINS + 5, PINS + 6
 _STATE_V1 = 1
 """The state version whose events were ``(t, start, value, ids, flows, query, *pins)``."""
@@ -215,8 +217,13 @@ class Windows:
         max_groups: int,
         max_events: int,
         counters: Counters,
+        *,
+        value_at: int = VALUE,
     ) -> None:
         self.spec = spec
+        # Where an event holds the counted value: VALUE, or the pin that is the counted field
+        # (the engine then gives every correlation counting a flow the flow's one event).
+        self.value_at = value_at
         self.suppressor = suppressor
         self.max_groups = max_groups
         self.max_events = max_events
@@ -339,29 +346,30 @@ class Windows:
             if firings is not None:
                 del events[: bisect_left(events, done - span, key=_time)]
                 return firings
+        at = self.value_at
         distinct: Counter[Any] = Counter()
         total = 0.0
         for e in events[lo:first]:
             if kind == "value_count":
-                distinct[e[VALUE]] += 1
+                distinct[e[at]] += 1
             elif kind == "value_sum":
-                total += e[VALUE]
+                total += e[at]
         firings = []
         for j in range(first, last):
             new = events[j]
             t = new[T]
             if kind == "value_count":
-                distinct[new[VALUE]] += 1
+                distinct[new[at]] += 1
             elif kind == "value_sum":
-                total += new[VALUE]
+                total += new[at]
             while events[lo][T] < t - span:
                 gone = events[lo]
                 if kind == "value_count":
-                    distinct[gone[VALUE]] -= 1
-                    if not distinct[gone[VALUE]]:
-                        del distinct[gone[VALUE]]
+                    distinct[gone[at]] -= 1
+                    if not distinct[gone[at]]:
+                        del distinct[gone[at]]
                 elif kind == "value_sum":
-                    total -= gone[VALUE]
+                    total -= gone[at]
                 lo += 1
             if j + 1 < len(events) and events[j + 1][T] == t:
                 continue  # judge ties once, with all of them in the window
@@ -390,7 +398,7 @@ class Windows:
         if self.spec.kind == "event_count":
             values = (stop - starts).astype(np.float64)
         else:
-            raw = [e[VALUE] for e in window]
+            raw = [e[self.value_at] for e in window]
             if not all(type(v) is int for v in raw):
                 return None
             if sum(map(abs, raw)) >= _EXACT:

@@ -25,8 +25,10 @@ import numpy as np
 from tunnelhound.normalize.frame import ABSENT, FlowFrame
 
 from .correlate import (
+    PIN_FIELDS,
     PINS,
     START,
+    VALUE,
     CorrelationSpec,
     Counters,
     Event,
@@ -90,13 +92,18 @@ class RuleEngine:
         suppression_ns = int(suppression_s * _NS)
         names = [r.info.name for r in rules.base] + [c.info.name for c in rules.correlations]
         self.suppressors = {name: Suppressor(suppression_ns, max_groups, self.counters) for name in names}
+        self.base_queries = {r.info.name: r.query for r in rules.base}
         self.windows = {
             c.info.name: Windows(
-                c.spec, self.suppressors[c.info.name], max_groups, max_group_events, self.counters
+                c.spec,
+                self.suppressors[c.info.name],
+                max_groups,
+                max_group_events,
+                self.counters,
+                value_at=self._value_at(c.spec),
             )
             for c in rules.correlations
         }
-        self.base_queries = {r.info.name: r.query for r in rules.base}
         # One object per distinct string value (addresses, community ids) that events and group
         # keys hold: see _EventColumns.
         self._strings: dict[str, str] = {}
@@ -107,6 +114,15 @@ class RuleEngine:
         for c in rules.correlations:
             for source in c.spec.sources:
                 self._consumers[source].append(c)
+
+    def _value_at(self, spec: CorrelationSpec) -> int:
+        """Where the events of ``spec`` hold the value it counts: the pin of a counted flow
+        field that is one (the flow's event, shared by every correlation counting it), else
+        their own value."""
+        flows = spec.sources[0] in self.base_queries  # sources are all flow rules or none
+        if flows and spec.kind == "value_count" and spec.field in PIN_FIELDS:
+            return PINS + PIN_FIELDS.index(spec.field)
+        return VALUE
 
     @classmethod
     def from_config(cls, config: Config, state_dir: Path | None = None) -> RuleEngine:
@@ -199,7 +215,7 @@ class RuleEngine:
             t_end = int(ends[index].max())
             if not suppressor.allow(key, int(ends[index].min())):
                 continue
-            events = objects.events(index, [None] * len(picked))
+            events = objects.shared(index)
             values = dict(zip(_BASE_KEY, (key[0], key[1], key[2] if key[2] != ABSENT else None), strict=True))
             span = (int(ends[index].min()), t_end)
             query = _evidence_query(events, rule.query, values, span)
@@ -238,7 +254,10 @@ class RuleEngine:
                 rows, keys, values = rows[keep], [keys[i] for i in keep], [values[i] for i in keep]
         else:
             values = [None] * rows.size
-        self.windows[consumer.info.name].add(keys, objects.events(rows, values), watermark)
+        windows = self.windows[consumer.info.name]
+        # Counting flows, or a value that is one of the flow's pins: the flows' shared events.
+        shared = spec.field is None or windows.value_at != VALUE
+        windows.add(keys, objects.shared(rows) if shared else objects.events(rows, values), watermark)
 
     def _feed_detection(self, consumer: CorrelationRule, detection: Detection) -> None:
         spec = consumer.spec
@@ -448,13 +467,23 @@ class _EventColumns:
         c = frame.cols
         self.ends = ends.astype(object)
         self.starts = c["start_ns"].astype(object)
+        same = c["start_ns"] == ends  # one-packet flows with times in ms (NetFlow's): one int
+        self.starts[same] = self.ends[same]
         self.ids = np.empty(frame.n, dtype=object)
         self.ids[:] = [i if i.__class__ is not str else packed_id(i) for i in c["event_id"].tolist()]
         self.src, self.dst, self.cid = (_shared(c[n], strings) for n in ("src_ip", "dst_ip", "community_id"))
         # Ports as they are (-1: absent); _detection reads them so.
         self.sport, self.dport = _ints(c["src_port"]), _ints(c["dst_port"])
+        self._valueless: list[Event] | None = None
 
-    def events(self, rows: np.ndarray, values: list[Any]) -> list[Event]:
+    def shared(self, rows: np.ndarray) -> list[Event]:
+        """The events of flows ``rows`` with no value: one tuple a flow, whoever counts it."""
+        if self._valueless is None:
+            self._valueless = self.events(slice(None), [None] * len(self.ends))
+        every = self._valueless
+        return [every[i] for i in rows.tolist()]
+
+    def events(self, rows: np.ndarray | slice, values: list[Any]) -> list[Event]:
         """The events of flows ``rows`` counting ``values``."""
         return list(
             zip(
