@@ -36,7 +36,7 @@ __all__ = [
     "event_query",
     "flow_count",
     "flow_ids",
-    "packed_id",
+    "packed_ids",
     "restore_event",
 ]
 
@@ -89,7 +89,7 @@ stored (:func:`flow_count`, :func:`event_query`): a million hosts hold millions 
 
 ``t`` is ``event.end`` in ns truncated to milliseconds (the precision Elasticsearch keeps, so
 evidence queries by time range select exactly the window's events); ``id`` the flow's
-``event.id`` (its 16 bytes when it is a 128-bit hex digest: :func:`packed_id`) or a firing's
+``event.id`` (its 16 bytes when it is a 128-bit hex digest: :func:`packed_ids`) or a firing's
 evidence ids (a list); ``flows`` how many flows it stands for; ``query`` a firing's evidence
 query.  Plain tuples because flows become events by the thousand: they are cheap to make, and
 the garbage collector stops tracking a tuple of plain values (a tuple subclass it tracks for
@@ -103,17 +103,23 @@ _STATE_V1 = 1
 """The state version whose events were ``(t, start, value, ids, flows, query, *pins)``."""
 
 
-def packed_id(text: str) -> str | bytes:
-    """A flow's ``event.id`` as events keep it: a 32-digit lowercase hex digest (every id the
-    normalizer makes) as its 16 bytes, 49 bytes of memory instead of 81; any other id as it is."""
-    if len(text) == 32:
-        try:
-            raw = bytes.fromhex(text)
-        except ValueError:
-            return text
-        if raw.hex() == text:
-            return raw
-    return text
+def packed_ids(ids: list[Any]) -> list[Any]:
+    """Flows' ``event.id`` s as events keep them: a 32-digit lowercase hex digest (every id
+    the normalizer makes) as its 16 bytes, 49 bytes of memory instead of 81; any other id as
+    it is (:func:`flow_ids` gives the text back)."""
+    out = []
+    for text in ids:
+        # Lower case (or digits only): bytes.hex() writes exactly this text back.
+        if text.__class__ is str and len(text) == 32 and (text.islower() or text.isdigit()):
+            try:
+                raw = bytes.fromhex(text)
+            except ValueError:
+                raw = b""
+            if len(raw) == 16:  # fewer: the text had spaces, which fromhex skips
+                out.append(raw)
+                continue
+        out.append(text)
+    return out
 
 
 def flow_ids(event: Event) -> list[str]:
@@ -148,7 +154,7 @@ def restore_event(row: list[Any], version: int) -> Event:
         flows, query = row[4:6]
         row = row[:4] + row[6:] + ([] if (flows, query) == (1, None) else [flows, query])
     if isinstance(row[IDS], str):
-        row[IDS] = packed_id(row[IDS])
+        row[IDS] = packed_ids([row[IDS]])[0]
     return tuple(row)
 
 

@@ -39,7 +39,7 @@ from .correlate import (
     event_query,
     flow_count,
     flow_ids,
-    packed_id,
+    packed_ids,
 )
 from .fields import Column, EventFields, FlowFields
 from .loader import BUILTIN_RULES, PIPELINE, BaseRule, CorrelationRule, RuleSet, load_pipeline, load_rules
@@ -239,14 +239,13 @@ class RuleEngine:
         watermark: int,
     ) -> None:
         spec = consumer.spec
-        strings = self._strings
         keys = (
-            list(zip(*(_python(fields.column(g), rows, strings) for g in spec.group_by), strict=True))
+            list(zip(*(objects.key_column(g, fields, rows) for g in spec.group_by), strict=True))
             if spec.group_by
             else [()] * rows.size
         )
         if spec.field is not None:
-            values = _python(fields.column(spec.field), rows, strings)
+            values = _python(fields.column(spec.field), rows)
             keep = [i for i, v in enumerate(values) if v is not None]
             if spec.kind == "value_sum":
                 keep = [i for i in keep if isinstance(values[i], int | float)]
@@ -433,20 +432,15 @@ def _fingerprint(spec: CorrelationSpec) -> str:
     return repr(spec)
 
 
-def _python(col: Column, rows: np.ndarray, strings: dict[str, str]) -> list[Any]:
-    """The column's values at ``rows`` as Python values, None where absent: small integers and
-    repeated strings as shared objects (see :class:`_EventColumns`)."""
+def _python(col: Column, rows: np.ndarray) -> list[Any]:
+    """The column's values at ``rows`` as Python values, None where absent (integers from -1
+    to 65535 as the shared ones: see :class:`_EventColumns`)."""
     if col.codes is not None:
         assert col.names is not None
         names = col.names
         return [names[c] for c in col.codes[rows].tolist()]
     picked = col.values[rows]
-    if picked.dtype.kind == "i":
-        values = _ints(picked).tolist()
-    elif picked.dtype == object:
-        values = _shared(picked, strings).tolist()
-    else:
-        values = picked.tolist()
+    values = _ints(picked).tolist() if picked.dtype.kind == "i" else picked.tolist()
     if col.present is not None:
         present = col.present[rows].tolist()
         return [v if p else None for v, p in zip(values, present, strict=True)]
@@ -459,8 +453,8 @@ class _EventColumns:
     Correlation state is mostly these objects (docs/operations.md, rule state memory), so each
     is made once and shared: a flow feeding three correlations gives their events the same
     time, address and id objects; integers from -1 to 65535 (ports, the absent marker, most
-    counted values) come from one table for the life of the process; equal strings (the
-    addresses a host talks to, community ids) are one object through the engine's string table.
+    counted values) come from one table for the life of the process; equal addresses are one
+    string object through the engine's string table; hex event ids are kept as 16 bytes.
     """
 
     def __init__(self, frame: FlowFrame, ends: np.ndarray, strings: dict[str, str]) -> None:
@@ -470,11 +464,26 @@ class _EventColumns:
         same = c["start_ns"] == ends  # one-packet flows with times in ms (NetFlow's): one int
         self.starts[same] = self.ends[same]
         self.ids = np.empty(frame.n, dtype=object)
-        self.ids[:] = [i if i.__class__ is not str else packed_id(i) for i in c["event_id"].tolist()]
-        self.src, self.dst, self.cid = (_shared(c[n], strings) for n in ("src_ip", "dst_ip", "community_id"))
+        self.ids[:] = packed_ids(c["event_id"].tolist())
+        # Addresses repeat (a host's flows, the servers hosts talk to); community ids seldom.
+        self.src, self.dst = _shared(c["src_ip"], strings), _shared(c["dst_ip"], strings)
+        self.cid = c["community_id"]
         # Ports as they are (-1: absent); _detection reads them so.
         self.sport, self.dport = _ints(c["src_port"]), _ints(c["dst_port"])
         self._valueless: list[Event] | None = None
+        self._text = dict(
+            zip(
+                ("source.ip", "destination.ip", "network.community_id"),
+                (self.src, self.dst, self.cid),
+                strict=True,
+            )
+        )
+
+    def key_column(self, name: str, fields: FlowFields, rows: np.ndarray) -> list[Any]:
+        """Field ``name`` at ``rows`` for group keys: an address or community id as the
+        events' string object, so that key and events hold one."""
+        text = self._text.get(name)
+        return text[rows].tolist() if text is not None else _python(fields.column(name), rows)
 
     def shared(self, rows: np.ndarray) -> list[Event]:
         """The events of flows ``rows`` with no value: one tuple a flow, whoever counts it."""
