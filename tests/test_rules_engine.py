@@ -236,6 +236,36 @@ def test_hex_event_ids_are_kept_as_bytes_and_given_back_as_text(tmp_path: Path) 
     assert all(f'"{i}"' in d.query for i in d.flow_ids)
 
 
+def test_correlations_counting_one_flow_share_its_event_and_strings(tmp_path: Path) -> None:
+    """Rule state is mostly Python objects (docs/operations.md, rule state memory): a flow that
+    distinct counts of pinned fields (destination port, destination address) both take is one
+    event tuple; a sum keeps its own event (its value) with the same time, id and address
+    objects; the group keys hold those address objects too."""
+    (tmp_path / "horizontal.yml").write_text(
+        "title: Horizontal scan\nname: test_scan_horizontal\nid: 8f6c2a10-0000-4000-8000-0000000000aa\n"
+        "correlation:\n  type: value_count\n  rules: [test_unanswered]\n"
+        "  group-by: [source.ip, destination.port]\n  timespan: 5m\n"
+        "  condition: {gte: 15, field: destination.ip}\nlevel: high\n"
+    )
+    e = RuleEngine(load_rules([RULES, tmp_path], load_pipeline(PIPELINE)), lateness_s=10)
+    copy = [flow(SCANNER[:3] + SCANNER[3:], TARGET[:3] + TARGET[3:], 1000, t=1)]  # equal, not identical
+    assert copy[0]["src_ip"] is not SCANNER and copy[0]["dst_ip"] is not TARGET
+    e.process(frame([flow(SCANNER, TARGET, 1000, t=0), *copy]))
+    (vertical_key, vertical), (horizontal_key, horizontal), (volume_key, volume) = (
+        next(iter(e.windows[name].groups.items()))
+        for name in ("test_scan_vertical", "test_scan_horizontal", "test_exfil_volume")
+    )
+    assert len(vertical) == len(horizontal) == len(volume) == 2
+    assert all(v is h for v, h in zip(vertical, horizontal, strict=True))
+    assert [event[2] for event in vertical] == [None, None]  # the counts read the pins
+    for v, s in zip(vertical, volume, strict=True):
+        assert v is not s and s[2] == 100
+        assert all(s[i] is v[i] for i in (0, 3, 4, 5, 7))  # time, id, addresses, port
+    assert vertical_key[0] is horizontal_key[0] is volume_key[0] is vertical[0][4] is vertical[1][4]
+    assert vertical_key[1] is vertical[0][5] is vertical[1][5]  # one string for the two flows
+    assert horizontal_key[1] is vertical[0][7]  # the port: one int for every 1000
+
+
 def test_state_of_another_version_is_ignored(tmp_path: Path) -> None:
     (tmp_path / "rules-state.json").write_text('{"version": 99}')
     e = engine(tmp_path)
