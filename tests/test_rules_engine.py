@@ -198,6 +198,74 @@ def test_scan_split_across_restart_alerts_once(tmp_path: Path) -> None:
     assert run(third, scan(20, start=30, port=3000)) == []  # still suppressed after the restart
 
 
+def test_state_of_version_1_is_converted_on_load(tmp_path: Path) -> None:
+    """Version 1 kept ``flows, query`` after a flow's id (now only firings carry them): a
+    restart after the upgrade continues the windows it saved."""
+    first = engine(tmp_path)
+    assert first.process(frame(scan(10))) == []
+    first.save()
+    path = tmp_path / "rules-state.json"
+    state = json.loads(path.read_text())
+    for _fingerprint, groups in state["windows"].values():
+        for group in groups:
+            group[2] = [[*event[:4], 1, None, *event[4:]] for event in group[2]]
+    state["version"] = 1
+    path.write_text(json.dumps(state))
+    second = engine(tmp_path)
+    assert second.load()
+    found = run(second, scan(10, start=10, port=2000))
+    assert names(found) == ["test_scan_vertical"] and found[0].flow_count == 15
+    assert found[0].flow_ids[:2] == [row["event_id"] for row in scan(2)]
+
+
+def test_hex_event_ids_are_kept_as_bytes_and_given_back_as_text(tmp_path: Path) -> None:
+    """A 128-bit hex ``event.id`` (what the normalizer writes) is held as its 16 bytes; the
+    detection and the saved state have it as the text it came as; other ids stay text."""
+    rows = scan(15)
+    for i, row in enumerate(rows):
+        row["event_id"] = f"{i:030x}" + ("ab" if i % 2 else "AB")  # upper case: kept as text
+    e = engine(tmp_path)
+    e.process(frame(rows[:10]))
+    group = e.windows["test_scan_vertical"].groups[(SCANNER, TARGET)]
+    assert [type(event[3]) for event in group[:2]] == [str, bytes]
+    e.save()
+    saved = json.loads((tmp_path / "rules-state.json").read_text())["windows"]["test_scan_vertical"][1]
+    assert [event[3] for event in saved[0][2]] == [row["event_id"] for row in rows[:10]]
+    (d,) = [d for d in run(e, rows[10:]) if d.rule.name == "test_scan_vertical"]
+    assert d.flow_ids == [row["event_id"] for row in rows]
+    assert all(f'"{i}"' in d.query for i in d.flow_ids)
+
+
+def test_correlations_counting_one_flow_share_its_event_and_strings(tmp_path: Path) -> None:
+    """Rule state is mostly Python objects (docs/operations.md, rule state memory): a flow that
+    distinct counts of pinned fields (destination port, destination address) both take is one
+    event tuple; a sum keeps its own event (its value) with the same time, id and address
+    objects; the group keys hold those address objects too."""
+    (tmp_path / "horizontal.yml").write_text(
+        "title: Horizontal scan\nname: test_scan_horizontal\nid: 8f6c2a10-0000-4000-8000-0000000000aa\n"
+        "correlation:\n  type: value_count\n  rules: [test_unanswered]\n"
+        "  group-by: [source.ip, destination.port]\n  timespan: 5m\n"
+        "  condition: {gte: 15, field: destination.ip}\nlevel: high\n"
+    )
+    e = RuleEngine(load_rules([RULES, tmp_path], load_pipeline(PIPELINE)), lateness_s=10)
+    copy = [flow(SCANNER[:3] + SCANNER[3:], TARGET[:3] + TARGET[3:], 1000, t=1)]  # equal, not identical
+    assert copy[0]["src_ip"] is not SCANNER and copy[0]["dst_ip"] is not TARGET
+    e.process(frame([flow(SCANNER, TARGET, 1000, t=0), *copy]))
+    (vertical_key, vertical), (horizontal_key, horizontal), (volume_key, volume) = (
+        next(iter(e.windows[name].groups.items()))
+        for name in ("test_scan_vertical", "test_scan_horizontal", "test_exfil_volume")
+    )
+    assert len(vertical) == len(horizontal) == len(volume) == 2
+    assert all(v is h for v, h in zip(vertical, horizontal, strict=True))
+    assert [event[2] for event in vertical] == [None, None]  # the counts read the pins
+    for v, s in zip(vertical, volume, strict=True):
+        assert v is not s and s[2] == 100
+        assert all(s[i] is v[i] for i in (0, 3, 4, 5, 7))  # time, id, addresses, port
+    assert vertical_key[0] is horizontal_key[0] is volume_key[0] is vertical[0][4] is vertical[1][4]
+    assert vertical_key[1] is vertical[0][5] is vertical[1][5]  # one string for the two flows
+    assert horizontal_key[1] is vertical[0][7]  # the port: one int for every 1000
+
+
 def test_state_of_another_version_is_ignored(tmp_path: Path) -> None:
     (tmp_path / "rules-state.json").write_text('{"version": 99}')
     e = engine(tmp_path)
@@ -255,7 +323,7 @@ def test_state_file_is_versioned_json(tmp_path: Path) -> None:
     e.process(frame(scan(3)))
     e.save()
     state = json.loads((tmp_path / "rules-state.json").read_text())
-    assert state["version"] == 1 and set(state) == {
+    assert state["version"] == 2 and set(state) == {
         "version",
         "max_t",
         "windows",

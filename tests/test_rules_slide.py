@@ -25,7 +25,7 @@ def judge(spec: CorrelationSpec, batches: list[list[tuple[str, int, Any]]], vect
     latest = 0
     for batch in batches:
         keys = [(key,) for key, _, _ in batch]
-        events = [(t * NS, t * NS, value, f"id-{i}-{t}", 1, None, None, None, None, None, None)
+        events = [(t * NS, t * NS, value, f"id-{i}-{t}", None, None, None, None, None)
                   for i, (_, t, value) in enumerate(batch)]  # fmt: skip
         latest = max([latest, *(t * NS for _, t, _ in batch)])
         windows.add(keys, events, latest - 20 * NS)
@@ -99,7 +99,7 @@ def test_a_group_whose_events_are_all_too_old_goes_and_its_key_starts_afresh() -
     )  # fmt: skip
     counters = Counters()
     windows = Windows(spec, Suppressor(30 * NS, 1000, counters), 1000, 1000, counters)
-    event = [(t * NS, t * NS, None, f"id-{t}", 1, None, None, None, None, None, None) for t in range(200)]
+    event = [(t * NS, t * NS, None, f"id-{t}", None, None, None, None, None) for t in range(200)]
     windows.add([("a",), ("b",), ("b",)], [event[141], event[0], event[1]], 121 * NS)
     assert list(windows.groups) == [("a",)]
     windows.add([("b",)] * 3, [event[2], event[150], event[151]], 121 * NS)

@@ -18,6 +18,7 @@ import pytest
 
 from collector import Collector, exporter, send
 from replay import DATA
+from tunnelhound.rules.engine import STATE_VERSION
 from tunnelhound.sources.files import iter_replay
 
 LAB_V9 = DATA / "lab" / "netflow_v9.pcap"
@@ -196,7 +197,7 @@ def test_run_stopped_after_the_capture_ends_with_the_alerts_of_replay(tmp_path: 
     assert alert_counts(alerts) == LAB_V9_ALERTS
     assert len(run.documents()) == LAB_V9_DOCUMENTS
     state = json.loads((tmp_path / "state" / "rules-state.json").read_text())
-    assert state["version"] == 1 and state["windows"]
+    assert state["version"] == STATE_VERSION and state["windows"]
 
 
 # ---------------------------------------------------------------------------- acceptance 6

@@ -32,7 +32,11 @@ __all__ = [
     "Firing",
     "Suppressor",
     "Windows",
+    "dump_event",
+    "event_query",
+    "flow_count",
     "flow_ids",
+    "packed_ids",
     "restore_event",
 ]
 
@@ -78,27 +82,79 @@ class CorrelationSpec:
 
 Event = tuple[Any, ...]
 """One thing a correlation counts: a flow, or a firing of a correlation it chains on, as a
-plain tuple ``(t, start, value, ids, flows, query, *pins)`` (fields :data:`T` …
-:data:`QUERY`, then the five :data:`Pins` from :data:`PINS` on, inline: one object a flow).
+plain tuple ``(t, start, value, id, *pins)`` (fields :data:`T` … :data:`IDS`, then the five
+:data:`Pins` from :data:`PINS` on, inline: one object a flow); a firing's event adds
+``flows, query`` (:data:`FLOWS`, :data:`QUERY`), which for a flow are 1 and None and not
+stored (:func:`flow_count`, :func:`event_query`): a million hosts hold millions of events.
 
 ``t`` is ``event.end`` in ns truncated to milliseconds (the precision Elasticsearch keeps, so
-evidence queries by time range select exactly the window's events); ``ids`` the flow's
-``event.id`` or a firing's evidence ids (a list); ``flows`` how many flows it stands for;
-``query`` a firing's evidence query.  Plain tuples because flows become events by the
-thousand: they are cheap to make, and the garbage collector stops tracking a tuple of plain
-values (a tuple subclass it tracks for ever, and a full collection then visits every event).
+evidence queries by time range select exactly the window's events); ``id`` the flow's
+``event.id`` (its 16 bytes when it is a 128-bit hex digest: :func:`packed_ids`) or a firing's
+evidence ids (a list); ``flows`` how many flows it stands for; ``query`` a firing's evidence
+query.  Plain tuples because flows become events by the thousand: they are cheap to make, and
+the garbage collector stops tracking a tuple of plain values (a tuple subclass it tracks for
+ever, and a full collection then visits every event).
 """
-T, START, VALUE, IDS, FLOWS, QUERY, PINS = range(7)
+T, START, VALUE, IDS, PINS = range(5)
+PIN_FIELDS = ("source.ip", "destination.ip", "source.port", "destination.port", "network.community_id")
+"""The fields of the five :data:`Pins`, in their order."""
+FLOWS, QUERY = PINS + 5, PINS + 6
+_STATE_V1 = 1
+"""The state version whose events were ``(t, start, value, ids, flows, query, *pins)``."""
+
+
+def packed_ids(ids: list[Any]) -> list[Any]:
+    """Flows' ``event.id`` s as events keep them: a 32-digit lowercase hex digest (every id
+    the normalizer makes) as its 16 bytes, 49 bytes of memory instead of 81; any other id as
+    it is (:func:`flow_ids` gives the text back)."""
+    out = []
+    for text in ids:
+        # Lower case (or digits only): bytes.hex() writes exactly this text back.
+        if text.__class__ is str and len(text) == 32 and (text.islower() or text.isdigit()):
+            try:
+                raw = bytes.fromhex(text)
+            except ValueError:
+                raw = b""
+            if len(raw) == 16:  # fewer: the text had spaces, which fromhex skips
+                out.append(raw)
+                continue
+        out.append(text)
+    return out
 
 
 def flow_ids(event: Event) -> list[str]:
     """The evidence flows' ids of an event."""
     ids = event[IDS]
+    if ids.__class__ is bytes:
+        return [ids.hex()]
     return [ids] if isinstance(ids, str) else ids
 
 
-def restore_event(row: list[Any]) -> Event:
-    """An event from its JSON form (a list)."""
+def flow_count(event: Event) -> int:
+    """How many flows an event stands for."""
+    return event[FLOWS] if len(event) > FLOWS else 1
+
+
+def event_query(event: Event) -> str | None:
+    """A firing's evidence query (None for a flow)."""
+    return event[QUERY] if len(event) > QUERY else None
+
+
+def dump_event(event: Event) -> list[Any]:
+    """An event in its JSON form (a list; ids as text)."""
+    row = list(event)
+    if row[IDS].__class__ is bytes:
+        row[IDS] = row[IDS].hex()
+    return row
+
+
+def restore_event(row: list[Any], version: int) -> Event:
+    """An event from its JSON form, written by state ``version``."""
+    if version == _STATE_V1:
+        flows, query = row[4:6]
+        row = row[:4] + row[6:] + ([] if (flows, query) == (1, None) else [flows, query])
+    if isinstance(row[IDS], str):
+        row[IDS] = packed_ids([row[IDS]])[0]
     return tuple(row)
 
 
@@ -167,8 +223,13 @@ class Windows:
         max_groups: int,
         max_events: int,
         counters: Counters,
+        *,
+        value_at: int = VALUE,
     ) -> None:
         self.spec = spec
+        # Where an event holds the counted value: VALUE, or the pin that is the counted field
+        # (the engine then gives every correlation counting a flow the flow's one event).
+        self.value_at = value_at
         self.suppressor = suppressor
         self.max_groups = max_groups
         self.max_events = max_events
@@ -291,29 +352,30 @@ class Windows:
             if firings is not None:
                 del events[: bisect_left(events, done - span, key=_time)]
                 return firings
+        at = self.value_at
         distinct: Counter[Any] = Counter()
         total = 0.0
         for e in events[lo:first]:
             if kind == "value_count":
-                distinct[e[VALUE]] += 1
+                distinct[e[at]] += 1
             elif kind == "value_sum":
-                total += e[VALUE]
+                total += e[at]
         firings = []
         for j in range(first, last):
             new = events[j]
             t = new[T]
             if kind == "value_count":
-                distinct[new[VALUE]] += 1
+                distinct[new[at]] += 1
             elif kind == "value_sum":
-                total += new[VALUE]
+                total += new[at]
             while events[lo][T] < t - span:
                 gone = events[lo]
                 if kind == "value_count":
-                    distinct[gone[VALUE]] -= 1
-                    if not distinct[gone[VALUE]]:
-                        del distinct[gone[VALUE]]
+                    distinct[gone[at]] -= 1
+                    if not distinct[gone[at]]:
+                        del distinct[gone[at]]
                 elif kind == "value_sum":
-                    total -= gone[VALUE]
+                    total -= gone[at]
                 lo += 1
             if j + 1 < len(events) and events[j + 1][T] == t:
                 continue  # judge ties once, with all of them in the window
@@ -342,7 +404,7 @@ class Windows:
         if self.spec.kind == "event_count":
             values = (stop - starts).astype(np.float64)
         else:
-            raw = [e[VALUE] for e in window]
+            raw = [e[self.value_at] for e in window]
             if not all(type(v) is int for v in raw):
                 return None
             if sum(map(abs, raw)) >= _EXACT:
@@ -375,17 +437,18 @@ class Windows:
     def dump(self) -> list[list[Any]]:
         """The groups as JSON-ready rows."""
         return [
-            [list(k), self.done.get(k, _NEVER), g if isinstance(g, list) else [g]]
+            [list(k), self.done.get(k, _NEVER), [dump_event(e) for e in (g if isinstance(g, list) else [g])]]
             for k, g in self.groups.items()
         ]
 
-    def restore(self, rows: list[list[Any]]) -> None:
-        """Groups from :meth:`dump` rows (their pending windows are judged on the next batch)."""
+    def restore(self, rows: list[list[Any]], version: int) -> None:
+        """Groups from :meth:`dump` rows written by state ``version`` (their pending windows
+        are judged on the next batch)."""
         for key_list, done, rows_of_events in rows:
             if not rows_of_events:
                 continue  # an emptied group an older version saved: nothing to restore
             key = tuple(key_list)
-            events = self.groups[key] = [restore_event(e) for e in rows_of_events]
+            events = self.groups[key] = [restore_event(e, version) for e in rows_of_events]
             if done != _NEVER:
                 self.done[key] = done
             if events and events[-1][T] > done and len(events) >= self._min_events:

@@ -17,7 +17,6 @@ import logging
 import os
 from collections import defaultdict
 from datetime import UTC, datetime
-from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,10 +25,10 @@ import numpy as np
 from tunnelhound.normalize.frame import ABSENT, FlowFrame
 
 from .correlate import (
-    FLOWS,
+    PIN_FIELDS,
     PINS,
-    QUERY,
     START,
+    VALUE,
     CorrelationSpec,
     Counters,
     Event,
@@ -37,7 +36,10 @@ from .correlate import (
     Suppressor,
     T,
     Windows,
+    event_query,
+    flow_count,
     flow_ids,
+    packed_ids,
 )
 from .fields import Column, EventFields, FlowFields
 from .loader import BUILTIN_RULES, PIPELINE, BaseRule, CorrelationRule, RuleSet, load_pipeline, load_rules
@@ -54,7 +56,9 @@ log = logging.getLogger(__name__)
 
 MAX_EVIDENCE_IDS = 100
 STATE_FILE = "rules-state.json"
-STATE_VERSION = 1
+STATE_VERSION = 2
+_STATE_VERSIONS = (1, STATE_VERSION)
+"""Versions load() reads: 1 stored flows' events with ``flows, query`` (converted on load)."""
 _NS = 1_000_000_000
 _MS = 1_000_000
 _FLOWS = "data_stream.dataset:tunnelhound.flow"
@@ -88,13 +92,21 @@ class RuleEngine:
         suppression_ns = int(suppression_s * _NS)
         names = [r.info.name for r in rules.base] + [c.info.name for c in rules.correlations]
         self.suppressors = {name: Suppressor(suppression_ns, max_groups, self.counters) for name in names}
+        self.base_queries = {r.info.name: r.query for r in rules.base}
         self.windows = {
             c.info.name: Windows(
-                c.spec, self.suppressors[c.info.name], max_groups, max_group_events, self.counters
+                c.spec,
+                self.suppressors[c.info.name],
+                max_groups,
+                max_group_events,
+                self.counters,
+                value_at=self._value_at(c.spec),
             )
             for c in rules.correlations
         }
-        self.base_queries = {r.info.name: r.query for r in rules.base}
+        # One object per distinct string value (addresses, community ids) that events and group
+        # keys hold: see _EventColumns.
+        self._strings: dict[str, str] = {}
         self._flow_rules = [r for r in rules.base if not r.threat]
         self._threat_rules = [r for r in rules.base if r.threat]
         # Which correlations each rule feeds.
@@ -102,6 +114,15 @@ class RuleEngine:
         for c in rules.correlations:
             for source in c.spec.sources:
                 self._consumers[source].append(c)
+
+    def _value_at(self, spec: CorrelationSpec) -> int:
+        """Where the events of ``spec`` hold the value it counts: the pin of a counted flow
+        field that is one (the flow's event, shared by every correlation counting it), else
+        their own value."""
+        flows = spec.sources[0] in self.base_queries  # sources are all flow rules or none
+        if flows and spec.kind == "value_count" and spec.field in PIN_FIELDS:
+            return PINS + PIN_FIELDS.index(spec.field)
+        return VALUE
 
     @classmethod
     def from_config(cls, config: Config, state_dir: Path | None = None) -> RuleEngine:
@@ -145,14 +166,17 @@ class RuleEngine:
         before = self.max_t - self.lateness_ns
         self.max_t = max(self.max_t, int(ends.max()))
         detections: list[Detection] = []
+        objects: _EventColumns | None = None
         for rule in self._flow_rules:
             rows = np.flatnonzero(rule.predicate(fields))
             if not rows.size:
                 continue
+            if objects is None:  # made once a frame, on the first rule that matches
+                objects = _EventColumns(frame, ends, self._strings)
             if rule.output:
-                detections.extend(self._base_alerts(rule, frame, rows, ends))
+                detections.extend(self._base_alerts(rule, frame, rows, ends, objects))
             for consumer in self._consumers.get(rule.info.name, ()):
-                self._feed_flows(consumer, fields, frame, rows, ends, before)
+                self._feed_flows(consumer, fields, objects, rows, before)
         return self._finish(detections, self.max_t - self.lateness_ns)
 
     def flush(self) -> list[Detection]:
@@ -177,7 +201,7 @@ class RuleEngine:
         return detections
 
     def _base_alerts(
-        self, rule: BaseRule, frame: FlowFrame, rows: np.ndarray, ends: np.ndarray
+        self, rule: BaseRule, frame: FlowFrame, rows: np.ndarray, ends: np.ndarray, objects: _EventColumns
     ) -> list[Detection]:
         """One alert per connection key among ``rows`` that is not quiet after an earlier alert."""
         by_key: dict[tuple[Any, ...], list[int]] = defaultdict(list)
@@ -191,7 +215,7 @@ class RuleEngine:
             t_end = int(ends[index].max())
             if not suppressor.allow(key, int(ends[index].min())):
                 continue
-            events = _flow_events(frame, index, ends, [None] * len(picked))
+            events = objects.shared(index)
             values = dict(zip(_BASE_KEY, (key[0], key[1], key[2] if key[2] != ABSENT else None), strict=True))
             span = (int(ends[index].min()), t_end)
             query = _evidence_query(events, rule.query, values, span)
@@ -210,14 +234,13 @@ class RuleEngine:
         self,
         consumer: CorrelationRule,
         fields: FlowFields,
-        frame: FlowFrame,
+        objects: _EventColumns,
         rows: np.ndarray,
-        ends: np.ndarray,
         watermark: int,
     ) -> None:
         spec = consumer.spec
         keys = (
-            list(zip(*(_python(fields.column(g), rows) for g in spec.group_by), strict=True))
+            list(zip(*(objects.key_column(g, fields, rows) for g in spec.group_by), strict=True))
             if spec.group_by
             else [()] * rows.size
         )
@@ -230,7 +253,10 @@ class RuleEngine:
                 rows, keys, values = rows[keep], [keys[i] for i in keep], [values[i] for i in keep]
         else:
             values = [None] * rows.size
-        self.windows[consumer.info.name].add(keys, _flow_events(frame, rows, ends, values), watermark)
+        windows = self.windows[consumer.info.name]
+        # Counting flows, or a value that is one of the flow's pins: the flows' shared events.
+        shared = spec.field is None or windows.value_at != VALUE
+        windows.add(keys, objects.shared(rows) if shared else objects.events(rows, values), watermark)
 
     def _feed_detection(self, consumer: CorrelationRule, detection: Detection) -> None:
         spec = consumer.spec
@@ -243,13 +269,13 @@ class RuleEngine:
             detection.start_ns,
             value,
             detection.flow_ids,
-            detection.flow_count,
-            detection.query,
             detection.source_ip,
             detection.destination_ip,
             detection.source_port,
             detection.destination_port,
             detection.community_id,
+            detection.flow_count,
+            detection.query,
         )
         self.windows[consumer.info.name].add([key], [event], -(2**62))
 
@@ -260,7 +286,7 @@ class RuleEngine:
         window = (t_end - spec.timespan_ns, t_end)
         chained = spec.sources[0] not in self.base_queries
         if chained:
-            inner = [e[QUERY] for e in firing.events]
+            inner = [event_query(e) for e in firing.events]
             condition = None if None in inner else " OR ".join(f"({q})" for q in inner if q)
             query = _evidence_query(firing.events, condition, {}, None, chained=True)
         else:
@@ -319,17 +345,17 @@ class RuleEngine:
                         d.start_ns,
                         None,
                         d.flow_ids,
-                        d.flow_count,
-                        d.query,
                         host,
                         None,
                         None,
                         None,
                         None,
+                        d.flow_count,
+                        d.query,
                     )
                     for d in changed[host]
                 ]
-                inner = [e[QUERY] for e in events]
+                inner = [event_query(e) for e in events]
                 condition = None if None in inner else " OR ".join(f"({q})" for q in inner if q)
                 query = _evidence_query(events, condition, {}, None, chained=True)
                 reason = f"threat index of {host} rose from {previous[host]:.1f} to {values[i]:.1f}"
@@ -364,13 +390,14 @@ class RuleEngine:
             return False
         try:
             state = json.loads(path.read_text(encoding="utf-8"))
-            if state.get("version") != STATE_VERSION:
-                raise ValueError(f"version {state.get('version')!r}, expected {STATE_VERSION}")
+            version = state.get("version")
+            if version not in _STATE_VERSIONS:
+                raise ValueError(f"version {version!r}, expected one of {_STATE_VERSIONS}")
             self.max_t = int(state["max_t"])
             for name, (fingerprint, rows) in state["windows"].items():
                 # A rule changed since (group-by, window, condition): its old groups do not fit.
                 if name in self.windows and fingerprint == _fingerprint(self.windows[name].spec):
-                    self.windows[name].restore(rows)
+                    self.windows[name].restore(rows, version)
             for name, rows in state["suppressed"].items():
                 if name in self.suppressors:
                     self.suppressors[name].restore(rows)
@@ -406,38 +433,105 @@ def _fingerprint(spec: CorrelationSpec) -> str:
 
 
 def _python(col: Column, rows: np.ndarray) -> list[Any]:
-    """The column's values at ``rows`` as Python values, None where absent."""
+    """The column's values at ``rows`` as Python values, None where absent (integers from -1
+    to 65535 as the shared ones: see :class:`_EventColumns`)."""
     if col.codes is not None:
         assert col.names is not None
         names = col.names
         return [names[c] for c in col.codes[rows].tolist()]
-    values = col.values[rows].tolist()
+    picked = col.values[rows]
+    values = _ints(picked).tolist() if picked.dtype.kind == "i" else picked.tolist()
     if col.present is not None:
         present = col.present[rows].tolist()
         return [v if p else None for v, p in zip(values, present, strict=True)]
     return values
 
 
-def _flow_events(frame: FlowFrame, rows: np.ndarray, ends: np.ndarray, values: list[Any]) -> list[Event]:
-    c = frame.cols
-    ids = c["event_id"][rows].tolist()
-    starts = c["start_ns"][rows].tolist()
-    # Ports as they are (-1: absent); _detection reads them so.
-    return list(
-        zip(
-            ends[rows].tolist(),
-            starts,
-            values,
-            ids,
-            repeat(1),
-            repeat(None),
-            c["src_ip"][rows].tolist(),
-            c["dst_ip"][rows].tolist(),
-            c["src_port"][rows].tolist(),
-            c["dst_port"][rows].tolist(),
-            c["community_id"][rows].tolist(),
+class _EventColumns:
+    """A frame's columns that events hold, as Python objects made once a frame.
+
+    Correlation state is mostly these objects (docs/operations.md, rule state memory), so each
+    is made once and shared: a flow feeding three correlations gives their events the same
+    time, address and id objects; integers from -1 to 65535 (ports, the absent marker, most
+    counted values) come from one table for the life of the process; equal addresses are one
+    string object through the engine's string table; hex event ids are kept as 16 bytes.
+    """
+
+    def __init__(self, frame: FlowFrame, ends: np.ndarray, strings: dict[str, str]) -> None:
+        c = frame.cols
+        self.ends = ends.astype(object)
+        self.starts = c["start_ns"].astype(object)
+        same = c["start_ns"] == ends  # one-packet flows with times in ms (NetFlow's): one int
+        self.starts[same] = self.ends[same]
+        self.ids = np.empty(frame.n, dtype=object)
+        self.ids[:] = packed_ids(c["event_id"].tolist())
+        # Addresses repeat (a host's flows, the servers hosts talk to); community ids seldom.
+        self.src, self.dst = _shared(c["src_ip"], strings), _shared(c["dst_ip"], strings)
+        self.cid = c["community_id"]
+        # Ports as they are (-1: absent); _detection reads them so.
+        self.sport, self.dport = _ints(c["src_port"]), _ints(c["dst_port"])
+        self._valueless: list[Event] | None = None
+        self._text = dict(
+            zip(
+                ("source.ip", "destination.ip", "network.community_id"),
+                (self.src, self.dst, self.cid),
+                strict=True,
+            )
         )
-    )
+
+    def key_column(self, name: str, fields: FlowFields, rows: np.ndarray) -> list[Any]:
+        """Field ``name`` at ``rows`` for group keys: an address or community id as the
+        events' string object, so that key and events hold one."""
+        text = self._text.get(name)
+        return text[rows].tolist() if text is not None else _python(fields.column(name), rows)
+
+    def shared(self, rows: np.ndarray) -> list[Event]:
+        """The events of flows ``rows`` with no value: one tuple a flow, whoever counts it."""
+        if self._valueless is None:
+            self._valueless = self.events(slice(None), [None] * len(self.ends))
+        every = self._valueless
+        return [every[i] for i in rows.tolist()]
+
+    def events(self, rows: np.ndarray | slice, values: list[Any]) -> list[Event]:
+        """The events of flows ``rows`` counting ``values``."""
+        return list(
+            zip(
+                self.ends[rows].tolist(),
+                self.starts[rows].tolist(),
+                values,
+                self.ids[rows].tolist(),
+                self.src[rows].tolist(),
+                self.dst[rows].tolist(),
+                self.sport[rows].tolist(),
+                self.dport[rows].tolist(),
+                self.cid[rows].tolist(),
+                strict=True,
+            )
+        )
+
+
+_SMALL_INTS = np.array(range(-1, 65536), dtype=object)
+"""The Python ints -1 .. 65535, one object each, that every port and small count refers to."""
+_MAX_STRINGS = 1 << 18
+"""Distinct strings the engine's table holds before it starts afresh (bounds its memory)."""
+
+
+def _ints(values: np.ndarray) -> np.ndarray:
+    """An integer array as Python ints (object array): those from -1 to 65535 the shared ones."""
+    out = values.astype(object)
+    small = (values >= -1) & (values < 65536)
+    out[small] = _SMALL_INTS[values[small] + 1]
+    return out
+
+
+def _shared(values: np.ndarray, strings: dict[str, str]) -> np.ndarray:
+    """An object array with each string replaced by the table's equal one (added if new)."""
+    if len(strings) > _MAX_STRINGS:
+        strings.clear()
+    keep = strings.setdefault
+    out = np.empty(len(values), dtype=object)
+    out[:] = [v if v.__class__ is not str else keep(v, v) for v in values.tolist()]
+    return out
 
 
 def _iso(ns: int) -> str:
@@ -455,7 +549,7 @@ def _evidence_query(
     """A Lucene query on flow documents returning exactly the evidence flows: their event ids
     when they are few enough to list, else the rules' condition within the key and window."""
     ids = [i for e in events for i in flow_ids(e)]
-    count = sum(e[FLOWS] for e in events)
+    count = sum(map(flow_count, events))
     if count <= MAX_EVIDENCE_IDS and len(ids) == count:
         return f"{_FLOWS} AND event.id:(" + " OR ".join(quote(i) for i in ids) + ")"
     if condition is None:
@@ -487,7 +581,7 @@ def _detection(
         start_ns=min(e[START] for e in events),
         end_ns=max(e[T] for e in events),
         flow_ids=ids,
-        flow_count=sum(e[FLOWS] for e in events),
+        flow_count=sum(map(flow_count, events)),
         query=query,
         reason=reason,
         source_ip=source_ip,
