@@ -46,6 +46,7 @@ from machine import dist_version
 from machine import machine as common_machine
 from streams import Stream, build_ipfix, build_v9, describe
 from tunnelhound.decode.decoder import Decoder
+from tunnelhound.gc_tuning import tune_gc
 from tunnelhound.model import Datagram, FlowBatch
 from tunnelhound.normalize import ecs
 from tunnelhound.normalize.addresses import FlowTuples, packed4
@@ -645,6 +646,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--json-out", type=Path, default=None, help="also write the JSON object to this file")
     args = parser.parse_args(argv)
+    tune_gc()  # as every tunnelhound process runs
     if args.records < 1:
         parser.error("--records must be >= 1")
     if args.netflow_records is None:

@@ -53,6 +53,7 @@ from tunnelhound.alerts import build_alerts
 from tunnelhound.config import Config
 from tunnelhound.decode.decoder import Decoder
 from tunnelhound.features import FeatureStage
+from tunnelhound.gc_tuning import tune_gc
 from tunnelhound.model import Datagram
 from tunnelhound.normalize.biflow import BiflowStitcher
 from tunnelhound.normalize.ecs import Normalizer
@@ -251,6 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     args = parser.parse_args(argv)
+    tune_gc()  # as every tunnelhound process runs
     config = Config()
     if not config.rules.builtin or not BUILTIN_RULES.is_dir():
         parser.error(f"the built-in rules are not at {BUILTIN_RULES}")

@@ -168,3 +168,19 @@ def test_restart_between_template_and_data_decodes_from_persisted_templates(tmp_
     # The ASA reports one record per connection event; all 14 are decoded at once.
     assert sum(2 if d["tunnelhound"]["biflow"] == "stitched" else 1 for d in docs) == 14
     assert all(d["netflow"]["exporter"]["version"] == 9 for d in docs)
+
+
+def test_every_command_runs_with_the_tuned_garbage_collector(capsys: pytest.CaptureFixture[str]) -> None:
+    import gc
+
+    from tunnelhound.cli import main
+    from tunnelhound.gc_tuning import GC_THRESHOLD
+
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        assert main(["rules", "list"]) == 0
+        assert gc.get_threshold() == GC_THRESHOLD
+    finally:
+        gc.set_threshold(*before)
+    assert "port_scan_vertical" in capsys.readouterr().out

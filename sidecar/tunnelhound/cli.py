@@ -20,6 +20,7 @@ from tunnelhound.config import Config, ServiceConfig, from_dict, load_config, pa
 from tunnelhound.decode.stats import DecodeStats
 from tunnelhound.detection import DetectionStage
 from tunnelhound.errors import ConfigError, SourceError, TunnelhoundError
+from tunnelhound.gc_tuning import tune_gc
 from tunnelhound.pipeline import PipelineCounts
 from tunnelhound.rules import commands as rules_commands
 from tunnelhound.runtime import open_flow_path
@@ -33,6 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     parser = _parser()
     args = parser.parse_args(argv)
+    tune_gc()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         return int(args.func(args))

@@ -26,6 +26,7 @@ from typing import Any
 
 from tunnelhound.config import Config
 from tunnelhound.errors import TunnelhoundError
+from tunnelhound.gc_tuning import tune_gc
 from tunnelhound.logs import setup_logging
 from tunnelhound.normalize.frame import FlowFrame
 from tunnelhound.pipeline import STATE_FILE, FanOut, FlowPipeline, FlowSink, open_sinks
@@ -210,6 +211,7 @@ class StopFlags:
 def worker_main(spec: WorkerSpec, conn: Connection) -> None:
     """Entry point of a worker process: report ready, loop until stopped, report done."""
     sc = spec.config.service
+    tune_gc()  # a spawned interpreter starts with the defaults
     setup_logging(sc.log_format, sc.log_level, process_name=f"worker-{spec.index}")
     flags = StopFlags()
     # The service forwards SIGHUP as a ("reload", config) message; a SIGHUP sent to the
