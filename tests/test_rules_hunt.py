@@ -23,8 +23,8 @@ from tunnelhound.config import DetectionsConfig
 from tunnelhound.features import FeatureStage
 from tunnelhound.features.baseline import Baseline
 from tunnelhound.rules.check import rule_files
-from tunnelhound.rules.commands import PIPELINE, builtin_rules
-from tunnelhound.rules.convert import convert_paths, load_pipeline
+from tunnelhound.rules.convert import convert_paths
+from tunnelhound.rules.loader import BUILTIN_RULES, PIPELINE, load_pipeline
 from tunnelhound.setup.elasticsearch import Asset, install_assets, load_assets
 from tunnelhound.sinks.elasticsearch import ElasticsearchSink
 
@@ -43,22 +43,22 @@ def script(name: str) -> ModuleType:
 
 
 def conversions() -> dict[str, Any]:
-    pipeline = load_pipeline(builtin_rules() / PIPELINE)
-    return {c.name: c for c in convert_paths([str(builtin_rules())], pipeline)}
+    pipeline = load_pipeline(BUILTIN_RULES / PIPELINE)
+    return {c.name: c for c in convert_paths([str(BUILTIN_RULES)], pipeline)}
 
 
 def test_sigma_check_has_no_issues(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rules", "check"]) == 0
     assert "Found 0 errors, 0 condition errors and 0 issues." in capsys.readouterr().out
     # every rule file is checked; pipelines/ holds no rules
-    assert [p.name for p in rule_files([str(builtin_rules())])] == [
+    assert [p.name for p in rule_files([str(BUILTIN_RULES)])] == [
         "app_tunnel.yml", "beacon.yml", "dns_tunnel.yml", "exfiltration.yml",
         "icmp_tunnel.yml", "port_scan.yml", "threat_index.yml",
     ]  # fmt: skip
 
 
 def test_sigma_check_fails_on_an_issue(tmp_path: Path) -> None:
-    bad = (builtin_rules() / "beacon.yml").read_text().replace("attack.t1573", "attack.t9999")
+    bad = (BUILTIN_RULES / "beacon.yml").read_text().replace("attack.t1573", "attack.t9999")
     (tmp_path / "bad.yml").write_text(bad)
     assert main(["rules", "check", str(tmp_path)]) == 1
 
@@ -127,7 +127,7 @@ falsepositives: [none]
 level: low
 """
     (tmp_path / "users.yml").write_text(rule)
-    (conv,) = convert_paths([str(tmp_path)], load_pipeline(builtin_rules() / PIPELINE))
+    (conv,) = convert_paths([str(tmp_path)], load_pipeline(BUILTIN_RULES / PIPELINE))
     assert conv.lucene == "destination.port:4444 AND source.ip:10.0.0.0\\/8"
 
 
@@ -304,3 +304,22 @@ def test_hunt_against_a_dead_cluster_fails_in_one_line(capsys: pytest.CaptureFix
     assert main(["hunt", "--es-url", "http://127.0.0.1:1"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("tunnelhound: hunt against http://127.0.0.1:1 failed:") and "\n" not in err
+
+
+def test_a_correlation_with_no_search_request_form_fails_naming_file_and_rule(tmp_path: Path) -> None:
+    from tunnelhound.rules.convert import ConvertError, convert_file
+
+    rule = tmp_path / "avg.yml"
+    rule.write_text(
+        "title: Probes\nid: 5d3c8a10-0f2e-4c43-9a4e-1b2d3c4d5e6f\nname: probes\nstatus: test\n"
+        "logsource: {product: tunnelhound, category: network, service: flow}\n"
+        "detection: {selection: {tunnelhound.scan.unanswered: true}, condition: selection}\nlevel: low\n"
+        "---\n"
+        "title: Average probe size\nid: 6e4d9b21-1a3f-4d54-8b5f-2c3d4e5f6a7b\nname: probe_size\nstatus: test\n"
+        "correlation:\n  type: value_avg\n  rules: [probes]\n  group-by: [source.ip]\n  timespan: 5m\n"
+        "  condition: {gte: 100, field: source.bytes}\nlevel: low\n"
+    )
+    with pytest.raises(
+        ConvertError, match=r"avg\.yml: rule probe_size: correlation type value_avg has no search"
+    ):
+        convert_file(rule, load_pipeline(BUILTIN_RULES / PIPELINE))

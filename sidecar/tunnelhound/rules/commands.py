@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from importlib import resources
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tunnelhound.errors import TunnelhoundError
@@ -16,16 +14,10 @@ from tunnelhound.sinks.elasticsearch import flow_index
 if TYPE_CHECKING:
     from tunnelhound.rules.convert import Conversion
 
-# pySigma and sigma-cli are imported by the handlers: every other command starts without them.
-PIPELINE = Path("pipelines") / "tunnelhound.yml"
 FLOW_INDEX = flow_index("*")
 
 
-def builtin_rules() -> Path:
-    """The built-in rule directory (the repository's sigma-rules/, shipped in the package)."""
-    return Path(str(resources.files("tunnelhound") / "data" / "sigma-rules"))
-
-
+# pySigma and sigma-cli are imported by the handlers: every other command starts without them.
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `rules` (check, list, convert) and `hunt`."""
     rules = sub.add_parser("rules", help="check, list or convert the Sigma rules")
@@ -60,17 +52,19 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def _conversions(args: argparse.Namespace, index: str = FLOW_INDEX) -> list[Conversion]:
-    from tunnelhound.rules.convert import convert_paths, load_pipeline
+    from tunnelhound.rules.convert import convert_paths
+    from tunnelhound.rules.loader import BUILTIN_RULES, PIPELINE, load_pipeline
 
-    paths = args.paths or [str(builtin_rules())]
-    pipeline = load_pipeline(builtin_rules() / PIPELINE)
+    paths = args.paths or [str(BUILTIN_RULES)]
+    pipeline = load_pipeline(BUILTIN_RULES / PIPELINE)
     return convert_paths(paths, pipeline, index=index)
 
 
 def _check(args: argparse.Namespace) -> int:
     from tunnelhound.rules.check import check_rules
+    from tunnelhound.rules.loader import BUILTIN_RULES
 
-    return check_rules(args.paths or [str(builtin_rules())], attack_data=args.attack_data)
+    return check_rules(args.paths or [str(BUILTIN_RULES)], attack_data=args.attack_data)
 
 
 def _list(args: argparse.Namespace) -> int:

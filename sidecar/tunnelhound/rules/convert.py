@@ -86,14 +86,6 @@ class Conversion:
     """None where pySigma's ES|QL backend cannot express the rule."""
 
 
-def load_pipeline(path: Path) -> ProcessingPipeline:
-    """The pySigma processing pipeline in ``path``."""
-    try:
-        return ProcessingPipeline.from_yaml(path.read_text(encoding="utf-8"))
-    except (OSError, SigmaError) as exc:
-        raise ConvertError(f"{path}: {exc}") from None
-
-
 def convert_paths(
     paths: Sequence[str], pipeline: ProcessingPipeline, *, index: str = FLOW_INDEX
 ) -> list[Conversion]:
@@ -138,7 +130,8 @@ def convert_file(path: Path, pipeline: ProcessingPipeline, *, index: str = FLOW_
                 out.append(_correlation(rule, path.stem, queries, {c.name: c for c in out}))
                 out[-1].alerts = name not in correlated
                 out[-1].esql = _esql(esql, rule, index)
-        except (SigmaError, NotImplementedError, KeyError) as exc:
+        # NotImplementedError: what pySigma's backends raise for forms they do not convert.
+        except (SigmaError, NotImplementedError, KeyError, ConvertError) as exc:
             raise ConvertError(f"{path}: rule {name}: {exc}") from None
     return out
 
@@ -227,7 +220,7 @@ def _correlation(
 
 def _condition(rule: SigmaCorrelationRule) -> SigmaCorrelationCondition:
     if not isinstance(rule.condition, SigmaCorrelationCondition):
-        raise NotImplementedError("extended correlation conditions have no search request form")
+        raise ConvertError("extended correlation conditions have no search request form")
     return rule.condition
 
 
@@ -253,7 +246,7 @@ def _metric(rule: SigmaCorrelationRule) -> tuple[dict[str, Any], str]:
         return {"metric": {"cardinality": {"field": fieldref}}}, "metric"
     if kind == "value_sum":
         return {"metric": {"sum": {"field": fieldref}}}, "metric"
-    raise NotImplementedError(f"correlation type {kind} has no search request form")
+    raise ConvertError(f"correlation type {kind} has no search request form")
 
 
 def _selector(rule: SigmaCorrelationRule, path: str) -> dict[str, Any]:
@@ -282,7 +275,7 @@ def _chain_window(rule: SigmaCorrelationRule, inner: Conversion) -> dict[str, An
     """The inner correlation's windows inside the outer timespan, counted (event_count only)."""
     kind = _kind(rule)
     if kind != "event_count":
-        raise NotImplementedError(f"{kind} over a correlation has no search request form")
+        raise ConvertError(f"{kind} over a correlation has no search request form")
     inner_window = _innermost(inner.search["aggs"])
     return {
         "window": {
