@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Generate the decoder's information-element table.
 
-Reads ``tests/data/definitions/`` (the IANA IPFIX registry CSV and the Logstash
-NetFlow codec's ``ipfix.yaml``/``netflow.yaml``) and writes
+Reads ``tests/data/definitions/`` (the IANA IPFIX registry CSV, the Logstash
+NetFlow codec's ``ipfix.yaml``/``netflow.yaml`` and our ``vendor-elements.tsv``) and writes
 ``sidecar/tunnelhound/data/elements.json``: compact, sorted keys, so the same
 inputs always give the same bytes.
 
@@ -19,6 +19,9 @@ Rules, in the order names are claimed (earlier wins a clash):
 3. PEN 29305 (RFC 5103 reverse elements): ``reverse_<IANA name>`` with the IANA
    type, as RFC 5103 gives a reverse element its forward element's type.
 4. Every other PEN in ``ipfix.yaml``, by PEN then id.
+5. ``vendor-elements.tsv``: enterprise elements the codec lacks (SonicWALL, PEN 8741), with
+   final names and IANA types as written there; an id another file defines, a clash or an
+   unknown type is an error.
 
 A clash after snake-casing gets ``_<PEN>`` (``_v9`` for v9-only ids) appended,
 then ``_<PEN>_<id>``, so every element has a unique name.
@@ -123,8 +126,24 @@ def read_iana_csv(path: Path) -> dict[int, Definition]:
     return out
 
 
+def read_vendor_tsv(path: Path) -> list[Definition]:
+    """``<PEN><TAB><id><TAB><IANA type><TAB><name>`` lines; ``#`` starts a comment line."""
+    out: list[Definition] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) != 4 or not fields[0].isdigit() or not fields[1].isdigit():
+            raise SystemExit(f"{path.name}:{number}: expected PEN, id, type and name, got {line!r}")
+        pen, eid, typ, name = int(fields[0]), int(fields[1]), fields[2], fields[3]
+        if typ not in ELEMENT_TYPES or snake_case(name) != name:
+            raise SystemExit(f"{path.name}:{number}: bad type {typ!r} or name {name!r}")
+        out.append(Definition(pen, eid, name, typ))
+    return out
+
+
 def build(definitions: Path) -> tuple[dict[str, object], list[str]]:
-    """Build the JSON document from the three definition files; also return the clash renames."""
+    """Build the JSON document from the definition files; also return the clash renames."""
     iana = read_iana_csv(definitions / "iana-ipfix-information-elements.csv")
     with (definitions / "ipfix.yaml").open(encoding="utf-8") as fh:
         ipfix_yaml: dict[int, dict[int, list[object]]] = yaml.safe_load(fh)
@@ -180,6 +199,12 @@ def build(definitions: Path) -> tuple[dict[str, object], list[str]]:
         else:
             entry_name, entry_type = snake_case(d.source_name), d.type
         ipfix_out.setdefault(d.pen, {})[d.eid] = (claim(d, entry_name, str(d.pen)), entry_type)
+
+    for d in read_vendor_tsv(definitions / "vendor-elements.tsv"):
+        if d.eid in ipfix_out.get(d.pen, {}) or d.source_name in taken:
+            raise SystemExit(f"vendor-elements.tsv: ({d.pen}, {d.eid}) {d.source_name} is defined twice")
+        taken.add(d.source_name)
+        ipfix_out.setdefault(d.pen, {})[d.eid] = (d.source_name, d.type)
 
     for table in [*ipfix_out.values(), v9_out]:
         for eid, (_, typ) in table.items():

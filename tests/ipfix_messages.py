@@ -1,9 +1,11 @@
 """IPFIX messages built byte by byte for the application-name tests: templates with RFC 6759
-applicationId (IE 95) or applicationName (IE 96), data sets of TCP flows, options data."""
+applicationId (IE 95), applicationName (IE 96) or enterprise elements, data sets of TCP
+flows, options data."""
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 VARLEN = 65535
 """Field length of a variable-length element in a template (RFC 7011 §7)."""
@@ -28,10 +30,22 @@ def app_id(engine: int, selector: int, pen: int | None = None) -> bytes:
     )
 
 
-def template(tid: int, fields: list[tuple[int, int]], scope: int = 0) -> bytes:
+Field = tuple[int, int] | tuple[int, int, int]
+"""A template field: (element id, length) for IANA, (element id, length, PEN) for an enterprise."""
+
+
+def field_specifier(field: Field) -> bytes:
+    """One field specifier (RFC 7011 §3.2): an enterprise element sets the top bit and adds its PEN."""
+    if len(field) == 2:
+        return struct.pack("!HH", *field)
+    eid, length, pen = field
+    return struct.pack("!HHI", 0x8000 | eid, length, pen)
+
+
+def template(tid: int, fields: Sequence[Field], scope: int = 0) -> bytes:
     """A template set (an options template set with ``scope`` scope fields)."""
     head = struct.pack("!HH", tid, len(fields)) + (struct.pack("!H", scope) if scope else b"")
-    body = head + b"".join(struct.pack("!HH", i, n) for i, n in fields)
+    body = head + b"".join(field_specifier(f) for f in fields)
     return struct.pack("!HH", 3 if scope else 2, 4 + len(body)) + body
 
 

@@ -28,7 +28,8 @@ from tunnelhound.normalize.applications import SHIPPED_TABLES, ApplicationNames,
 from tunnelhound.normalize.ecs import NormalizeOptions, Normalizer
 
 CASES = {c["name"]: c for c in json.loads((DATA / "vendors" / "expectations.json").read_text())}
-FORTINET, SONICWALL, SOPHOS = 12356, 8741, 2604  # IANA private enterprise numbers
+FORTINET = 12356  # IANA private enterprise number
+EXAMPLE = 32473  # RFC 5612: the PEN for documentation (SonicWALL/Sophos: test_vendor_applications.py)
 
 
 def case_applications(name: str) -> list[tuple[Any, Any]]:
@@ -76,21 +77,11 @@ ENGINE_FLOWS: list[tuple[str, int, bytes, str | None]] = [
     ("nDPI as pmacct exports it (engine 22): SSH on TCP/53", 53, app_id(22, 92), "ssh"),
     ("nDPI TLS", 443, app_id(22, 91), "tls"),
     ("FortiGuard (20, PEN 12356)", 443, app_id(20, 40568, FORTINET), "https.browser"),
-    (
-        "SonicWALL (20, PEN 8741) named by the exporter's options data",
-        443,
-        app_id(20, 5100, SONICWALL),
-        "facebook",
-    ),
-    ("SonicWALL id only a user table names", 53, app_id(20, 5200, SONICWALL), "openvpn-over-dns"),
-    ("SonicWALL id nobody names stays visible", 80, app_id(20, 77, SONICWALL), "20:8741:77"),
-    (
-        "Sophos (20, PEN 2604) named by the exporter's options data",
-        443,
-        app_id(20, 1201, SOPHOS),
-        "teamviewer",
-    ),
-    ("Sophos id only a user table names", 22, app_id(20, 1300, SOPHOS), "ssh"),
+    ("PANA-L7-PEN (20) named by the exporter's options data", 443, app_id(20, 5100, EXAMPLE), "facebook"),
+    ("PANA-L7-PEN id only a user table names", 53, app_id(20, 5200, EXAMPLE), "openvpn-over-dns"),
+    ("PANA-L7-PEN id nobody names stays visible", 80, app_id(20, 77, EXAMPLE), "20:32473:77"),
+    ("another one named by options data", 443, app_id(20, 1201, EXAMPLE), "teamviewer"),
+    ("another one only a user table names", 22, app_id(20, 1300, EXAMPLE), "ssh"),
     ("selector 0 is unclassified", 80, app_id(13, 0), None),
 ]
 
@@ -100,8 +91,8 @@ def built_documents(tables: list[str]) -> list[dict[str, Any]]:
         300,
         [
             varlen(app_id(13, 453)) + varlen(b"ms-update"),
-            varlen(app_id(20, 5100, SONICWALL)) + varlen(b"Facebook"),
-            varlen(app_id(20, 1201, SOPHOS)) + varlen(b"TeamViewer"),
+            varlen(app_id(20, 5100, EXAMPLE)) + varlen(b"Facebook"),
+            varlen(app_id(20, 1201, EXAMPLE)) + varlen(b"TeamViewer"),
         ],
     )
     flows = data_set(256, [flow(i, port, varlen(aid)) for i, (_, port, aid, _) in enumerate(ENGINE_FLOWS)])
@@ -118,9 +109,9 @@ def built_documents(tables: list[str]) -> list[dict[str, Any]]:
 def user_table(tmp_path: Path) -> str:
     path = tmp_path / "site-apps.tsv"
     path.write_text(
-        "# our SonicWALL and Sophos ids (from the firewalls' application lists)\n"
-        "20:8741:5200\tOpenVPN-over-DNS\n"
-        "20:2604:1300\tSSH  # trailing comments are fine\n"
+        "# our own ids (from the firewalls' application lists)\n"
+        "20:32473:5200\tOpenVPN-over-DNS\n"
+        "20:32473:1300\tSSH  # trailing comments are fine\n"
     )
     return str(path)
 
@@ -140,7 +131,7 @@ def test_every_engine_resolves_from_built_ipfix(user_table: str) -> None:
 def test_without_user_tables_only_exporter_and_shipped_names_apply() -> None:
     by_source = {d["source"]["port"]: d["network"].get("application") for d in built_documents([])}
     assert by_source[40000] == "ssh"
-    assert by_source[40008] == "20:8741:5200" and by_source[40011] == "20:2604:1300"
+    assert by_source[40008] == "20:32473:5200" and by_source[40011] == "20:32473:1300"
     assert by_source[40004] == "ssh"  # nDPI ssh on TCP/53: the input the app-tunneling rule needs
 
 

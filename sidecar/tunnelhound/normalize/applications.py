@@ -1,18 +1,23 @@
 """``network.application``: one lower-case name for what the exporter's DPI said a flow was.
 
-Exporters say it three ways, and every way ends in the same field:
+Exporters say it four ways, and every way ends in the same field:
 
-* a name string: IPFIX ``applicationName`` (IE 96), Palo Alto's App-ID element;
+* a name string: IPFIX ``applicationName`` (IE 96), Palo Alto's App-ID element, SonicWALL's
+  application name (PEN 8741 element 41), Sophos UTM's ``afcProtocolName`` (PEN 9789 element 2);
 * an RFC 6759 ``applicationId`` (IE 95), which the decoder renders ``engine:selector``
   (``20:pen:selector`` for classification engine 20, PANA-L7-PEN).  Its name comes from the
   exporter's own options data when it sends them (NBAR2 and FortiOS do), else from the
-  tables under ``tunnelhound/data/applications/`` (IANA-L3/L4 names as NBAR2 uses them,
-  nDPI as pmacct exports it with engine 22, FortiGuard ids), else from the user's tables
-  (``normalize.application_tables``), which override the shipped ones;
+  user's tables (``normalize.application_tables``), else from the tables under
+  ``tunnelhound/data/applications/`` (IANA-L3/L4 names as NBAR2 uses them, nDPI as pmacct
+  exports it with engine 22, FortiGuard ids, Sophos UTM AFC ids);
+* a vendor's own numeric application element: SonicWALL's application id (PEN 8741 element
+  40), Sophos UTM's ``afcProtocol`` (PEN 9789 element 1).  It is keyed as if the vendor had
+  sent it as an RFC 6759 PANA-L7-PEN id, ``20:<PEN>:<id>``, and named like one, so one table
+  format covers every vendor;
 * nothing: no field at all.
 
 An id no table names stays visible as its ``engine:selector`` text; selector 0 is
-"unclassified" for every engine (NBAR2 unknown, FortiGuard 0) and gives no name.  Nothing
+"unclassified" for every engine (NBAR2 unknown, FortiGuard 0, Sophos AFC 0) and gives no name.  Nothing
 here looks at ports: a name only ever comes from the exporter (DESIGN §4).
 """
 
@@ -27,13 +32,17 @@ import numpy as np
 
 __all__ = ["SHIPPED_TABLES", "ApplicationNames", "application_names", "load_table", "resolver"]
 
-SHIPPED_TABLES = ("iana-l3.tsv", "iana-l4.tsv", "ndpi.tsv", "fortinet.tsv")
+SHIPPED_TABLES = ("iana-l3.tsv", "iana-l4.tsv", "ndpi.tsv", "fortinet.tsv", "sophos-utm.tsv")
 """Files under ``tunnelhound/data/applications/``, loaded in this order (see its README)."""
 
 # Columns (decoded element names) that carry the exporter's own name for the application:
-# IPFIX applicationName (IE 96) and Palo Alto's App-ID (PEN 25461, element 56701).
-_NAME_COLUMNS = ("application_name", "app_id")
+# IPFIX applicationName (IE 96), Palo Alto's App-ID (PEN 25461, element 56701), SonicWALL's
+# application name (PEN 8741, element 41) and Sophos UTM's afcProtocolName (PEN 9789, element 2).
+_NAME_COLUMNS = ("application_name", "app_id", "sonicwall_app_name", "afc_protocol_name")
 _ID_COLUMN = "application_id"
+# Vendor elements holding a numeric application id, and the PEN their ids are keyed under:
+# SonicWALL's application id (PEN 8741, element 40), Sophos UTM's afcProtocol (PEN 9789, element 1).
+_VENDOR_ID_COLUMNS = {"sonicwall_app_id": 8741, "afc_protocol": 9789}
 
 
 class ApplicationNames:
@@ -65,23 +74,30 @@ class ApplicationNames:
         """``network.application`` per record of decoded ``columns``; None when the records
         carry no application element at all.
 
-        Per record the first that gives a name wins: a name element, then the id.
+        Per record the first that gives a name wins: a name element, then the RFC 6759 id,
+        then a vendor's id element.
         """
         sources = [
             col.tolist()
             for key in _NAME_COLUMNS
             if (col := columns.get(key)) is not None and col.dtype == object
         ]
+        known = exporter_names or {}
         ids = columns.get(_ID_COLUMN)
         if ids is not None and ids.dtype == object:
             resolved: dict[str, str | None] = {}  # flows repeat ids: resolve each once
-            known = exporter_names or {}
             sources.append(
                 [
                     resolved[v] if v in resolved else resolved.setdefault(v, self.name_of(v, known))
                     for v in ids.tolist()
                 ]
             )
+        for key, pen in _VENDOR_ID_COLUMNS.items():
+            col = columns.get(key)
+            if col is not None and col.dtype.kind in "iu":
+                values, index = np.unique(col, return_inverse=True)
+                names = [self.name_of(f"20:{pen}:{v}", known) for v in values.tolist()]
+                sources.append([names[i] for i in index.ravel().tolist()])
         if not sources:
             return None
         return [next((name for v in row if (name := _clean(v))), None) for row in zip(*sources, strict=True)]
