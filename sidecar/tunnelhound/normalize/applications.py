@@ -17,8 +17,8 @@ Exporters say it four ways, and every way ends in the same field:
 * nothing: no field at all.
 
 An id no table names stays visible as its ``engine:selector`` text; selector 0 is
-"unclassified" for every engine (NBAR2 unknown, FortiGuard 0, Sophos AFC 0) and gives no name.  Nothing
-here looks at ports: a name only ever comes from the exporter (DESIGN §4).
+"unclassified" for every engine (NBAR2 unknown, FortiGuard 0, Sophos AFC 0) and gives no
+name.  Nothing here looks at ports: a name only ever comes from the exporter (DESIGN §4).
 """
 
 from __future__ import annotations
