@@ -26,7 +26,7 @@ OUT_DIRS = (ROOT / "elastic" / "elasticsearch", ROOT / "sidecar" / "tunnelhound"
 sys.path.insert(0, str(ROOT / "sidecar"))
 from tunnelhound import __version__  # noqa: E402 - needs the sys.path entry above
 
-ASSET_VERSION = 2
+ASSET_VERSION = 3
 """The `version` of every template and policy. Bump it whenever the generated assets change:
 `tunnelhound setup` never replaces an installed asset whose version is higher than its own, so
 an older sidecar cannot downgrade templates a newer one installed."""

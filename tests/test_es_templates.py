@@ -105,7 +105,7 @@ def test_index_templates_shape() -> None:
     templates = {a.name: a.body for a in load_assets() if a.kind == "index_template"}
     flow = templates["logs-tunnelhound.flow"]
     assert flow["index_patterns"] == ["logs-tunnelhound.flow-*"]
-    assert flow["data_stream"] == {} and flow["priority"] == 200 and flow["version"] == 2
+    assert flow["data_stream"] == {} and flow["priority"] == 200 and flow["version"] == 3
     assert flow["composed_of"] == [
         "logs@mappings",
         "logs@settings",
