@@ -14,7 +14,9 @@ test there would not notice a missing one).
 
 from __future__ import annotations
 
+import operator
 import pickle
+from itertools import repeat
 from typing import Final
 
 import numpy as np
@@ -48,7 +50,8 @@ _SEP: Final = "\x00"
 that does falls back to pickling its objects)."""
 
 _Text = tuple[str, int, "np.ndarray | None"]
-"""A text column on the wire: its present values joined, how many, where None is (or None)."""
+"""A text column on the wire: its present values joined, how many (0: all None), and where
+None is (None: nowhere)."""
 
 
 def encode(frame: FlowFrame) -> bytes:
@@ -81,7 +84,9 @@ def _column(values: np.ndarray) -> np.ndarray | _Text:
     try:
         joined = _SEP.join(items)  # no None to look for first (comparing each item costs)
     except TypeError:
-        mask = np.fromiter((v is None for v in items), dtype=bool, count=len(items))
+        mask = np.fromiter(map(operator.is_, items, repeat(None)), dtype=bool, count=len(items))
+        if mask.all():
+            return "", 0, None  # nothing but None (no MAC, no application): send no mask
         items = values[~mask].tolist()
         try:
             joined = _SEP.join(items)
