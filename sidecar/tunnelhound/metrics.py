@@ -112,6 +112,8 @@ class ServiceCollector(Collector):
              lambda s: s.analysis_dropped_rows),
             (CounterMetricFamily, "biflow_stitched", "Uniflow pairs stitched into one document",
              lambda s: s.biflow_stitched),
+            (GaugeMetricFamily, "outbox_bytes", "Encoded frames waiting in the worker for the pipe to the analysis",
+             lambda s: s.outbox_bytes),
             (GaugeMetricFamily, "held_sets", "Data sets waiting for their template", lambda s: s.held_sets),
             (GaugeMetricFamily, "biflow_pending", "Uniflows waiting for their partner",
              lambda s: s.biflow_pending),

@@ -49,6 +49,8 @@ class WorkerSnapshot:
     """Stitched flows the analysis never saw: their frame found the worker's outbox full."""
     biflow_stitched: int = 0
     """Uniflow pairs stitched into one document."""
+    outbox_bytes: int = 0
+    """Encoded frames waiting in the worker's outbox for the pipe to the analysis."""
     rss_bytes: int = 0
     peak_rss_bytes: int = 0
     reloads: int = 0

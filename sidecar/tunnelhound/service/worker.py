@@ -19,7 +19,7 @@ import pickle
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from types import FrameType
@@ -264,7 +264,7 @@ def _worker_loop(spec: WorkerSpec, conn: Connection) -> None:
                 elif message[0] == "stop":
                     flags.stopping = True
             if time.monotonic() >= next_snapshot:
-                send(("stats", worker.snapshot()))
+                send(("stats", replace(worker.snapshot(), outbox_bytes=outbox.queued_bytes)))
                 next_snapshot = time.monotonic() + interval
         # Stopping: nothing new is received, so every frame of the drain may wait for room.
         outbox.hold()
