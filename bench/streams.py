@@ -45,6 +45,7 @@ import numpy.typing as npt
 __all__ = [
     "IPFIX_TEMPLATE",
     "V9_TEMPLATE",
+    "Cycle",
     "Stream",
     "build_ipfix",
     "build_v9",
@@ -165,15 +166,17 @@ def build_v9(
     span_seconds: float | None = None,
     source_id: int = 1,
     paired: bool = False,
+    t0: int = T0,
 ) -> Stream:
-    """NetFlow v9 stream of ``records`` data records (see the module doc)."""
-    flows = _flows(records, seed, span_seconds, paired)
+    """NetFlow v9 stream of ``records`` data records (see the module doc); flows end from
+    ``t0`` (Unix seconds) on."""
+    flows = _flows(records, seed, span_seconds, paired, t0)
     boot_uptime_ms = 3 * 86_400_000 + 12_345  # the router has been up three days
-    flows["first_uptime"] = (flows["start_ms"] - T0 * 1000 + boot_uptime_ms).astype(np.uint32)
-    flows["last_uptime"] = (flows["end_ms"] - T0 * 1000 + boot_uptime_ms).astype(np.uint32)
+    flows["first_uptime"] = (flows["start_ms"] - t0 * 1000 + boot_uptime_ms).astype(np.uint32)
+    flows["last_uptime"] = (flows["end_ms"] - t0 * 1000 + boot_uptime_ms).astype(np.uint32)
 
     def header(sequence: int, pos: int, count: int, export_s: int, payload: bytes) -> bytes:
-        uptime = (export_s - T0) * 1000 + boot_uptime_ms
+        uptime = (export_s - t0) * 1000 + boot_uptime_ms
         return _V9_HEADER.pack(9, count, uptime & 0xFFFFFFFF, export_s, sequence & 0xFFFFFFFF, source_id)
 
     return _stream("v9", 9, flows, V9_TEMPLATE, 0, _V9_HEADER.size, header, template_every, datagram_size,
@@ -189,9 +192,11 @@ def build_ipfix(
     span_seconds: float | None = None,
     domain: int = 7,
     paired: bool = False,
+    t0: int = T0,
 ) -> Stream:
-    """IPFIX stream of ``records`` data records, one message a datagram (see the module doc)."""
-    flows = _flows(records, seed, span_seconds, paired)
+    """IPFIX stream of ``records`` data records, one message a datagram (see the module doc);
+    flows end from ``t0`` (Unix seconds) on."""
+    flows = _flows(records, seed, span_seconds, paired, t0)
 
     def header(message: int, pos: int, count: int, export_s: int, payload: bytes) -> bytes:
         # Sequence: data records sent in earlier messages of this domain, modulo 2**32.
@@ -252,6 +257,71 @@ def _stream(
     )
 
 
+class Cycle:
+    """A stream sent over and over as one exporter running on: lap ``k`` is the stream with
+    every time (header, records, v9 uptime) ``k * seconds`` later and sequence numbers going on
+    from lap ``k - 1``, so a collector sees neither a replay nor a reboot.  A soak cycles a
+    short stream this way with flow times that follow the clock.
+
+    The datagrams are kept as one buffer with the byte positions of every time and sequence
+    field, so a lap is a few numpy operations, not a parse of each datagram.
+    """
+
+    def __init__(self, stream: Stream, seconds: int, later: int = 0) -> None:
+        """``seconds``: one lap's span; ``later``: seconds every lap moves on besides (a
+        stream built before a soak started then ends its first flows at the start)."""
+        self.stream = stream
+        self.seconds = seconds
+        self.later = later
+        self._blob = np.frombuffer(b"".join(stream.datagrams), dtype=np.uint8)
+        self._bounds = np.cumsum([0, *(len(d) for d in stream.datagrams)]).tolist()
+        v9 = stream.version == 9
+        template = V9_TEMPLATE if v9 else IPFIX_TEMPLATE
+        reclen = sum(length for _, length, _ in template)
+        starts = np.cumsum([0, *(length for _, length, _ in template)]).tolist()
+        offsets = {name: starts[i] for i, (_, _, name) in enumerate(template)}
+        times = ("first_uptime", "last_uptime") if v9 else ("start_ms", "end_ms")
+        header = _V9_HEADER.size if v9 else _IPFIX_HEADER.size
+        records: list[int] = []
+        for start, datagram in zip(self._bounds, stream.datagrams, strict=False):
+            pos = header
+            while pos + _SET_HEADER.size <= len(datagram):
+                set_id, length = _SET_HEADER.unpack_from(datagram, pos)
+                if set_id == TEMPLATE_ID:
+                    first = start + pos + _SET_HEADER.size
+                    records.extend(
+                        range(first, first + (length - _SET_HEADER.size) // reclen * reclen, reclen)
+                    )
+                pos += max(length, _SET_HEADER.size)
+        at = np.array(records, dtype=np.int64)
+        heads = np.array(self._bounds[:-1], dtype=np.int64)
+        per_lap = len(stream.datagrams) if v9 else stream.records
+        # (byte positions, width, unit): v9 header uptime, Unix seconds, packet sequence;
+        # IPFIX export seconds, record sequence; then the records' two times.
+        self._fields: list[tuple[np.ndarray, int, str]] = (
+            [(heads + 4, 4, "ms"), (heads + 8, 4, "s"), (heads + 12, 4, "seq")]
+            if v9
+            else [(heads + 4, 4, "s"), (heads + 8, 4, "seq")]
+        )
+        width = 4 if v9 else 8
+        self._fields += [(at + offsets[name], width, "ms") for name in times]
+        self._per_lap = per_lap
+
+    def lap(self, k: int) -> list[bytes]:
+        """The datagrams of lap ``k`` (lap 0 with ``later == 0``: the stream as built)."""
+        seconds = self.later + k * self.seconds
+        step = {"s": seconds, "ms": seconds * 1000, "seq": k * self._per_lap}
+        blob = self._blob.copy()
+        for positions, width, unit in self._fields:
+            index = positions[:, None] + np.arange(width)
+            values = blob[index].view(f">u{width}")[:, 0].astype(np.uint64)
+            moved = (values + np.uint64(step[unit])) & np.uint64(2 ** (8 * width) - 1)
+            blob[index] = moved.astype(f">u{width}").view(np.uint8).reshape(-1, width)
+        data = blob.tobytes()
+        bounds = self._bounds
+        return [data[bounds[i] : bounds[i + 1]] for i in range(len(bounds) - 1)]
+
+
 # --------------------------------------------------------------------------- pieces
 
 
@@ -282,7 +352,9 @@ def _export_second(end_ms: np.ndarray, pos: int, take: int) -> int:
     return int(end_ms[pos : pos + take].max()) // 1000 + 1
 
 
-def _flows(n: int, seed: int, span_seconds: float | None, paired: bool = False) -> dict[str, np.ndarray]:
+def _flows(
+    n: int, seed: int, span_seconds: float | None, paired: bool = False, t0: int = T0
+) -> dict[str, np.ndarray]:
     """Draw ``n`` flow records (columns keyed by the names the templates use); ``paired``:
     requests and the responses that mirror them (:func:`_answer`).  The unpaired stream draws
     exactly what it always did, so its bytes do not change."""
@@ -336,7 +408,7 @@ def _flows(n: int, seed: int, span_seconds: float | None, paired: bool = False) 
     in_if = rng.integers(1, 9, n).astype(np.uint16)
     out_if = rng.integers(1, 9, n).astype(np.uint16)
 
-    end_ms = T0 * 1000 + np.sort(rng.integers(0, span_ms, n))
+    end_ms = t0 * 1000 + np.sort(rng.integers(0, span_ms, n))
     duration = np.where(packets > 1, np.minimum(rng.exponential(6_000, n), ACTIVE_TIMEOUT_MS), 0).astype(
         np.int64
     )

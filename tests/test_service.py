@@ -401,9 +401,13 @@ def test_soak_bench_runs_briefly_and_counts_every_record() -> None:
     )  # fmt: skip
     assert out.returncode == 0, out.stderr + out.stdout
     result = json.loads(out.stdout.splitlines()[-1])[0]
-    assert result["sent"] == result["received"] == result["written"] > 8000
-    assert result["kernel_dropped_datagrams"] == 0
-    assert result["peak_rss_mb"] > 10
+    # Conversations by default: a stitched pair is two records in one document.
+    assert result["paired"] and result["stitched"] > 1000
+    assert result["sent"] == result["received"] == result["written"] + result["stitched"] > 8000
+    assert result["kernel_dropped_datagrams"] == result["analysis_dropped"] == 0
+    # Rules are loaded, so even one worker has a process of its own; each is measured.
+    assert [p["name"] for p in result["processes"]] == ["main", "worker-0"]
+    assert all(p["peak_rss_mb"] > 10 and p["cpu_us_per_record"] > 0 for p in result["processes"])
     assert "lossless" in out.stdout.splitlines()[0]
 
 

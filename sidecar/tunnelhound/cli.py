@@ -279,6 +279,11 @@ def _run(args: argparse.Namespace) -> int:
     result = run_service(config, args.config, binds)
     _summary(result.counts, decode_totals(result.snapshots))
     print(f"tunnelhound: kernel dropped {result.kernel_drops} datagrams", file=sys.stderr)
+    print(
+        f"tunnelhound: biflow stitched {sum(s.biflow_stitched for s in result.snapshots)} pairs; "
+        f"analysis dropped {sum(s.analysis_dropped_rows for s in result.snapshots)} rows",
+        file=sys.stderr,
+    )
     return result.exit_code
 
 

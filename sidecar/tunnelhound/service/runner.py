@@ -18,8 +18,11 @@ from typing import Any
 from tunnelhound.config import Config, load_config, parse_host_port
 from tunnelhound.errors import ConfigError, SourceError, TunnelhoundError
 from tunnelhound.metrics import MetricsServer, ServiceView
+from tunnelhound.normalize.frame import FlowFrame
 from tunnelhound.pipeline import PipelineCounts
+from tunnelhound.service import wire
 from tunnelhound.service.analysis import Analysis
+from tunnelhound.service.profiling import profiled
 from tunnelhound.service.snapshot import WorkerSnapshot
 from tunnelhound.service.worker import ReadyInfo, StopFlags, Worker, WorkerSpec, worker_main
 from tunnelhound.sinks.alerts import open_alert_sinks
@@ -178,15 +181,18 @@ def run_service(config: Config, config_path: str | None, binds: list[tuple[str, 
         raise ConfigError(
             "service.workers", "several workers cannot share stdout; give output.ndjson.path a directory"
         )
-    service = _Service(config, config_path, binds)
-    if service.workers == 1:
-        return _run_in_process(service)
-    return _run_workers(service)
+    with profiled("main"):
+        service = _Service(config, config_path, binds)
+        # With rules loaded even one worker gets a process of its own: decode, normalize and
+        # the flow sinks there, the rules here, so the two use two cores and a slow rule
+        # window never stops the receive loop.  Without, one process does it all.
+        if service.workers == 1 and not service.analysis.active:
+            return _run_in_process(service)
+        return _run_workers(service)
 
 
 def _run_in_process(service: _Service) -> ServiceResult:
-    analysis = service.analysis
-    worker = Worker(service.spec, lambda frame: analysis.process(frame, 0))
+    worker = Worker(service.spec, _no_analysis)
     result = ServiceResult()
     try:
         service.flags.install()
@@ -218,6 +224,10 @@ def _run_in_process(service: _Service) -> ServiceResult:
         service.metrics.close()
     result.snapshots = [service.snapshots[0]]
     return result
+
+
+def _no_analysis(_frame: FlowFrame) -> bool:
+    raise AssertionError("no analysis stage: the worker forwards no frame")
 
 
 def _run_workers(service: _Service) -> ServiceResult:
@@ -256,7 +266,7 @@ def _run_workers(service: _Service) -> ServiceResult:
             return
         kind = message[0]
         if kind == "frame":
-            service.analysis.process(message[2], message[1])
+            service.analysis.process(wire.decode(message[2]), message[1])
         elif kind == "stats":
             service.snapshots[i] = message[1]
         elif kind == "ready":

@@ -45,6 +45,12 @@ class WorkerSnapshot:
     """Sink counters summed over this worker's sinks (see :func:`sink_metrics`)."""
     frames_sent: int = 0
     """Frames handed to the analysis process."""
+    analysis_dropped_rows: int = 0
+    """Stitched flows the analysis never saw: their frame found the worker's outbox full."""
+    biflow_stitched: int = 0
+    """Uniflow pairs stitched into one document."""
+    outbox_bytes: int = 0
+    """Encoded frames waiting in the worker's outbox for the pipe to the analysis."""
     rss_bytes: int = 0
     peak_rss_bytes: int = 0
     reloads: int = 0
@@ -75,9 +81,14 @@ def _merge(out: dict[str, float], values: Mapping[str, float]) -> None:
 
 
 def take_snapshot(
-    worker: int, pipeline: FlowPipeline, listener: UdpListener, frames_sent: int, reloads: tuple[int, int]
+    worker: int,
+    pipeline: FlowPipeline,
+    listener: UdpListener,
+    frames: tuple[int, int],
+    reloads: tuple[int, int],
 ) -> WorkerSnapshot:
-    """Copy what the metrics endpoint needs out of a running worker."""
+    """Copy what the metrics endpoint needs out of a running worker; ``frames`` is (frames
+    sent to the analysis, rows dropped on the way)."""
     stats = pipeline.decoder.stats
     with open("/proc/self/statm", "rb") as fh:
         rss = int(fh.read().split()[1]) * _PAGE
@@ -93,7 +104,9 @@ def take_snapshot(
         receive_queue_bytes=listener.queued_bytes,
         receive_buffer=listener.effective_receive_buffer // 2,
         sinks=sink_metrics(pipeline.sink),
-        frames_sent=frames_sent,
+        frames_sent=frames[0],
+        analysis_dropped_rows=frames[1],
+        biflow_stitched=pipeline.stitcher.stats.stitched if pipeline.stitcher is not None else 0,
         rss_bytes=rss,
         # ru_maxrss is in KiB on Linux.
         peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
