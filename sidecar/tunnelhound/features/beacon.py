@@ -174,9 +174,7 @@ class BeaconFeatures:
         new = np.flatnonzero(slots < 0)
         if len(new):
             pairs = tuple(x[first[new]] for x in (src, dst, port, proto))
-            # Addresses compared as fixed-width text (a missing one as "None"): object arrays
-            # would compare through Python, and refuse None against text.
-            order = np.lexsort((pairs[3], pairs[2], pairs[1].astype(str), pairs[0].astype(str)))
+            order = np.lexsort((pairs[3], pairs[2], _text(pairs[1]), _text(pairs[0])))
             pairs = tuple(x[order] for x in pairs)
             ordered = new[order]
             slots[ordered] = self._allocate(pairs, distinct[ordered], keep=slots[slots >= 0])
@@ -235,10 +233,7 @@ class BeaconFeatures:
         gap = duration_s(c)[active] / np.maximum(sp - 1, 1)
         same_size = (sp > 0) & (sb % np.maximum(sp, 1) == 0) & ((dp == 0) | (db % np.maximum(dp, 1) == 0))
         merged = (
-            np.isin(c["proto"][active], (UDP, ICMP, ICMPV6))
-            & (sp >= 3)
-            & (gap >= cfg.min_interval)
-            & same_size
+            among(c["proto"][active], (UDP, ICMP, ICMPV6)) & (sp >= 3) & (gap >= cfg.min_interval) & same_size
         )
         count = np.where(merged, np.minimum(sp, cfg.history), 1)
         # Each merged record becomes `count` evenly spaced connections of its average size.
@@ -327,6 +322,16 @@ def _parse(keys: list[str]) -> _Pairs:
     src, dst = (np.array([None if p[i] == "None" else p[i] for p in parts], dtype=object) for i in (0, 1))
     port, proto = (np.array([int(p[i]) for p in parts], dtype=np.int64) for i in (2, 3))
     return src, dst, port, proto
+
+
+def _text(values: np.ndarray) -> np.ndarray:
+    """Addresses (str or None) as fixed-width text that sorts as Python sorts the str (None as
+    "None"): object arrays would compare through Python, and refuse None against text. Bytes
+    (addresses are ASCII: a quarter of the memory to sort) unless some value is not ASCII."""
+    try:
+        return values.astype(np.bytes_)
+    except UnicodeEncodeError:
+        return values.astype(np.str_)
 
 
 def _oldest(age: np.ndarray, k: int) -> np.ndarray:

@@ -20,6 +20,7 @@ Pairing, evidence, merging and swapping are all done on whole columns (see
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -480,9 +481,13 @@ def _biflow_columns(init: _Columns, resp: _Columns) -> _Columns:
     return init
 
 
-def among(values: np.ndarray, members: np.ndarray) -> np.ndarray:
-    """``np.isin`` for small integer sets, by lookup table (much faster than sorting)."""
-    return np.isin(values, members, kind="table")
+def among(values: np.ndarray, members: np.ndarray | Sequence[int]) -> np.ndarray:
+    """``np.isin`` for small sets of small integers (ports, protocol and ICMP type numbers), by
+    lookup table (much faster than sorting); ``members`` may be empty."""
+    table = np.asarray(members, dtype=np.int64)
+    if not len(table):
+        return np.zeros(len(values), dtype=bool)
+    return np.isin(values, table, kind="table")
 
 
 _NONE = np.array([None], dtype=object)
@@ -502,11 +507,11 @@ def orient_exporter_biflows(frame: FlowFrame, stats: StitchStats) -> FlowFrame:
         _syn_only(c["flags"], c["rev_flags"]) & tcp,
         _syn_only(c["rev_flags"], c["flags"]) & tcp,
     )
-    icmp = np.isin(c["proto"], _ICMP_PROTOS)
+    icmp = among(c["proto"], _ICMP_PROTOS)
     sport, dport = c["src_port"], c["dst_port"]
-    s_svc, d_svc = np.isin(sport, WELL_KNOWN_SERVICES), np.isin(dport, WELL_KNOWN_SERVICES)
+    s_svc, d_svc = among(sport, WELL_KNOWN_SERVICES), among(dport, WELL_KNOWN_SERVICES)
     verdict = _decide(
-        (np.isin(declared, (1, 2)), declared == 1),
+        (among(declared, (1, 2)), declared == 1),
         (fwd_syn != rev_syn, fwd_syn),
         (icmp, np.ones(frame.n, dtype=bool)),
         (s_svc != d_svc, d_svc),
