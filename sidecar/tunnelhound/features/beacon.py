@@ -4,8 +4,10 @@ A pair is (source ip, destination ip, destination port, protocol): a beacon that
 source port per check-in is still one pair. Per pair the stage remembers the start time and the
 bytes the source sent of the last ``history`` connections, in fixed-size numpy rings (one row
 per pair, at most ``max_pairs`` rows; the least recently seen pair gives its row up first): at
-most ``max_pairs * history * 12`` bytes (38 MB at the defaults), grown as pairs appear.
-Every pair a batch touches is scored at once, with array operations over the rows.
+most ``max_pairs * history * 12`` bytes (38 MB at the defaults), allocated once and resident
+only as pairs take rows. Pairs are found by a 64-bit hash of each flow's pair (arrays, no
+Python object per flow). Every pair a batch touches is scored at once, with array operations
+over the rows.
 
 The score follows RITA: for the intervals between connections and for the sizes,
 ``(1 - |Bowley skew|)`` and ``1 - MADM / median`` (dispersion relative to the median, so a 1 s
