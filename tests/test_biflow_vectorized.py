@@ -342,7 +342,7 @@ def test_generated_streams(
 # Key hashes are 64 bits: collisions cannot be produced for real, so these two tests cut the
 # hash to two bits (every conversation shares a group with others, keys collide with their own
 # reverse) to prove that pairing only ever trusts exact keys.
-_real_combine = biflow._combine
+_real_combine = biflow.combine_hashes
 
 
 def _two_bit_hash(*parts: np.ndarray) -> np.ndarray:
@@ -355,12 +355,64 @@ def test_generated_streams_with_hash_collisions(
     pushes: list[list[dict[str, Any]]], namespaces: list[str], timeout: float, max_pending: int, slack: float
 ) -> None:
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(biflow, "_combine", _two_bit_hash)
+        patch.setattr(biflow, "combine_hashes", _two_bit_hash)
         _same_on_stream(pushes, namespaces, timeout, max_pending, slack)
 
 
 def test_lab_capture_with_hash_collisions(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(biflow, "_combine", _two_bit_hash)
+    monkeypatch.setattr(biflow, "combine_hashes", _two_bit_hash)
     pushes = _lab_pushes("ipfix.pcap")
     assert_same_run(pushes)
     assert_same_run([FlowFrame.concat(pushes)], timeout=2.0, max_pending=50)
+
+
+# ---------------------------------------------------------------------------------- memory
+
+
+def _conversations(push: int, answered: int, unanswered: int) -> list[dict[str, Any]]:
+    """``answered`` request/response pairs and ``unanswered`` lone requests, all in push ``push``."""
+    start = push * _NS // 10
+    rows = []
+    for k in range(answered + unanswered):
+        client, port = f"10.1.{push % 250}.{1 + k}", 40000 + k
+        common = {"observer": "192.0.2.1", "proto": 6, "start_ns": start, "end_ns": start + _NS // 100}
+        rows.append(
+            {**common, "src_ip": client, "src_port": port, "dst_ip": "198.51.100.7", "dst_port": 443}
+            | {"flags": 0x1B, "src_bytes": 100, "src_packets": 2, "event_id": f"q{push}.{k}"}
+        )
+        if k < answered:
+            rows.append(
+                {**common, "src_ip": "198.51.100.7", "src_port": 443, "dst_ip": client, "dst_port": port}
+                | {"flags": 0x1B, "src_bytes": 900, "src_packets": 2, "event_id": f"r{push}.{k}"}
+            )
+    return rows
+
+
+def test_waiting_rows_do_not_keep_their_pushes() -> None:
+    """Two lone requests in each of 300 pushes of 100 rows all wait (within the timeout); their
+    pushes are compacted to just them, so the rows kept equal the rows waiting, not 30,000, and
+    every output is the reference's."""
+    pushes = [_frame(_conversations(i, answered=49, unanswered=2), "default") for i in range(300)]
+    stitcher = BiflowStitcher()
+    stitched = 0
+    for i, frame in enumerate(pushes):
+        stitched += stitcher.push(frame).n
+        assert stitcher.pending == 2 * (i + 1)
+        assert stitcher.retained_rows == stitcher.pending
+    assert stitched == stitcher.stats.stitched == 49 * 300
+    rest = stitcher.flush()
+    assert rest.n == 600 and sorted(rest.cols["event_id"].tolist())[:2] == ["q0.49", "q0.50"]
+    assert stitcher.retained_rows == 0
+    assert_same_run(pushes)
+
+
+def test_chunks_mostly_waiting_are_kept_whole() -> None:
+    """A push in which most rows wait is kept as it came (compacting would copy nearly all of
+    it), then shrunk once most of its rows have paired."""
+    stitcher = BiflowStitcher()
+    requests = _conversations(0, answered=0, unanswered=10)
+    stitcher.push(_frame(requests, "default"))
+    assert (stitcher.pending, stitcher.retained_rows) == (10, 10)
+    answers = [r for r in _conversations(0, answered=8, unanswered=0) if r["event_id"].startswith("r")]
+    assert stitcher.push(_frame(answers, "default")).n == 8
+    assert (stitcher.pending, stitcher.retained_rows) == (2, 2)

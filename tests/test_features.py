@@ -474,3 +474,24 @@ def test_lab_documents_with_features_fit_the_field_list_and_encode_alike(capture
         and (v.get("anomaly") or v.get("oversize") or v.get("regular") or v.get("reason"))
     }
     assert {host for host, _ in flagged} == {f"10.77.1.{i}" for i in (65, 66, 67, 70, 71, 72, 73)}
+
+
+def test_beacon_pairs_keep_their_order_and_missing_addresses_across_a_restart(tmp_path: Path) -> None:
+    """New pairs of a batch take rows in key order (a missing address orders as "None"), are
+    saved in the order they came and are found again after a restart."""
+    stage = FeatureStage(DEFAULTS, state_dir=tmp_path)
+    stage.apply(frame(*beacons([0, 60], dst_ip="198.51.100.9"), *beacons([0, 60], src_ip=None)))
+    stage.apply(frame(*beacons([0], dst_ip="198.51.100.1")))
+    pairs = {
+        "10.0.0.5 198.51.100.9 443 6": 0,
+        "None 198.51.100.7 443 6": 1,
+        "10.0.0.5 198.51.100.1 443 6": 2,
+    }
+    assert list(stage.beacon.pairs.items()) == list(pairs.items())
+    stage.save()
+    again = FeatureStage(DEFAULTS, state_dir=tmp_path)
+    assert again.load()
+    assert list(again.beacon.pairs.items()) == list(pairs.items())
+    feats = again.apply(frame(*beacons([120, 180], src_ip=None))).features
+    assert feats["beacon.connections"].tolist() == [4, 4]
+    assert flags(feats["beacon.regular"]) == [True, True]

@@ -21,6 +21,7 @@ import numpy as np
 from tunnelhound.config import AppTunnelDetectionConfig
 from tunnelhound.features.overrides import RowSettings
 from tunnelhound.features.values import TCP, duration_s, ratio, replies
+from tunnelhound.normalize.biflow import among
 from tunnelhound.normalize.frame import ABSENT, FlowFrame
 
 REASONS = ("application_port", "dns_tcp_long", "dns_tcp_volume", "interactive")
@@ -41,13 +42,13 @@ class AppTunnelFeatures:
         service = np.where(replies(c), c["src_port"], c["dst_port"])
         tcp = c["proto"] == TCP
         total_bytes = c["src_bytes"] + c["dst_bytes"]
-        dns_tcp = tcp & np.isin(service, cfg.dns_tcp_ports)
+        dns_tcp = tcp & among(service, cfg.dns_tcp_ports)
         small = (ratio(c["src_bytes"], c["src_packets"]) <= cfg.interactive_max_bytes_per_packet) & (
             ratio(c["dst_bytes"], c["dst_packets"]) <= cfg.interactive_max_bytes_per_packet
         )
         interactive = (
             tcp
-            & np.isin(service, cfg.interactive_ports)
+            & among(service, cfg.interactive_ports)
             & (np.minimum(c["src_packets"], c["dst_packets"]) >= cfg.interactive_min_packets)
             & small
             & (duration_s(c) >= cfg.interactive_min_duration)
@@ -74,5 +75,5 @@ class AppTunnelFeatures:
         for app in set(apps[present].tolist()):
             ports = self.allowed.get(str(app).lower())
             if ports is not None:
-                off |= (apps == app) & ~np.isin(service, ports) & (service != ABSENT)
+                off |= (apps == app) & ~among(service, ports) & (service != ABSENT)
         return off

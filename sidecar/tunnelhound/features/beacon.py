@@ -4,8 +4,10 @@ A pair is (source ip, destination ip, destination port, protocol): a beacon that
 source port per check-in is still one pair. Per pair the stage remembers the start time and the
 bytes the source sent of the last ``history`` connections, in fixed-size numpy rings (one row
 per pair, at most ``max_pairs`` rows; the least recently seen pair gives its row up first): at
-most ``max_pairs * history * 12`` bytes (38 MB at the defaults), grown as pairs appear.
-Every pair a batch touches is scored at once, with array operations over the rows.
+most ``max_pairs * history * 12`` bytes (38 MB at the defaults), allocated once and resident
+only as pairs take rows. Pairs are found by a 64-bit hash of each flow's pair (arrays, no
+Python object per flow). Every pair a batch touches is scored at once, with array operations
+over the rows.
 
 The score follows RITA: for the intervals between connections and for the sizes,
 ``(1 - |Bowley skew|)`` and ``1 - MADM / median`` (dispersion relative to the median, so a 1 s
@@ -31,9 +33,12 @@ import numpy as np
 from tunnelhound.config import BeaconDetectionConfig
 from tunnelhound.features.overrides import RowSettings
 from tunnelhound.features.values import ICMP, ICMPV6, NS, UDP, duration_s
+from tunnelhound.normalize.biflow import among, combine_hashes, hash_objects
 from tunnelhound.normalize.frame import ABSENT, FlowFrame
 
 _NEVER = np.iinfo(np.int64).max
+_Pairs = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""Pairs as arrays: source and destination addresses, destination port, protocol."""
 
 SKEW_TOLERANCE = 0.1
 """Quartiles closer than this fraction of the median are "all the same": Bowley skew of
@@ -85,26 +90,45 @@ class BeaconFeatures:
 
     def __init__(self, config: BeaconDetectionConfig) -> None:
         self.config = config
-        rows, width = config.max_pairs, config.history
-        self.slots: dict[str, int] = {}
-        """Pair key -> row of the rings."""
-        self.keys = np.full(rows, None, dtype=object)
-        """Row -> its pair key (None: free)."""
-        self.times = np.full((0, width), np.nan)
-        self.sizes = np.full((0, width), np.nan, dtype=np.float32)  # sizes need no more precision
-        self.filled = np.zeros(0, dtype=np.int64)
-        """Connections ever added per row (the next write goes to ``filled % history``)."""
-        self.records = np.zeros(0, dtype=np.int64)
-        """Flow records ever added per row (a merged record adds many connections)."""
-        self.last_seen = np.zeros(0, dtype=np.int64)
-        self.used = np.zeros(0, dtype=bool)
-        self.clock = 0
+        self.excluded = np.array(config.exclude_ports, dtype=np.int64)
         self.evicted = 0
+        self._clear()
+
+    def _clear(self) -> None:
+        """Forget every pair."""
+        rows, width = self.config.max_pairs, self.config.history
+        self.src, self.dst = np.full(rows, None, dtype=object), np.full(rows, None, dtype=object)
+        self.port, self.proto = np.zeros(rows, dtype=np.int64), np.zeros(rows, dtype=np.int64)
+        """Row -> its pair (key text made only to save it)."""
+        self.hashes = np.zeros(rows, dtype=np.uint64)
+        """Row -> the 64-bit hash of its pair (see :func:`pair_hashes`)."""
+        self._index, self._index_rows = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
+        """The used rows' hashes, sorted, and their rows: pairs are found by binary search."""
+        # Rings for every row at once: rows are written (and their pages touched) only when a
+        # pair takes them, so memory grows as pairs appear without ever copying the rings.
+        self.times = np.empty((rows, width))
+        self.sizes = np.empty((rows, width), dtype=np.float32)  # sizes need no more precision
+        self.filled = np.zeros(rows, dtype=np.int64)
+        """Connections ever added per row (the next write goes to ``filled % history``)."""
+        self.records = np.zeros(rows, dtype=np.int64)
+        """Flow records ever added per row (a merged record adds many connections)."""
+        self.last_seen = np.zeros(rows, dtype=np.int64)
+        self.used = np.zeros(rows, dtype=bool)
+        self.born = np.zeros(rows, dtype=np.int64)
+        """When each row's pair was taken in (pairs are saved in that order)."""
+        self.births = 0
+        self.clock = 0
 
     @property
     def pairs(self) -> dict[str, int]:
-        """The pairs remembered."""
-        return self.slots
+        """The pairs remembered: key text -> row."""
+        rows = np.flatnonzero(self.used)
+        return dict(zip(self._keys(rows), rows.tolist(), strict=True))
+
+    def _keys(self, rows: np.ndarray) -> list[str]:
+        """The key text of the pairs in ``rows``: "source destination port protocol"."""
+        parts = (self.src[rows], self.dst[rows], self.port[rows], self.proto[rows])
+        return [f"{s} {d} {p} {t}" for s, d, p, t in zip(*(x.tolist() for x in parts), strict=True)]
 
     def apply(self, frame: FlowFrame, rows: RowSettings) -> None:
         """Add the frame's connections to their pairs' history and score every flow's pair."""
@@ -112,13 +136,16 @@ class BeaconFeatures:
         out_score, out_interval = np.full(n, np.nan), np.full(n, np.nan)
         out_count = np.full(n, ABSENT, dtype=np.int64)
         out_records = np.zeros(n, dtype=np.int64)
-        active = np.flatnonzero(rows.enabled("beacon") & ~np.isin(c["dst_port"], cfg.exclude_ports))
+        active = np.flatnonzero(rows.enabled("beacon") & ~among(c["dst_port"], self.excluded))
         if len(active):
             slot = self._slots(frame, active)
             active, slot = active[slot >= 0], slot[slot >= 0]
             self._append(frame, active, slot)
             touched, inverse = np.unique(slot, return_inverse=True)
-            value, interval = score(self.times[touched], self.sizes[touched])
+            # Fewer than three connections score NaN: only pairs with more are scored.
+            value, interval = np.full(len(touched), np.nan), np.full(len(touched), np.nan)
+            scored = np.flatnonzero(self.filled[touched] >= 3)
+            value[scored], interval[scored] = score(self.times[touched[scored]], self.sizes[touched[scored]])
             out_score[active], out_interval[active] = value[inverse], interval[inverse]
             out_count[active] = np.minimum(self.filled[touched], cfg.history)[inverse]
             out_records[active] = self.records[touched][inverse]
@@ -137,69 +164,68 @@ class BeaconFeatures:
     def _slots(self, frame: FlowFrame, active: np.ndarray) -> np.ndarray:
         """The ring row of each active flow's pair (new pairs get free or evicted rows)."""
         c = frame.cols
-        # Distinct pairs in a dict (Python touches each flow once, each pair's key text once);
-        # new pairs take rows in sorted order (address text, then port and protocol).
-        index: dict[tuple[object, object, int, int], int] = {}
-        found = [
-            index.setdefault(pair, len(index))
-            for pair in zip(
-                c["src_ip"][active].tolist(),
-                c["dst_ip"][active].tolist(),
-                c["dst_port"][active].tolist(),
-                c["proto"][active].tolist(),
-                strict=True,
-            )
-        ]
-        pairs = list(index)
-        keys = [f"{s} {d} {p} {t}" for s, d, p, t in pairs]
-        get = self.slots.get
-        slots = np.array([get(k, -1) for k in keys], dtype=np.int64)
+        src, dst = c["src_ip"][active], c["dst_ip"][active]
+        port, proto = c["dst_port"][active], c["proto"][active]
+        # Distinct pairs by their hashes, with arrays: Python only hashes each flow's addresses
+        # (str caches its hash). New pairs take rows in sorted order (address text, then port
+        # and protocol).
+        distinct, first, inverse = np.unique(
+            pair_hashes(src, dst, port, proto), return_index=True, return_inverse=True
+        )
+        slots = self._find(distinct)
         new = np.flatnonzero(slots < 0)
         if len(new):
-            try:
-                order = sorted(new.tolist(), key=pairs.__getitem__)
-            except TypeError:  # a missing address (None) against text: order by its text
-                order = sorted(
-                    new.tolist(), key=lambda i: (str(pairs[i][0]), str(pairs[i][1]), *pairs[i][2:])
-                )
-            slots[order] = self._allocate([keys[i] for i in order], keep=slots[slots >= 0])
+            pairs = tuple(x[first[new]] for x in (src, dst, port, proto))
+            order = np.lexsort((pairs[3], pairs[2], _text(pairs[1]), _text(pairs[0])))
+            pairs = tuple(x[order] for x in pairs)
+            ordered = new[order]
+            slots[ordered] = self._allocate(pairs, distinct[ordered], keep=slots[slots >= 0])
         self.clock += 1
         self.last_seen[slots[slots >= 0]] = self.clock
-        return slots[np.array(found, dtype=np.int64)]
+        return slots[inverse]
 
-    def _allocate(self, keys: list[str], keep: np.ndarray) -> np.ndarray:
-        """Rows for new pairs: unused rows first, then those least recently seen (never one a
-        pair of this batch holds). -1 for pairs beyond ``max_pairs`` in one batch."""
-        cfg, need = self.config, len(keys)
-        have = len(self.filled)
-        free_now = have - int(self.used.sum())
-        # grow geometrically: copying the rings on every batch would cost O(pairs) per batch
-        grow = min(cfg.max_pairs, max(have + need - free_now, 2 * have)) - have if need > free_now else 0
-        if grow > 0:
-            self.times = np.vstack([self.times, np.full((grow, cfg.history), np.nan)])
-            self.sizes = np.vstack([self.sizes, np.full((grow, cfg.history), np.nan, dtype=np.float32)])
-            self.filled = np.concatenate([self.filled, np.zeros(grow, dtype=np.int64)])
-            self.records = np.concatenate([self.records, np.zeros(grow, dtype=np.int64)])
-            self.last_seen = np.concatenate([self.last_seen, np.zeros(grow, dtype=np.int64)])
-            self.used = np.concatenate([self.used, np.zeros(grow, dtype=bool)])
+    def _find(self, hashes: np.ndarray) -> np.ndarray:
+        """The row of each pair hash (-1: not remembered)."""
+        index = self._index
+        if not len(index):
+            return np.full(len(hashes), -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(index, hashes), len(index) - 1)
+        return np.where(index[at] == hashes, self._index_rows[at], -1)
+
+    def _allocate(self, pairs: _Pairs, hashes: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        """Rows for new ``pairs`` (source, destination, port, protocol arrays): unused rows first,
+        then those least recently seen (never one a pair of this batch holds). -1 for pairs
+        beyond ``max_pairs`` in one batch."""
+        need = len(hashes)
         free = np.flatnonzero(~self.used)[:need]
         if len(free) < need:
             age = np.where(self.used, self.last_seen, _NEVER)
             age[keep] = _NEVER
             victims = _oldest(age, need - len(free))
             victims = victims[age[victims] < _NEVER]
-            for key in self.keys[victims].tolist():
-                del self.slots[key]
+            gone = np.searchsorted(self._index, self.hashes[victims])
+            self._index, self._index_rows = np.delete(self._index, gone), np.delete(self._index_rows, gone)
             self.evicted += len(victims)
             free = np.concatenate([free, victims])
-        taken = keys[: len(free)]
-        self.slots.update(zip(taken, free.tolist(), strict=True))
-        self.keys[free] = np.array(taken, dtype=object)
+        taken = len(free)
+        for column, values in zip((self.src, self.dst, self.port, self.proto), pairs, strict=True):
+            column[free] = values[:taken]
+        self.hashes[free] = hashes[:taken]
+        self.born[free] = self.births + np.arange(taken)
+        self.births += taken
         self.used[free] = True
         self.times[free], self.sizes[free], self.filled[free], self.records[free] = np.nan, np.nan, 0, 0
+        self._remember(hashes[:taken], free)
         out = np.full(need, -1, dtype=np.int64)
-        out[: len(free)] = free
+        out[:taken] = free
         return out
+
+    def _remember(self, hashes: np.ndarray, rows: np.ndarray) -> None:
+        """Add pairs (hash, row) to the sorted index."""
+        order = np.argsort(hashes)
+        at = np.searchsorted(self._index, hashes[order])
+        self._index = np.insert(self._index, at, hashes[order])
+        self._index_rows = np.insert(self._index_rows, at, rows[order])
 
     def _append(self, frame: FlowFrame, active: np.ndarray, slot: np.ndarray) -> None:
         """Write each active flow's connections into its pair's ring."""
@@ -209,10 +235,7 @@ class BeaconFeatures:
         gap = duration_s(c)[active] / np.maximum(sp - 1, 1)
         same_size = (sp > 0) & (sb % np.maximum(sp, 1) == 0) & ((dp == 0) | (db % np.maximum(dp, 1) == 0))
         merged = (
-            np.isin(c["proto"][active], (UDP, ICMP, ICMPV6))
-            & (sp >= 3)
-            & (gap >= cfg.min_interval)
-            & same_size
+            among(c["proto"][active], (UDP, ICMP, ICMPV6)) & (sp >= 3) & (gap >= cfg.min_interval) & same_size
         )
         count = np.where(merged, np.minimum(sp, cfg.history), 1)
         # Each merged record becomes `count` evenly spaced connections of its average size.
@@ -237,12 +260,13 @@ class BeaconFeatures:
     # ------------------------------------------------------------------ state
 
     def save(self, path: Path) -> None:
-        """Write the history (npz: pair keys and their ring rows)."""
-        rows = np.array(list(self.slots.values()), dtype=np.int64)
+        """Write the history (npz: pair keys and their ring rows, in the order pairs came)."""
+        used = np.flatnonzero(self.used)
+        rows = used[np.argsort(self.born[used])]
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez_compressed(
             tmp,
-            keys=np.array(list(self.slots), dtype=str),
+            keys=np.array(self._keys(rows), dtype=str),
             times=self.times[rows],
             sizes=self.sizes[rows],
             filled=self.filled[rows],
@@ -260,7 +284,7 @@ class BeaconFeatures:
             keep = np.argsort(data["last_seen"], kind="stable")[-cfg.max_pairs :]
             times, sizes = data["times"][keep], data["sizes"][keep]
             filled, last_seen = data["filled"][keep], data["last_seen"][keep]
-            self.records = data["records"][keep]
+            records = data["records"][keep]
         if times.shape[1] != cfg.history:
             # another ring width: keep what fits, in time order, and restart the write position
             order = np.argsort(times, axis=1)[:, -cfg.history :]
@@ -269,18 +293,47 @@ class BeaconFeatures:
                 _width(np.take_along_axis(sizes, order, 1), cfg.history),
             )
             filled = np.sum(~np.isnan(times), axis=1)
-        self.times, self.sizes, self.filled, self.last_seen = (
-            times,
-            sizes.astype(np.float32),
-            filled,
-            last_seen,
-        )
-        self.used = np.ones(len(keep), dtype=bool)
+        self._clear()
+        rows = np.arange(len(keep))
+        self.times[rows], self.sizes[rows], self.filled[rows] = times, sizes, filled
+        self.records[rows], self.last_seen[rows] = records, last_seen
+        self.used[rows] = True
+        self.born[rows] = rows
+        self.births = len(keep)
         self.clock = int(last_seen.max()) if len(last_seen) else 0
-        self.slots = {keys[i]: row for row, i in enumerate(keep.tolist())}
-        self.keys = np.full(max(cfg.max_pairs, len(keep)), None, dtype=object)
-        self.keys[: len(keep)] = np.array([keys[i] for i in keep.tolist()], dtype=object)
-        return len(self.slots)
+        pairs = _parse([keys[i] for i in keep.tolist()])
+        for column, values in zip((self.src, self.dst, self.port, self.proto), pairs, strict=True):
+            column[rows] = values
+        self.hashes[rows] = pair_hashes(*pairs)
+        self._remember(self.hashes[rows], rows)
+        return len(keep)
+
+
+def pair_hashes(src: np.ndarray, dst: np.ndarray, port: np.ndarray, proto: np.ndarray) -> np.ndarray:
+    """A 64-bit hash per flow of its pair (source and destination address objects, destination
+    port, protocol): equal pairs hash equally within the process. Two pairs sharing a hash
+    would share a history; among a million pairs that happens with odds of about 3e-8."""
+    return combine_hashes(
+        hash_objects(src), hash_objects(dst), port.astype(np.uint64), proto.astype(np.uint64)
+    )
+
+
+def _parse(keys: list[str]) -> _Pairs:
+    """Pairs (source, destination, port, protocol arrays) from their key text."""
+    parts = [key.split(" ") for key in keys]
+    src, dst = (np.array([None if p[i] == "None" else p[i] for p in parts], dtype=object) for i in (0, 1))
+    port, proto = (np.array([int(p[i]) for p in parts], dtype=np.int64) for i in (2, 3))
+    return src, dst, port, proto
+
+
+def _text(values: np.ndarray) -> np.ndarray:
+    """Addresses (str or None) as fixed-width text that sorts as Python sorts the str (None as
+    "None"): object arrays would compare through Python, and refuse None against text. Bytes
+    (addresses are ASCII: a quarter of the memory to sort) unless some value is not ASCII."""
+    try:
+        return values.astype(np.bytes_)
+    except UnicodeEncodeError:
+        return values.astype(np.str_)
 
 
 def _oldest(age: np.ndarray, k: int) -> np.ndarray:

@@ -12,6 +12,7 @@ import numpy as np
 from tunnelhound.config import ExfilDetectionConfig
 from tunnelhound.features.hosts import AddressSet
 from tunnelhound.features.overrides import RowSettings
+from tunnelhound.normalize.biflow import among
 from tunnelhound.normalize.frame import ABSENT, FlowFrame
 
 
@@ -33,7 +34,7 @@ class ExfilFeatures:
         sent = np.where(inbound, c["dst_bytes"], c["src_bytes"])
         keep = (out | inbound) & (sent > 0) & rows.enabled("exfiltration")
         if self.exclude_ports:
-            keep &= ~np.isin(external_port, self.exclude_ports)
+            keep &= ~among(external_port, self.exclude_ports)
         if keep.any() and not self.excluded.empty:
             keep &= ~self.excluded.mask(host) & ~self.excluded.mask(external)
         hosts = np.full(frame.n, None, dtype=object)

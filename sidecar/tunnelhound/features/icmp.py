@@ -15,6 +15,7 @@ from tunnelhound.config import IcmpDetectionConfig
 from tunnelhound.features.baseline import Baseline
 from tunnelhound.features.overrides import RowSettings
 from tunnelhound.features.values import ICMP, ICMPV6, ratio
+from tunnelhound.normalize.biflow import among
 from tunnelhound.normalize.frame import FlowFrame
 
 BYTES_PER_PACKET = "icmp.bytes_per_packet"
@@ -27,7 +28,7 @@ def echo_flows(frame: FlowFrame) -> np.ndarray:
     """Bool per flow: ICMP or ICMPv6 echo request/reply."""
     c = frame.cols
     return np.logical_or.reduce(
-        [(c["proto"] == proto) & np.isin(c["icmp_type"], types) for proto, types in _ECHO.items()]
+        [(c["proto"] == proto) & among(c["icmp_type"], types) for proto, types in _ECHO.items()]
     )
 
 

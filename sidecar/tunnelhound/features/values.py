@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tunnelhound.normalize.biflow import WELL_KNOWN_SERVICES
+from tunnelhound.normalize.biflow import WELL_KNOWN_SERVICES, among
 from tunnelhound.normalize.frame import ABSENT
 
 TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
@@ -30,9 +30,7 @@ def duration_s(cols: dict[str, np.ndarray]) -> np.ndarray:
 def ports_of(cols: dict[str, np.ndarray], ports: tuple[int, ...]) -> np.ndarray:
     """Flows whose destination port is in ``ports`` (or whose source port is, for a response
     uniflow that found no partner)."""
-    return np.isin(cols["dst_port"], ports) | (
-        np.isin(cols["src_port"], ports) & (cols["dst_port"] != ABSENT)
-    )
+    return among(cols["dst_port"], ports) | (among(cols["src_port"], ports) & (cols["dst_port"] != ABSENT))
 
 
 def replies(cols: dict[str, np.ndarray]) -> np.ndarray:
@@ -48,7 +46,7 @@ def replies(cols: dict[str, np.ndarray]) -> np.ndarray:
     known = first != ABSENT
     syn_ack = known & ((first & (SYN | ACK)) == (SYN | ACK))
     syn_only = known & ((first & (SYN | ACK)) == SYN)
-    from_service = np.isin(cols["src_port"], WELL_KNOWN_SERVICES) & ~np.isin(
+    from_service = among(cols["src_port"], WELL_KNOWN_SERVICES) & ~among(
         cols["dst_port"], WELL_KNOWN_SERVICES
     )
     return (cols["biflow"] == UNIFLOW) & (cols["dst_port"] != ABSENT) & (syn_ack | (from_service & ~syn_only))

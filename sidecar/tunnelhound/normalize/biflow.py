@@ -20,6 +20,7 @@ Pairing, evidence, merging and swapping are all done on whole columns (see
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,18 +75,18 @@ class _Rows:
     def of(frame: FlowFrame, chunk: int) -> _Rows:
         """The rows of a frame of uniflows stored as chunk ``chunk``."""
         c = frame.cols
-        icmp = _among(c["proto"], _ICMP_PROTOS)
+        icmp = among(c["proto"], _ICMP_PROTOS)
         # ICMP "ports" are type/code, which differ between request and reply: pair on addresses.
         sport, dport = np.where(icmp, 0, c["src_port"]), np.where(icmp, 0, c["dst_port"])
-        observer, src, dst = _hash_runs(c["observer"]), _hash(c["src_ip"]), _hash(c["dst_ip"])
+        observer, src, dst = _hash_runs(c["observer"]), hash_objects(c["src_ip"]), hash_objects(c["dst_ip"])
         proto, up_sport, up_dport = (x.astype(np.uint64) for x in (c["proto"], sport, dport))
         return _Rows(
             np.full(frame.n, chunk, dtype=np.int64),
             np.arange(frame.n, dtype=np.int64),
             c["start_ns"],
             c["end_ns"],
-            _combine(observer, proto, src, up_sport, dst, up_dport),
-            _combine(observer, proto, dst, up_dport, src, up_sport),
+            combine_hashes(observer, proto, src, up_sport, dst, up_dport),
+            combine_hashes(observer, proto, dst, up_dport, src, up_sport),
             c["proto"],
             sport,
             dport,
@@ -111,20 +112,20 @@ class _Rows:
         return _Rows(*(np.concatenate([getattr(self, f), getattr(other, f)]) for f in self.__slots__))
 
 
-def _hash(values: np.ndarray) -> np.ndarray:
+def hash_objects(values: np.ndarray) -> np.ndarray:
     """Python's hash of every object (str caches its own), as uint64: stable within the process."""
     return np.fromiter(map(hash, values.tolist()), dtype=np.int64, count=len(values)).view(np.uint64)
 
 
 def _hash_runs(values: np.ndarray) -> np.ndarray:
-    """:func:`_hash` for a column of long runs of equal values (the exporter): one hash a run."""
+    """:func:`hash_objects` for a column of long runs of equal values (the exporter): one hash a run."""
     if not len(values):
-        return _hash(values)
+        return hash_objects(values)
     heads = np.flatnonzero(np.concatenate([[True], values[1:] != values[:-1]]))
-    return np.repeat(_hash(values[heads]), np.diff(np.append(heads, len(values))))
+    return np.repeat(hash_objects(values[heads]), np.diff(np.append(heads, len(values))))
 
 
-def _combine(*parts: np.ndarray) -> np.ndarray:
+def combine_hashes(*parts: np.ndarray) -> np.ndarray:
     """An order-dependent 64-bit hash of the parts, row by row (wrapping arithmetic)."""
     h = np.zeros(len(parts[0]), dtype=np.uint64)
     for part in parts:
@@ -144,9 +145,13 @@ class BiflowStitcher:
     the k-th uniflow of one direction pairs with the k-th of the other (first-in, first-out).
     That equals the one-by-one rule when every pair so formed overlaps in time, has exactly
     reversed keys (hashes only group) and is completed by an arriving row, and no key in the
-    group is its own reverse; other groups are replayed one by one.  Waiting uniflows stay in the frames they came in (chunks); their keys
-    and times are kept as arrays in arrival order, which is also the order they time out and
-    are evicted in.
+    group is its own reverse; other groups are replayed one by one.
+
+    Waiting uniflows stay in the frames they came in (chunks); their keys and times are kept as
+    arrays in arrival order, which is also the order they time out and are evicted in.  A chunk
+    in which at most half the rows still wait is replaced by a frame of only those rows, so a
+    few uniflows waiting for a reverse that never comes do not keep whole pushes alive
+    (:attr:`retained_rows` stays below twice :attr:`pending`).
     """
 
     def __init__(self, *, timeout: float = 30.0, max_pending: int = 100_000, slack: float = 1.0) -> None:
@@ -165,6 +170,11 @@ class BiflowStitcher:
         """Uniflows waiting for their partner."""
         return self._waiting.n
 
+    @property
+    def retained_rows(self) -> int:
+        """Rows of the frames kept for the waiting uniflows (at most twice :attr:`pending`)."""
+        return sum(frame.n for frame in self._chunks.values())
+
     def push(self, frame: FlowFrame) -> FlowFrame:
         """Take normalized rows; return the rows ready to emit."""
         self._namespace = frame.namespace
@@ -174,7 +184,7 @@ class BiflowStitcher:
         if uni.n:
             out.append(self._pair(uni))
         out.append(self._expire())
-        self._free_dead_chunks()
+        self._compact_chunks()
         return FlowFrame.concat(out, self._namespace)
 
     def flush(self) -> FlowFrame:
@@ -182,7 +192,7 @@ class BiflowStitcher:
         rest, self._waiting = self._waiting, _Rows.empty()
         self.stats.unmatched += rest.n
         frame = self._gather(rest)
-        self._free_dead_chunks()
+        self._compact_chunks()
         return frame
 
     # ------------------------------------------------------------------ pairing
@@ -356,12 +366,30 @@ class BiflowStitcher:
             out[name] = col
         return out
 
-    def _free_dead_chunks(self) -> None:
-        """Drop chunks in which no uniflow waits any more (after their rows were gathered)."""
-        chunk = self._waiting.chunk  # ascending: waiting rows are in arrival order
-        alive = set(chunk[np.flatnonzero(chunk[1:] != chunk[:-1]) + 1].tolist()) | set(chunk[:1].tolist())
-        for cid in [cid for cid in self._chunks if cid not in alive]:
+    def _compact_chunks(self) -> None:
+        """Drop chunks in which no uniflow waits any more (after their rows were gathered), and
+        shrink those in which at most half the rows wait to just these rows: a chunk must not
+        stay whole for a few uniflows whose reverse may never come."""
+        waiting = self._waiting
+        chunk = waiting.chunk  # ascending: waiting rows are in arrival order
+        heads = np.flatnonzero(np.r_[True, chunk[1:] != chunk[:-1]]) if len(chunk) else chunk
+        ends = np.append(heads[1:], len(chunk)) if len(chunk) else chunk
+        spans = {
+            cid: (head, end)
+            for cid, head, end in zip(*(x.tolist() for x in (chunk[heads], heads, ends)), strict=True)
+        }
+        for cid in [cid for cid in self._chunks if cid not in spans]:
             del self._chunks[cid]
+        row = waiting.row
+        for cid, (head, end) in spans.items():
+            frame = self._chunks[cid]
+            if 2 * (end - head) > frame.n:
+                continue
+            if row is waiting.row:
+                row = row.copy()  # may be a view of an earlier push's arrays
+            self._chunks[cid] = frame.take(row[head:end])
+            row[head:end] = np.arange(end - head)
+        waiting.row = row
 
 
 # ---------------------------------------------------------------------------- evidence
@@ -418,14 +446,14 @@ def merge_pairs(a: FlowFrame, b: FlowFrame) -> FlowFrame:
 
 def _a_initiates(ca: _Columns, cb: _Columns) -> np.ndarray:
     """Where side a of each pair started the conversation (ties: a), by the evidence in order."""
-    a_req, b_req = _among(ca["icmp_type"], _ICMP_REQUESTS), _among(cb["icmp_type"], _ICMP_REQUESTS)
-    a_rep, b_rep = _among(ca["icmp_type"], _ICMP_REPLIES), _among(cb["icmp_type"], _ICMP_REPLIES)
+    a_req, b_req = among(ca["icmp_type"], _ICMP_REQUESTS), among(cb["icmp_type"], _ICMP_REQUESTS)
+    a_rep, b_rep = among(ca["icmp_type"], _ICMP_REPLIES), among(cb["icmp_type"], _ICMP_REPLIES)
     fa = np.where(ca["initial_flags"] != ABSENT, ca["initial_flags"], ca["flags"])
     fb = np.where(cb["initial_flags"] != ABSENT, cb["initial_flags"], cb["flags"])
     tcp = ca["proto"] == 6
     a_syn, b_syn = _syn_only(fa, fb) & tcp, _syn_only(fb, fa) & tcp
     a_port, b_port = np.maximum(ca["src_port"], 0), np.maximum(cb["src_port"], 0)
-    a_svc, b_svc = _among(a_port, WELL_KNOWN_SERVICES), _among(b_port, WELL_KNOWN_SERVICES)
+    a_svc, b_svc = among(a_port, WELL_KNOWN_SERVICES), among(b_port, WELL_KNOWN_SERVICES)
     verdict = _decide(
         (a_req | b_rep | b_req | a_rep, a_req | b_rep),
         (a_syn != b_syn, a_syn),
@@ -453,9 +481,13 @@ def _biflow_columns(init: _Columns, resp: _Columns) -> _Columns:
     return init
 
 
-def _among(values: np.ndarray, members: np.ndarray) -> np.ndarray:
-    """``np.isin`` for small integer sets, by lookup table (much faster than sorting)."""
-    return np.isin(values, members, kind="table")
+def among(values: np.ndarray, members: np.ndarray | Sequence[int]) -> np.ndarray:
+    """``np.isin`` for small sets of small integers (ports, protocol and ICMP type numbers), by
+    lookup table (much faster than sorting); ``members`` may be empty."""
+    table = np.asarray(members, dtype=np.int64)
+    if not len(table):
+        return np.zeros(len(values), dtype=bool)
+    return np.isin(values, table, kind="table")
 
 
 _NONE = np.array([None], dtype=object)
@@ -475,11 +507,11 @@ def orient_exporter_biflows(frame: FlowFrame, stats: StitchStats) -> FlowFrame:
         _syn_only(c["flags"], c["rev_flags"]) & tcp,
         _syn_only(c["rev_flags"], c["flags"]) & tcp,
     )
-    icmp = np.isin(c["proto"], _ICMP_PROTOS)
+    icmp = among(c["proto"], _ICMP_PROTOS)
     sport, dport = c["src_port"], c["dst_port"]
-    s_svc, d_svc = np.isin(sport, WELL_KNOWN_SERVICES), np.isin(dport, WELL_KNOWN_SERVICES)
+    s_svc, d_svc = among(sport, WELL_KNOWN_SERVICES), among(dport, WELL_KNOWN_SERVICES)
     verdict = _decide(
-        (np.isin(declared, (1, 2)), declared == 1),
+        (among(declared, (1, 2)), declared == 1),
         (fwd_syn != rev_syn, fwd_syn),
         (icmp, np.ones(frame.n, dtype=bool)),
         (s_svc != d_svc, d_svc),
