@@ -442,6 +442,27 @@ def test_vectorized_regularity_equals_the_per_row_formula() -> None:
         assert regularity(padded)[i] == pytest.approx(expected), i
 
 
+def test_beacon_score_takes_quantiles_of_the_intervals_in_order() -> None:
+    """Intervals between sorted connection times are not themselves sorted; the median interval
+    and the regularity must be those of the sorted intervals (numpy's own, per row)."""
+    from tunnelhound.features.beacon import regularity, score
+
+    rng = np.random.default_rng(11)
+    rows = [np.cumsum(rng.choice([1.0, 5.0, 60.0], k)) for k in (3, 4, 6, 9, 20)]
+    times = np.full((len(rows), 20), np.nan)
+    for i, r in enumerate(rows):
+        times[i, : len(r)] = rng.permutation(r)
+    sizes = np.full_like(times, np.nan)
+    sizes[~np.isnan(times)] = 100.0
+    value, median = score(times, sizes)
+    for i, r in enumerate(rows):
+        intervals = np.diff(np.sort(r))
+        assert median[i] == pytest.approx(np.median(intervals)), i
+        padded = np.full((1, 20), np.nan)
+        padded[0, : len(intervals)] = np.sort(intervals)
+        assert value[i] == pytest.approx(regularity(padded)[0]), i
+
+
 @pytest.mark.parametrize("capture", ["netflow_v5.pcap", "netflow_v9.pcap", "ipfix.pcap"])
 def test_lab_documents_with_features_fit_the_field_list_and_encode_alike(capture: str) -> None:
     import orjson

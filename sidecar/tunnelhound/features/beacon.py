@@ -77,7 +77,9 @@ def score(times: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
     The score is the lower of the interval and the size regularity: a beacon repeats both."""
     ordered = np.sort(times, axis=1)
-    intervals = np.diff(ordered, axis=1)
+    # The differences of sorted times are not sorted themselves; quantiles need them sorted
+    # (NaN padding stays at the end).
+    intervals = np.sort(np.diff(ordered, axis=1), axis=1)
     count = np.sum(~np.isnan(times), axis=1)
     value = np.minimum(regularity(intervals), regularity(np.sort(sizes, axis=1)))
     median = _quantile(intervals, np.maximum(count - 1, 0), 0.5)
