@@ -12,9 +12,11 @@ the threat index under ``state_dir`` across restarts.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
+import sys
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +34,7 @@ from .correlate import (
     CorrelationSpec,
     Counters,
     Event,
+    EventBatch,
     Firing,
     Suppressor,
     T,
@@ -81,6 +84,7 @@ class RuleEngine:
         threat: ThreatIndex | None = None,
         state_dir: Path | None = None,
     ) -> None:
+        _return_freed_memory()
         self.rules = rules
         self.lateness_ns = int(lateness_s * _NS)
         self.state_dir = state_dir
@@ -104,9 +108,8 @@ class RuleEngine:
             )
             for c in rules.correlations
         }
-        # One object per distinct string value (addresses, community ids) that events and group
-        # keys hold: see _EventColumns.
-        self._strings: dict[str, str] = {}
+        # Recent addresses, one object each, that events and group keys share: _EventColumns.
+        self._strings: list[Any] = [None] * _STRINGS
         self._flow_rules = [r for r in rules.base if not r.threat]
         self._threat_rules = [r for r in rules.base if r.threat]
         # Which correlations each rule feeds.
@@ -239,28 +242,25 @@ class RuleEngine:
         watermark: int,
     ) -> None:
         spec = consumer.spec
-        keys = (
-            list(zip(*(objects.key_column(g, fields, rows) for g in spec.group_by), strict=True))
-            if spec.group_by
-            else [()] * rows.size
-        )
-        if spec.field is not None:
-            values = _python(fields.column(spec.field), rows)
-            keep = [i for i, v in enumerate(values) if v is not None]
-            if spec.kind == "value_sum":
-                keep = [i for i in keep if isinstance(values[i], int | float)]
-            if len(keep) != rows.size:
-                rows, keys, values = rows[keep], [keys[i] for i in keep], [values[i] for i in keep]
-        else:
-            values = [None] * rows.size
         windows = self.windows[consumer.info.name]
-        # Counting flows, or a value that is one of the flow's pins: the flows' shared events.
-        shared = spec.field is None or windows.value_at != VALUE
-        windows.add(keys, objects.shared(rows) if shared else objects.events(rows, values), watermark)
+        values: np.ndarray | None = None
+        if spec.field is not None:
+            found = _python(fields.column(spec.field), rows)
+            keep = [i for i, v in enumerate(found) if v is not None]
+            if spec.kind == "value_sum":
+                keep = [i for i in keep if isinstance(found[i], int | float)]
+                values = np.array([found[i] for i in keep], dtype=np.float64)
+            elif windows.value_at == VALUE:
+                values = np.empty(len(keep), dtype=object)
+                values[:] = [found[i] for i in keep]
+            if len(keep) != rows.size:
+                rows = rows[keep]
+        keys = [objects.key_column(g, fields, rows) for g in spec.group_by]
+        windows.add(keys, objects.batch(rows, values, windows.value_at), watermark)
 
     def _feed_detection(self, consumer: CorrelationRule, detection: Detection) -> None:
         spec = consumer.spec
-        key = tuple(detection.key.get(g) for g in spec.group_by)
+        key = [[detection.key.get(g)] for g in spec.group_by]
         value = detection.key.get(spec.field) if spec.field else None
         if spec.kind == "value_sum":
             value = detection.value
@@ -277,7 +277,7 @@ class RuleEngine:
             detection.flow_count,
             detection.query,
         )
-        self.windows[consumer.info.name].add([key], [event], -(2**62))
+        self.windows[consumer.info.name].add(key, EventBatch.of([event]), -(2**62))
 
     def _correlation_alert(self, c: CorrelationRule, firing: Firing) -> Detection:
         spec = c.spec
@@ -420,7 +420,7 @@ class RuleEngine:
             "rules_evicted_suppressions": c.evicted_suppressions,
             "rules_evicted_hosts": self.threat.evicted,
             "rules_state_errors": c.state_errors,
-            "rules_groups": sum(len(w.groups) for w in self.windows.values()),
+            "rules_groups": sum(len(w) for w in self.windows.values()),
         }
 
 
@@ -450,19 +450,17 @@ def _python(col: Column, rows: np.ndarray) -> list[Any]:
 class _EventColumns:
     """A frame's columns that events hold, as Python objects made once a frame.
 
-    Correlation state is mostly these objects (docs/operations.md, rule state memory), so each
-    is made once and shared: a flow feeding three correlations gives their events the same
-    time, address and id objects; integers from -1 to 65535 (ports, the absent marker, most
-    counted values) come from one table for the life of the process; equal addresses are one
-    string object through the engine's string table; hex event ids are kept as 16 bytes.
+    Correlation state holds these objects (docs/operations.md, rule state memory), so each is
+    made once and shared: a flow feeding three correlations gives their events the same id and
+    address objects; integers from -1 to 65535 (ports, the absent marker) come from one table
+    for the life of the process; recent addresses are one string object each through the
+    engine's address table; hex event ids are kept as 16 bytes.
     """
 
-    def __init__(self, frame: FlowFrame, ends: np.ndarray, strings: dict[str, str]) -> None:
+    def __init__(self, frame: FlowFrame, ends: np.ndarray, strings: list[Any]) -> None:
         c = frame.cols
-        self.ends = ends.astype(object)
-        self.starts = c["start_ns"].astype(object)
-        same = c["start_ns"] == ends  # one-packet flows with times in ms (NetFlow's): one int
-        self.starts[same] = self.ends[same]
+        self.ends = ends
+        self.starts = c["start_ns"]
         self.ids = np.empty(frame.n, dtype=object)
         self.ids[:] = packed_ids(c["event_id"].tolist())
         # Addresses repeat (a host's flows, the servers hosts talk to); community ids seldom.
@@ -470,7 +468,7 @@ class _EventColumns:
         self.cid = c["community_id"]
         # Ports as they are (-1: absent); _detection reads them so.
         self.sport, self.dport = _ints(c["src_port"]), _ints(c["dst_port"])
-        self._valueless: list[Event] | None = None
+        self.pins = (self.src, self.dst, self.sport, self.dport, self.cid)
         self._text = dict(
             zip(
                 ("source.ip", "destination.ip", "network.community_id"),
@@ -486,34 +484,48 @@ class _EventColumns:
         return text[rows].tolist() if text is not None else _python(fields.column(name), rows)
 
     def shared(self, rows: np.ndarray) -> list[Event]:
-        """The events of flows ``rows`` with no value: one tuple a flow, whoever counts it."""
-        if self._valueless is None:
-            self._valueless = self.events(slice(None), [None] * len(self.ends))
-        every = self._valueless
-        return [every[i] for i in rows.tolist()]
-
-    def events(self, rows: np.ndarray | slice, values: list[Any]) -> list[Event]:
-        """The events of flows ``rows`` counting ``values``."""
+        """The events of flows ``rows`` with no value, as tuples."""
         return list(
             zip(
                 self.ends[rows].tolist(),
                 self.starts[rows].tolist(),
-                values,
+                [None] * rows.size,
                 self.ids[rows].tolist(),
-                self.src[rows].tolist(),
-                self.dst[rows].tolist(),
-                self.sport[rows].tolist(),
-                self.dport[rows].tolist(),
-                self.cid[rows].tolist(),
+                *(pin[rows].tolist() for pin in self.pins),
                 strict=True,
             )
+        )
+
+    def batch(self, rows: np.ndarray, values: np.ndarray | None, value_at: int) -> EventBatch:
+        """The events of flows ``rows`` as columns, counting ``values`` (None: the pin at
+        ``value_at``, or nothing)."""
+        pins = tuple(pin[rows] for pin in self.pins)
+        if values is None:
+            values = pins[value_at - PINS] if value_at != VALUE else np.empty(rows.size, dtype=object)
+        return EventBatch(
+            t=self.ends[rows], start=self.starts[rows], value=values, ids=self.ids[rows], pins=pins
         )
 
 
 _SMALL_INTS = np.array(range(-1, 65536), dtype=object)
 """The Python ints -1 .. 65535, one object each, that every port and small count refers to."""
-_MAX_STRINGS = 1 << 18
-"""Distinct strings the engine's table holds before it starts afresh (bounds its memory)."""
+_STRINGS = 1 << 16
+"""Slots of the engine's address table: an address lands in the slot of its hash."""
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD = 128 * 1024
+
+
+def _return_freed_memory() -> None:
+    """Have glibc serve allocations from 128 KiB up with their own mappings (and so return them
+    to the system when freed): the windows' arrays are replaced as they grow and compact, and
+    glibc's adaptive threshold would otherwise move them into a heap that never shrinks."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (musl): its own policy
+        return
+    libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
 
 
 def _ints(values: np.ndarray) -> np.ndarray:
@@ -524,13 +536,23 @@ def _ints(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _shared(values: np.ndarray, strings: dict[str, str]) -> np.ndarray:
-    """An object array with each string replaced by the table's equal one (added if new)."""
-    if len(strings) > _MAX_STRINGS:
-        strings.clear()
-    keep = strings.setdefault
+def _shared(values: np.ndarray, table: list[Any]) -> np.ndarray:
+    """An object array with each string replaced by the table's equal one: an address
+    repeated while it stays in its slot is one object (a new one takes the slot over), so
+    memory for it is bounded without ever clearing it."""
     out = np.empty(len(values), dtype=object)
-    out[:] = [v if v.__class__ is not str else keep(v, v) for v in values.tolist()]
+    mask = len(table) - 1
+    shared = []
+    for v in values.tolist():
+        if v.__class__ is str:
+            slot = hash(v) & mask
+            held = table[slot]
+            if held == v:
+                v = held
+            else:
+                table[slot] = v
+        shared.append(v)
+    out[:] = shared
     return out
 
 
