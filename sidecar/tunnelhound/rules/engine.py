@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -109,7 +110,7 @@ class RuleEngine:
             for c in rules.correlations
         }
         # Recent addresses, one object each, that events and group keys share: _EventColumns.
-        self._strings: list[Any] = [None] * _STRINGS
+        self._strings = np.full(_STRINGS, None, dtype=object)
         self._flow_rules = [r for r in rules.base if not r.threat]
         self._threat_rules = [r for r in rules.base if r.threat]
         # Which correlations each rule feeds.
@@ -244,7 +245,12 @@ class RuleEngine:
         spec = consumer.spec
         windows = self.windows[consumer.info.name]
         values: np.ndarray | None = None
-        if spec.field is not None:
+        if (
+            spec.kind == "value_sum"
+            and (numbers := _numbers(fields.column(spec.field or ""), rows)) is not None
+        ):
+            rows, values = numbers
+        elif spec.field is not None:
             found = _python(fields.column(spec.field), rows)
             keep = [i for i, v in enumerate(found) if v is not None]
             if spec.kind == "value_sum":
@@ -447,8 +453,37 @@ def _python(col: Column, rows: np.ndarray) -> list[Any]:
     return values
 
 
+def _numbers(col: Column, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The rows of a numeric (or boolean) column where it is present and its values there as
+    float64, what a sum adds (as ``_python`` and ``float()`` give them); None for other
+    columns."""
+    if col.codes is not None or col.values.dtype.kind not in "biuf":
+        return None
+    if col.present is not None:
+        rows = rows[col.present[rows]]
+    return rows, col.values[rows].astype(np.float64)
+
+
+class _Lazy:
+    """An object column of a frame made on demand, for the rows asked for (once each)."""
+
+    def __init__(self, n: int, make: Callable[[np.ndarray], Any]) -> None:
+        self._make = make
+        self._values = np.empty(n, dtype=object)
+        self._made = np.zeros(n, dtype=bool)
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        """The values at ``rows`` (distinct row numbers)."""
+        new = rows[~self._made[rows]]
+        if new.size:
+            self._values[new] = self._make(new)
+            self._made[new] = True
+        return self._values[rows]
+
+
 class _EventColumns:
-    """A frame's columns that events hold, as Python objects made once a frame.
+    """A frame's columns that events hold, as Python objects made once a frame, for the rows
+    some rule matched.
 
     Correlation state holds these objects (docs/operations.md, rule state memory), so each is
     made once and shared: a flow feeding three correlations gives their events the same id and
@@ -457,19 +492,20 @@ class _EventColumns:
     engine's address table; hex event ids are kept as 16 bytes.
     """
 
-    def __init__(self, frame: FlowFrame, ends: np.ndarray, strings: list[Any]) -> None:
-        c = frame.cols
+    def __init__(self, frame: FlowFrame, ends: np.ndarray, strings: np.ndarray) -> None:
+        c, n = frame.cols, frame.n
         self.ends = ends
         self.starts = c["start_ns"]
-        self.ids = np.empty(frame.n, dtype=object)
-        self.ids[:] = packed_ids(c["event_id"].tolist())
+        self.ids = _Lazy(n, lambda rows: packed_ids(c["event_id"][rows].tolist()))
         # Addresses repeat (a host's flows, the servers hosts talk to); community ids seldom.
-        self.src, self.dst = _shared(c["src_ip"], strings), _shared(c["dst_ip"], strings)
+        self.src = _Lazy(n, lambda rows: _shared(c["src_ip"][rows], strings))
+        self.dst = _Lazy(n, lambda rows: _shared(c["dst_ip"][rows], strings))
         self.cid = c["community_id"]
         # Ports as they are (-1: absent); _detection reads them so.
-        self.sport, self.dport = _ints(c["src_port"]), _ints(c["dst_port"])
-        self.pins = (self.src, self.dst, self.sport, self.dport, self.cid)
-        self._text = dict(
+        self.sport = _Lazy(n, lambda rows: _ints(c["src_port"][rows]))
+        self.dport = _Lazy(n, lambda rows: _ints(c["dst_port"][rows]))
+        self.pins: tuple[_Lazy | np.ndarray, ...] = (self.src, self.dst, self.sport, self.dport, self.cid)
+        self._text: dict[str, _Lazy | np.ndarray] = dict(
             zip(
                 ("source.ip", "destination.ip", "network.community_id"),
                 (self.src, self.dst, self.cid),
@@ -481,7 +517,7 @@ class _EventColumns:
         """Field ``name`` at ``rows`` for group keys: an address or community id as the
         events' string object, so that key and events hold one."""
         text = self._text.get(name)
-        return text[rows].tolist() if text is not None else _python(fields.column(name), rows)
+        return list(text[rows].tolist()) if text is not None else _python(fields.column(name), rows)
 
     def shared(self, rows: np.ndarray) -> list[Event]:
         """The events of flows ``rows`` with no value, as tuples."""
@@ -536,24 +572,15 @@ def _ints(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _shared(values: np.ndarray, table: list[Any]) -> np.ndarray:
-    """An object array with each string replaced by the table's equal one: an address
-    repeated while it stays in its slot is one object (a new one takes the slot over), so
-    memory for it is bounded without ever clearing it."""
-    out = np.empty(len(values), dtype=object)
-    mask = len(table) - 1
-    shared = []
-    for v in values.tolist():
-        if v.__class__ is str:
-            slot = hash(v) & mask
-            held = table[slot]
-            if held == v:
-                v = held
-            else:
-                table[slot] = v
-        shared.append(v)
-    out[:] = shared
-    return out
+def _shared(values: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``values`` (addresses, object array) with each replaced by the table's equal one: an
+    address repeated while it stays in its slot (that of its hash) is one object, a new one
+    takes the slot over, so the table's memory is bounded without ever clearing it."""
+    slots = np.fromiter(map(hash, values.tolist()), dtype=np.int64, count=len(values)) & (len(table) - 1)
+    new = table[slots] != values
+    table[slots[new]] = values[new]  # of several new ones for a slot, the last stays
+    held = table[slots]
+    return np.where(held == values, held, values)
 
 
 def _iso(ns: int) -> str:
