@@ -133,3 +133,46 @@ def test_groups_over_the_cap_are_evicted_at_the_end_of_the_batch() -> None:
     windows.add([["a"]], batch(event[4]), 0)
     assert (windows.keys(), counters.evicted_groups) == ([("c",), ("a",)], 2)
     assert windows.events_of(("a",)) == [event[4]]
+
+
+def _packed_one(text: str) -> Any:
+    """packed_ids' rule for one id: a 32-digit lowercase (or all-digit) hex digest as bytes."""
+    if len(text) == 32 and (text.islower() or text.isdigit()):
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            return text
+        return raw if len(raw) == 16 else text
+    return text
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(min_size=16, max_size=16).map(bytes.hex),
+            st.binary(min_size=16, max_size=16).map(lambda b: b.hex().upper()),
+            st.text(alphabet="0123456789abcdef -", min_size=30, max_size=33),
+        ),
+        max_size=8,
+    )
+)
+def test_packed_ids_at_once_equal_one_by_one(ids: list[str]) -> None:
+    """A frame of digests is decoded in one go; any other id makes it go one by one: the same
+    result either way."""
+    assert correlate.packed_ids(ids) == [_packed_one(text) for text in ids]
+
+
+def test_a_nan_group_key_is_one_group() -> None:
+    """Keys compare as dict keys do: a NaN (the same object) is one group, not one a row."""
+    spec = CorrelationSpec(
+        name="r", kind="event_count", sources=("base",), group_by=("x",), timespan_ns=60 * NS,
+        op="gte", threshold=3.0,
+    )  # fmt: skip
+    counters = Counters()
+    windows = Windows(spec, Suppressor(30 * NS, 1000, counters), 1000, 1000, counters)
+    nan = float("nan")
+    event = [(t * NS, t * NS, None, f"id-{t}", None, None, None, None, None) for t in range(3)]
+    windows.add([[nan, nan, nan]], batch(*event), 0)
+    assert len(windows) == 1
+    assert [(f.value, len(f.events)) for f in windows.evaluate(2**62)] == [(3.0, 3)]

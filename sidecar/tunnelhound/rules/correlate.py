@@ -108,15 +108,17 @@ def packed_ids(ids: list[Any]) -> list[Any]:
     the normalizer makes) as its 16 bytes, 49 bytes of memory instead of 81; any other id as
     it is (:func:`flow_ids` gives the text back)."""
     # Every id such a digest (the normalizer's): all of them decoded at once.
-    if all(len(text) == 32 for text in ids if text.__class__ is str) and len(ids):
-        joined = "".join(text for text in ids if text.__class__ is str)
-        if len(joined) == 32 * len(ids) and (joined.islower() or joined.isdigit()):
-            try:
-                raw = bytes.fromhex(joined)
-            except ValueError:
-                raw = b""
-            if len(raw) == 16 * len(ids):
-                return [raw[i : i + 16] for i in range(0, len(raw), 16)]
+    try:
+        joined = "".join(ids)
+    except TypeError:  # not all text
+        joined = ""
+    if ids and len(joined) == 32 * len(ids) and (joined.islower() or joined.isdigit()):
+        try:
+            raw = bytes.fromhex(joined)
+        except ValueError:
+            raw = b""
+        if len(raw) == 16 * len(ids) and set(map(len, ids)) == {32}:
+            return list(np.frombuffer(raw, dtype="V16").tolist())
     out = []
     for text in ids:
         # Lower case (or digits only): bytes.hex() writes exactly this text back.

@@ -211,9 +211,9 @@ def _hash(columns: list[np.ndarray], rows: int) -> np.ndarray:
 
 
 def _equal(stored: np.ndarray, given: np.ndarray) -> np.ndarray:
-    """Elementwise key-field equality as dict keys compare (identity, then ``==``)."""
-    return np.fromiter(
-        (a is b or a == b for a, b in zip(stored.tolist(), given.tolist(), strict=True)),
-        dtype=bool,
-        count=len(given),
-    )
+    """Elementwise key-field equality as dict keys compare: ``==``, or the same object (a NaN
+    is its own key)."""
+    equal = np.asarray(stored == given, dtype=bool)
+    for i in np.flatnonzero(~equal).tolist():
+        equal[i] = stored[i] is given[i]
+    return equal
