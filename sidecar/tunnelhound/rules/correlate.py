@@ -112,12 +112,13 @@ def packed_ids(ids: list[Any]) -> list[Any]:
         joined = "".join(ids)
     except TypeError:  # not all text
         joined = ""
-    if ids and len(joined) == 32 * len(ids) and (joined.islower() or joined.isdigit()):
+    if ids and len(joined) == 32 * len(ids):
         try:
             raw = bytes.fromhex(joined)
         except ValueError:
             raw = b""
-        if len(raw) == 16 * len(ids) and set(map(len, ids)) == {32}:
+        # Lower-case hex digits only (what hex() writes back), 32 of them each.
+        if len(raw) == 16 * len(ids) and raw.hex() == joined and set(map(len, ids)) == {32}:
             return list(np.frombuffer(raw, dtype="V16").tolist())
     out = []
     for text in ids:

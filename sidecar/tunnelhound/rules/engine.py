@@ -566,8 +566,10 @@ def _return_freed_memory() -> None:
 
 def _ints(values: np.ndarray) -> np.ndarray:
     """An integer array as Python ints (object array): those from -1 to 65535 the shared ones."""
-    out = values.astype(object)
     small = (values >= -1) & (values < 65536)
+    if small.all():  # ports: the table's ints only
+        return _SMALL_INTS[values + 1]
+    out = values.astype(object)
     out[small] = _SMALL_INTS[values[small] + 1]
     return out
 
