@@ -138,7 +138,7 @@ def measure(hosts: int, max_groups: int | None, batch: int, top: int) -> dict[st
             "flows": 2 * hosts,
             "max_groups": config.rules.max_groups,
             "groups": int(metrics["rules_groups"]),
-            "groups_by_rule": {name: len(w.groups) for name, w in engine.windows.items() if w.groups},
+            "groups_by_rule": {name: len(w) for name, w in engine.windows.items() if len(w)},
             "evicted_groups": int(metrics["rules_evicted_groups"]),
             "evicted_events": int(metrics["rules_evicted_events"]),
             "alerts": alerts,
@@ -159,7 +159,7 @@ def measure(hosts: int, max_groups: int | None, batch: int, top: int) -> dict[st
                 for s in snapshot.statistics("lineno")[:top]
             ]
         # The state is still alive here: count it once more, as a check that it was measured held.
-        result["groups_at_end"] = sum(len(w.groups) for w in engine.windows.values())
+        result["groups_at_end"] = sum(len(w) for w in engine.windows.values())
         return result
 
 

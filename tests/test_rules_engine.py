@@ -226,7 +226,7 @@ def test_hex_event_ids_are_kept_as_bytes_and_given_back_as_text(tmp_path: Path) 
         row["event_id"] = f"{i:030x}" + ("ab" if i % 2 else "AB")  # upper case: kept as text
     e = engine(tmp_path)
     e.process(frame(rows[:10]))
-    group = e.windows["test_scan_vertical"].groups[(SCANNER, TARGET)]
+    group = e.windows["test_scan_vertical"].events_of((SCANNER, TARGET))
     assert [type(event[3]) for event in group[:2]] == [str, bytes]
     e.save()
     saved = json.loads((tmp_path / "rules-state.json").read_text())["windows"]["test_scan_vertical"][1]
@@ -237,10 +237,10 @@ def test_hex_event_ids_are_kept_as_bytes_and_given_back_as_text(tmp_path: Path) 
 
 
 def test_correlations_counting_one_flow_share_its_event_and_strings(tmp_path: Path) -> None:
-    """Rule state is mostly Python objects (docs/operations.md, rule state memory): a flow that
-    distinct counts of pinned fields (destination port, destination address) both take is one
-    event tuple; a sum keeps its own event (its value) with the same time, id and address
-    objects; the group keys hold those address objects too."""
+    """Rule state holds the values of events as columns (docs/operations.md, rule state
+    memory): the correlations a flow feeds hold its one id and address objects, the distinct
+    counts of pinned fields (destination port, destination address) read their pins, a sum
+    holds its value; the group keys hold those address objects too."""
     (tmp_path / "horizontal.yml").write_text(
         "title: Horizontal scan\nname: test_scan_horizontal\nid: 8f6c2a10-0000-4000-8000-0000000000aa\n"
         "correlation:\n  type: value_count\n  rules: [test_unanswered]\n"
@@ -251,16 +251,18 @@ def test_correlations_counting_one_flow_share_its_event_and_strings(tmp_path: Pa
     copy = [flow(SCANNER[:3] + SCANNER[3:], TARGET[:3] + TARGET[3:], 1000, t=1)]  # equal, not identical
     assert copy[0]["src_ip"] is not SCANNER and copy[0]["dst_ip"] is not TARGET
     e.process(frame([flow(SCANNER, TARGET, 1000, t=0), *copy]))
-    (vertical_key, vertical), (horizontal_key, horizontal), (volume_key, volume) = (
-        next(iter(e.windows[name].groups.items()))
-        for name in ("test_scan_vertical", "test_scan_horizontal", "test_exfil_volume")
+    names = ("test_scan_vertical", "test_scan_horizontal", "test_exfil_volume")
+    vertical_key, horizontal_key, volume_key = (e.windows[name].keys()[0] for name in names)
+    vertical, horizontal, volume = (
+        e.windows[name].events_of(key)
+        for name, key in zip(names, (vertical_key, horizontal_key, volume_key), strict=True)
     )
     assert len(vertical) == len(horizontal) == len(volume) == 2
-    assert all(v is h for v, h in zip(vertical, horizontal, strict=True))
+    assert vertical == horizontal
     assert [event[2] for event in vertical] == [None, None]  # the counts read the pins
-    for v, s in zip(vertical, volume, strict=True):
-        assert v is not s and s[2] == 100
-        assert all(s[i] is v[i] for i in (0, 3, 4, 5, 7))  # time, id, addresses, port
+    for v, h, s in zip(vertical, horizontal, volume, strict=True):
+        assert s[2] == 100
+        assert all(s[i] is v[i] is h[i] for i in (3, 4, 5, 7))  # id, addresses, port
     assert vertical_key[0] is horizontal_key[0] is volume_key[0] is vertical[0][4] is vertical[1][4]
     assert vertical_key[1] is vertical[0][5] is vertical[1][5]  # one string for the two flows
     assert horizontal_key[1] is vertical[0][7]  # the port: one int for every 1000
@@ -313,7 +315,7 @@ def test_saved_windows_of_a_changed_rule_are_not_restored(tmp_path: Path) -> Non
     (changed / "scan.yml").write_text(text)
     second = RuleEngine(load_rules([changed], load_pipeline(PIPELINE)), lateness_s=10, state_dir=tmp_path)
     assert second.load()
-    assert second.windows["test_scan_vertical"].groups == {}
+    assert len(second.windows["test_scan_vertical"]) == 0
     found = run(second, scan(15, start=20, port=2000))
     assert [d.key for d in found] == [{"source.ip": SCANNER}]
 

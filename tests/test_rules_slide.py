@@ -1,5 +1,5 @@
-"""Counts and sums judged with arrays (``Windows._slide_arrays``) give exactly the loop's
-firings: the same windows, values, evidence and order, suppression included."""
+"""Sums judged with prefix sums over the columns give exactly the running sum's (the loop
+``_running_sums``, taken for values that are not integers or too large): the same windows, values, evidence and order, suppression included."""
 
 from __future__ import annotations
 
@@ -10,25 +10,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tunnelhound.rules import correlate
-from tunnelhound.rules.correlate import CorrelationSpec, Counters, Suppressor, Windows
+from tunnelhound.rules.correlate import CorrelationSpec, Counters, Event, EventBatch, Suppressor, Windows
 
 NS = 1_000_000_000
 
 
-def judge(spec: CorrelationSpec, batches: list[list[tuple[str, int, Any]]], vector_min: int) -> list[Any]:
+def judge(spec: CorrelationSpec, batches: list[list[tuple[str, int, Any]]], exact_below: int) -> list[Any]:
     """Feed ``batches`` of (key, second, value) events, judging after each batch and at the end;
     every firing as plain values, and the counters."""
-    correlate.VECTOR_MIN_EVENTS = vector_min
+    correlate._EXACT = exact_below
     counters = Counters()
     windows = Windows(spec, Suppressor(30 * NS, 1000, counters), 1000, 1000, counters)
     out: list[Any] = []
     latest = 0
     for batch in batches:
-        keys = [(key,) for key, _, _ in batch]
+        keys = [[key for key, _, _ in batch]]
         events = [(t * NS, t * NS, value, f"id-{i}-{t}", None, None, None, None, None)
                   for i, (_, t, value) in enumerate(batch)]  # fmt: skip
         latest = max([latest, *(t * NS for _, t, _ in batch)])
-        windows.add(keys, events, latest - 20 * NS)
+        windows.add(keys, EventBatch.of(events), latest - 20 * NS)
         out.extend(windows.evaluate(latest - 20 * NS))
     out.extend(windows.evaluate(2**62))
     return [(f.key, f.value, [e[3] for e in f.events]) for f in out] + [repr(counters)]
@@ -40,10 +40,10 @@ events = st.lists(
 
 
 @pytest.fixture(autouse=True)
-def _restore_vector_min() -> Any:
-    saved = correlate.VECTOR_MIN_EVENTS
+def _restore_exact() -> Any:
+    saved = correlate._EXACT
     yield
-    correlate.VECTOR_MIN_EVENTS = saved
+    correlate._EXACT = saved
 
 
 @settings(max_examples=150, deadline=None)
@@ -71,8 +71,8 @@ def test_array_windows_equal_the_loop(
         threshold=float(threshold),
         field="x" if kind == "value_sum" else None,
     )
-    loop = judge(spec, batches, 10**9)
-    arrays = judge(spec, batches, 1)
+    loop = judge(spec, batches, 0)
+    arrays = judge(spec, batches, 2**52)
     assert arrays == loop
 
 
@@ -84,8 +84,8 @@ def test_array_windows_fire_like_the_loop_on_a_burst() -> None:
         op="gt", threshold=2000.0, field="x",
     )  # fmt: skip
     batch = [("h", t, 100) for t in range(50)]
-    arrays = judge(spec, [batch], 1)
-    assert arrays == judge(spec, [batch], 10**9)
+    arrays = judge(spec, [batch], 2**52)
+    assert arrays == judge(spec, [batch], 0)
     assert [(key, value, len(ids)) for key, value, ids in arrays[:-1]] == [(("h",), 2100.0, 21)]
 
 
@@ -100,12 +100,79 @@ def test_a_group_whose_events_are_all_too_old_goes_and_its_key_starts_afresh() -
     counters = Counters()
     windows = Windows(spec, Suppressor(30 * NS, 1000, counters), 1000, 1000, counters)
     event = [(t * NS, t * NS, None, f"id-{t}", None, None, None, None, None) for t in range(200)]
-    windows.add([("a",), ("b",), ("b",)], [event[141], event[0], event[1]], 121 * NS)
-    assert list(windows.groups) == [("a",)]
-    windows.add([("b",)] * 3, [event[2], event[150], event[151]], 121 * NS)
+    windows.add([["a", "b", "b"]], batch(event[141], event[0], event[1]), 121 * NS)
+    assert windows.keys() == [("a",)]
+    windows.add([["b"] * 3], batch(event[2], event[150], event[151]), 121 * NS)
     windows.expire(121 * NS)
-    assert windows.groups[("b",)] == [event[2], event[150], event[151]]
+    assert windows.events_of(("b",)) == [event[2], event[150], event[151]]
     firings = windows.evaluate(2**62)
     assert firings == []  # 2, 150 and 151 are never within 60 s of each other
-    windows.add([("b",)], [event[152]], 121 * NS)
+    windows.add([["b"]], batch(event[152]), 121 * NS)
     assert [(f.key, f.value) for f in windows.evaluate(2**62)] == [(("b",), 3.0)]
+
+
+def batch(*events: Event) -> EventBatch:
+    return EventBatch.of(list(events))
+
+
+def test_groups_over_the_cap_are_evicted_at_the_end_of_the_batch() -> None:
+    """``max_groups`` 2, one batch of keys a, b, c, a: the least recent group by its first event
+    of the batch (a) goes with all its events, counted once (key by key it was evicted at c,
+    started afresh at its second event and evicted again at b's turn: 2); the next batch's a
+    is a new group and evicts b."""
+    spec = CorrelationSpec(
+        name="r", kind="event_count", sources=("base",), group_by=("source.ip",), timespan_ns=60 * NS,
+        op="gte", threshold=5.0,
+    )  # fmt: skip
+    counters = Counters()
+    windows = Windows(spec, Suppressor(30 * NS, 1000, counters), 2, 1000, counters)
+    event = [(t * NS, t * NS, None, f"id-{t}", None, None, None, None, None) for t in range(10)]
+    windows.add([["a", "b", "c", "a"]], batch(*event[:4]), 0)
+    assert (windows.keys(), counters.evicted_groups) == ([("b",), ("c",)], 1)
+    assert windows.events_of(("a",)) == []
+    windows.add([["a"]], batch(event[4]), 0)
+    assert (windows.keys(), counters.evicted_groups) == ([("c",), ("a",)], 2)
+    assert windows.events_of(("a",)) == [event[4]]
+
+
+def _packed_one(text: str) -> Any:
+    """packed_ids' rule for one id: a 32-digit lowercase (or all-digit) hex digest as bytes."""
+    if len(text) == 32 and (text.islower() or text.isdigit()):
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            return text
+        return raw if len(raw) == 16 else text
+    return text
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(min_size=16, max_size=16).map(bytes.hex),
+            st.binary(min_size=16, max_size=16).map(lambda b: b.hex().upper()),
+            st.text(alphabet="0123456789abcdef -", min_size=30, max_size=33),
+        ),
+        max_size=8,
+    )
+)
+def test_packed_ids_at_once_equal_one_by_one(ids: list[str]) -> None:
+    """A frame of digests is decoded in one go; any other id makes it go one by one: the same
+    result either way."""
+    assert correlate.packed_ids(ids) == [_packed_one(text) for text in ids]
+
+
+def test_a_nan_group_key_is_one_group() -> None:
+    """Keys compare as dict keys do: a NaN (the same object) is one group, not one a row."""
+    spec = CorrelationSpec(
+        name="r", kind="event_count", sources=("base",), group_by=("x",), timespan_ns=60 * NS,
+        op="gte", threshold=3.0,
+    )  # fmt: skip
+    counters = Counters()
+    windows = Windows(spec, Suppressor(30 * NS, 1000, counters), 1000, 1000, counters)
+    nan = float("nan")
+    event = [(t * NS, t * NS, None, f"id-{t}", None, None, None, None, None) for t in range(3)]
+    windows.add([[nan, nan, nan]], batch(*event), 0)
+    assert len(windows) == 1
+    assert [(f.value, len(f.events)) for f in windows.evaluate(2**62)] == [(3.0, 3)]

@@ -12,10 +12,13 @@ the threat index under ``state_dir`` across restarts.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
+import sys
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +35,7 @@ from .correlate import (
     CorrelationSpec,
     Counters,
     Event,
+    EventBatch,
     Firing,
     Suppressor,
     T,
@@ -81,6 +85,7 @@ class RuleEngine:
         threat: ThreatIndex | None = None,
         state_dir: Path | None = None,
     ) -> None:
+        _return_freed_memory()
         self.rules = rules
         self.lateness_ns = int(lateness_s * _NS)
         self.state_dir = state_dir
@@ -104,9 +109,8 @@ class RuleEngine:
             )
             for c in rules.correlations
         }
-        # One object per distinct string value (addresses, community ids) that events and group
-        # keys hold: see _EventColumns.
-        self._strings: dict[str, str] = {}
+        # Recent addresses, one object each, that events and group keys share: _EventColumns.
+        self._strings = np.full(_STRINGS, None, dtype=object)
         self._flow_rules = [r for r in rules.base if not r.threat]
         self._threat_rules = [r for r in rules.base if r.threat]
         # Which correlations each rule feeds.
@@ -239,28 +243,30 @@ class RuleEngine:
         watermark: int,
     ) -> None:
         spec = consumer.spec
-        keys = (
-            list(zip(*(objects.key_column(g, fields, rows) for g in spec.group_by), strict=True))
-            if spec.group_by
-            else [()] * rows.size
-        )
-        if spec.field is not None:
-            values = _python(fields.column(spec.field), rows)
-            keep = [i for i, v in enumerate(values) if v is not None]
-            if spec.kind == "value_sum":
-                keep = [i for i in keep if isinstance(values[i], int | float)]
-            if len(keep) != rows.size:
-                rows, keys, values = rows[keep], [keys[i] for i in keep], [values[i] for i in keep]
-        else:
-            values = [None] * rows.size
         windows = self.windows[consumer.info.name]
-        # Counting flows, or a value that is one of the flow's pins: the flows' shared events.
-        shared = spec.field is None or windows.value_at != VALUE
-        windows.add(keys, objects.shared(rows) if shared else objects.events(rows, values), watermark)
+        values: np.ndarray | None = None
+        if (
+            spec.kind == "value_sum"
+            and (numbers := _numbers(fields.column(spec.field or ""), rows)) is not None
+        ):
+            rows, values = numbers
+        elif spec.field is not None:
+            found = _python(fields.column(spec.field), rows)
+            keep = [i for i, v in enumerate(found) if v is not None]
+            if spec.kind == "value_sum":
+                keep = [i for i in keep if isinstance(found[i], int | float)]
+                values = np.array([found[i] for i in keep], dtype=np.float64)
+            elif windows.value_at == VALUE:
+                values = np.empty(len(keep), dtype=object)
+                values[:] = [found[i] for i in keep]
+            if len(keep) != rows.size:
+                rows = rows[keep]
+        keys = [objects.key_column(g, fields, rows) for g in spec.group_by]
+        windows.add(keys, objects.batch(rows, values, windows.value_at), watermark)
 
     def _feed_detection(self, consumer: CorrelationRule, detection: Detection) -> None:
         spec = consumer.spec
-        key = tuple(detection.key.get(g) for g in spec.group_by)
+        key = [[detection.key.get(g)] for g in spec.group_by]
         value = detection.key.get(spec.field) if spec.field else None
         if spec.kind == "value_sum":
             value = detection.value
@@ -277,7 +283,7 @@ class RuleEngine:
             detection.flow_count,
             detection.query,
         )
-        self.windows[consumer.info.name].add([key], [event], -(2**62))
+        self.windows[consumer.info.name].add(key, EventBatch.of([event]), -(2**62))
 
     def _correlation_alert(self, c: CorrelationRule, firing: Firing) -> Detection:
         spec = c.spec
@@ -420,7 +426,7 @@ class RuleEngine:
             "rules_evicted_suppressions": c.evicted_suppressions,
             "rules_evicted_hosts": self.threat.evicted,
             "rules_state_errors": c.state_errors,
-            "rules_groups": sum(len(w.groups) for w in self.windows.values()),
+            "rules_groups": sum(len(w) for w in self.windows.values()),
         }
 
 
@@ -447,31 +453,59 @@ def _python(col: Column, rows: np.ndarray) -> list[Any]:
     return values
 
 
-class _EventColumns:
-    """A frame's columns that events hold, as Python objects made once a frame.
+def _numbers(col: Column, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The rows of a numeric (or boolean) column where it is present and its values there as
+    float64, what a sum adds (as ``_python`` and ``float()`` give them); None for other
+    columns."""
+    if col.codes is not None or col.values.dtype.kind not in "biuf":
+        return None
+    if col.present is not None:
+        rows = rows[col.present[rows]]
+    return rows, col.values[rows].astype(np.float64)
 
-    Correlation state is mostly these objects (docs/operations.md, rule state memory), so each
-    is made once and shared: a flow feeding three correlations gives their events the same
-    time, address and id objects; integers from -1 to 65535 (ports, the absent marker, most
-    counted values) come from one table for the life of the process; equal addresses are one
-    string object through the engine's string table; hex event ids are kept as 16 bytes.
+
+class _Lazy:
+    """An object column of a frame made on demand, for the rows asked for (once each)."""
+
+    def __init__(self, n: int, make: Callable[[np.ndarray], Any]) -> None:
+        self._make = make
+        self._values = np.empty(n, dtype=object)
+        self._made = np.zeros(n, dtype=bool)
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        """The values at ``rows`` (distinct row numbers)."""
+        new = rows[~self._made[rows]]
+        if new.size:
+            self._values[new] = self._make(new)
+            self._made[new] = True
+        return self._values[rows]
+
+
+class _EventColumns:
+    """A frame's columns that events hold, as Python objects made once a frame, for the rows
+    some rule matched.
+
+    Correlation state holds these objects (docs/operations.md, rule state memory), so each is
+    made once and shared: a flow feeding three correlations gives their events the same id and
+    address objects; integers from -1 to 65535 (ports, the absent marker) come from one table
+    for the life of the process; recent addresses are one string object each through the
+    engine's address table; hex event ids are kept as 16 bytes.
     """
 
-    def __init__(self, frame: FlowFrame, ends: np.ndarray, strings: dict[str, str]) -> None:
-        c = frame.cols
-        self.ends = ends.astype(object)
-        self.starts = c["start_ns"].astype(object)
-        same = c["start_ns"] == ends  # one-packet flows with times in ms (NetFlow's): one int
-        self.starts[same] = self.ends[same]
-        self.ids = np.empty(frame.n, dtype=object)
-        self.ids[:] = packed_ids(c["event_id"].tolist())
+    def __init__(self, frame: FlowFrame, ends: np.ndarray, strings: np.ndarray) -> None:
+        c, n = frame.cols, frame.n
+        self.ends = ends
+        self.starts = c["start_ns"]
+        self.ids = _Lazy(n, lambda rows: packed_ids(c["event_id"][rows].tolist()))
         # Addresses repeat (a host's flows, the servers hosts talk to); community ids seldom.
-        self.src, self.dst = _shared(c["src_ip"], strings), _shared(c["dst_ip"], strings)
+        self.src = _Lazy(n, lambda rows: _shared(c["src_ip"][rows], strings))
+        self.dst = _Lazy(n, lambda rows: _shared(c["dst_ip"][rows], strings))
         self.cid = c["community_id"]
         # Ports as they are (-1: absent); _detection reads them so.
-        self.sport, self.dport = _ints(c["src_port"]), _ints(c["dst_port"])
-        self._valueless: list[Event] | None = None
-        self._text = dict(
+        self.sport = _Lazy(n, lambda rows: _ints(c["src_port"][rows]))
+        self.dport = _Lazy(n, lambda rows: _ints(c["dst_port"][rows]))
+        self.pins: tuple[_Lazy | np.ndarray, ...] = (self.src, self.dst, self.sport, self.dport, self.cid)
+        self._text: dict[str, _Lazy | np.ndarray] = dict(
             zip(
                 ("source.ip", "destination.ip", "network.community_id"),
                 (self.src, self.dst, self.cid),
@@ -483,55 +517,72 @@ class _EventColumns:
         """Field ``name`` at ``rows`` for group keys: an address or community id as the
         events' string object, so that key and events hold one."""
         text = self._text.get(name)
-        return text[rows].tolist() if text is not None else _python(fields.column(name), rows)
+        return list(text[rows].tolist()) if text is not None else _python(fields.column(name), rows)
 
     def shared(self, rows: np.ndarray) -> list[Event]:
-        """The events of flows ``rows`` with no value: one tuple a flow, whoever counts it."""
-        if self._valueless is None:
-            self._valueless = self.events(slice(None), [None] * len(self.ends))
-        every = self._valueless
-        return [every[i] for i in rows.tolist()]
-
-    def events(self, rows: np.ndarray | slice, values: list[Any]) -> list[Event]:
-        """The events of flows ``rows`` counting ``values``."""
+        """The events of flows ``rows`` with no value, as tuples."""
         return list(
             zip(
                 self.ends[rows].tolist(),
                 self.starts[rows].tolist(),
-                values,
+                [None] * rows.size,
                 self.ids[rows].tolist(),
-                self.src[rows].tolist(),
-                self.dst[rows].tolist(),
-                self.sport[rows].tolist(),
-                self.dport[rows].tolist(),
-                self.cid[rows].tolist(),
+                *(pin[rows].tolist() for pin in self.pins),
                 strict=True,
             )
+        )
+
+    def batch(self, rows: np.ndarray, values: np.ndarray | None, value_at: int) -> EventBatch:
+        """The events of flows ``rows`` as columns, counting ``values`` (None: the pin at
+        ``value_at``, or nothing)."""
+        pins = tuple(pin[rows] for pin in self.pins)
+        if values is None:
+            values = pins[value_at - PINS] if value_at != VALUE else np.empty(rows.size, dtype=object)
+        return EventBatch(
+            t=self.ends[rows], start=self.starts[rows], value=values, ids=self.ids[rows], pins=pins
         )
 
 
 _SMALL_INTS = np.array(range(-1, 65536), dtype=object)
 """The Python ints -1 .. 65535, one object each, that every port and small count refers to."""
-_MAX_STRINGS = 1 << 18
-"""Distinct strings the engine's table holds before it starts afresh (bounds its memory)."""
+_STRINGS = 1 << 16
+"""Slots of the engine's address table: an address lands in the slot of its hash."""
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD = 128 * 1024
+
+
+def _return_freed_memory() -> None:
+    """Have glibc serve allocations from 128 KiB up with their own mappings (and so return them
+    to the system when freed): the windows' arrays are replaced as they grow and compact, and
+    glibc's adaptive threshold would otherwise move them into a heap that never shrinks."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (musl): its own policy
+        return
+    libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
 
 
 def _ints(values: np.ndarray) -> np.ndarray:
     """An integer array as Python ints (object array): those from -1 to 65535 the shared ones."""
-    out = values.astype(object)
     small = (values >= -1) & (values < 65536)
+    if small.all():  # ports: the table's ints only
+        return _SMALL_INTS[values + 1]
+    out = values.astype(object)
     out[small] = _SMALL_INTS[values[small] + 1]
     return out
 
 
-def _shared(values: np.ndarray, strings: dict[str, str]) -> np.ndarray:
-    """An object array with each string replaced by the table's equal one (added if new)."""
-    if len(strings) > _MAX_STRINGS:
-        strings.clear()
-    keep = strings.setdefault
-    out = np.empty(len(values), dtype=object)
-    out[:] = [v if v.__class__ is not str else keep(v, v) for v in values.tolist()]
-    return out
+def _shared(values: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``values`` (addresses, object array) with each replaced by the table's equal one: an
+    address repeated while it stays in its slot (that of its hash) is one object, a new one
+    takes the slot over, so the table's memory is bounded without ever clearing it."""
+    slots = np.fromiter(map(hash, values.tolist()), dtype=np.int64, count=len(values)) & (len(table) - 1)
+    new = table[slots] != values
+    table[slots[new]] = values[new]  # of several new ones for a slot, the last stays
+    held = table[slots]
+    return np.where(held == values, held, values)
 
 
 def _iso(ns: int) -> str:
