@@ -11,10 +11,12 @@ IPV4: int
 IPV6: int
 ISO: int
 JSON: int
+HEX: int
 BLOCK: int
 BYTES: int
 TEXT: int
 XXH3_128: int
+XXH3_128_DIGEST: int
 
 def render(
     parts: list[Any], n: int, mode: int, into: bytearray = ..., start: int = ..., stop: int = ..., /

@@ -221,9 +221,11 @@ enum {
     K_IPV6 = 6, /* 16-byte items: RFC 5952 text */
     K_ISO = 7,  /* int64 ns since the epoch: ISO 8601 UTC, milliseconds */
     K_JSON = 8, /* list of str/None: a JSON string, escaped as orjson escapes */
+    K_HEX = 9,  /* (n, w) bytes: lower-case hex of each row's w bytes (digests kept raw) */
 };
 
-enum { M_BLOCK = 0, M_BYTES = 1, M_STR = 2, M_XXH3 = 3 };
+/* M_XXH3_RAW: the 16-byte canonical xxh3-128 digest of every row, one bytes of 16 n. */
+enum { M_BLOCK = 0, M_BYTES = 1, M_STR = 2, M_XXH3 = 3, M_XXH3_RAW = 4 };
 
 /* Rows are rendered in tiles: the texts of a tile's rows are looked up column by column
  * first, so each column's objects are read in order (the prefetcher follows a few streams,
@@ -250,6 +252,7 @@ typedef struct {
     Py_ssize_t nlit;
     struct Span *spans; /* K_STR: this tile's texts (see render_tile) */
     int ascii;          /* the part's constant texts are ASCII */
+    Py_ssize_t width;   /* K_HEX: bytes per row */
 } Part;
 
 static void parts_free(Part *parts, Py_ssize_t k) {
@@ -364,6 +367,13 @@ static Part *parse_parts(PyObject *seq, Py_ssize_t n, Py_ssize_t *count) {
             if (get_view(data, &pt->view, n, 16, "an IPv6 column") < 0) goto fail;
             pt->has_view = 1;
             break;
+        case K_HEX: {
+            PyObject *column;
+            if (!PyArg_ParseTuple(data, "On", &column, &pt->width)) goto fail;
+            if (pt->width < 0 || get_view(column, &pt->view, n, pt->width, "a bytes column") < 0) goto fail;
+            pt->has_view = 1;
+            break;
+        }
         default:
             PyErr_Format(PyExc_ValueError, "render: unknown part kind %d", pt->kind);
             goto fail;
@@ -406,6 +416,17 @@ static int put_json(Buf *b, const char *s, Py_ssize_t k) {
     }
     *o++ = '"';
     b->len = o - b->p;
+    return 0;
+}
+
+static int put_hex(Buf *b, const unsigned char *s, Py_ssize_t k) {
+    RESERVE(b, 2 * k);
+    char *o = b->p + b->len;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        o[2 * i] = HEX[s[i] >> 4];
+        o[2 * i + 1] = HEX[s[i] & 15];
+    }
+    b->len += 2 * k;
     return 0;
 }
 
@@ -476,6 +497,9 @@ static int render_row(Buf *b, Part *parts, Py_ssize_t k, Py_ssize_t r, Py_ssize_
         case K_IPV6:
             rc = put_ipv6(b, (const unsigned char *)pt->view.buf + 16 * r);
             break;
+        case K_HEX:
+            rc = put_hex(b, (const unsigned char *)pt->view.buf + pt->width * r, pt->width);
+            break;
         case K_PICK: {
             int64_t code = ((const int64_t *)pt->view.buf)[r];
             if (code < 0 || code >= PyTuple_GET_SIZE(pt->list)) {
@@ -507,7 +531,7 @@ static PyObject *py_render(PyObject *self, PyObject *args) {
                           &stop))
         return NULL;
     if (PyTuple_GET_SIZE(args) < 6) stop = n;
-    if (n < 0 || mode < M_BLOCK || mode > M_XXH3 || (into && mode != M_BLOCK)) {
+    if (n < 0 || mode < M_BLOCK || mode > M_XXH3_RAW || (into && mode != M_BLOCK)) {
         PyErr_SetString(PyExc_ValueError, "render: bad row count or mode");
         return NULL;
     }
@@ -532,6 +556,8 @@ static PyObject *py_render(PyObject *self, PyObject *args) {
         if (!(b.bytes = PyBytes_FromStringAndSize(NULL, 4096))) goto fail;
         b.p = PyBytes_AS_STRING(b.bytes);
         b.cap = 4096;
+    } else if (mode == M_XXH3_RAW) {
+        if (!(out = PyBytes_FromStringAndSize(NULL, 16 * rows))) goto fail;
     } else if (!(out = PyList_New(rows))) {
         goto fail;
     }
@@ -556,6 +582,12 @@ static PyObject *py_render(PyObject *self, PyObject *args) {
             /* All-ASCII rows (nearly all) skip the UTF-8 decoder's scan. */
             item = ascii ? ascii_str(b.p, b.len) : PyUnicode_DecodeUTF8(b.p ? b.p : "", b.len, "strict");
             break;
+        case M_XXH3_RAW: {
+            XXH128_canonical_t c;
+            XXH128_canonicalFromHash(&c, XXH3_128bits(b.p, (size_t)b.len));
+            memcpy(PyBytes_AS_STRING(out) + 16 * (r - start), c.digest, 16);
+            continue;
+        }
         case M_XXH3: {
             XXH128_canonical_t c;
             XXH128_canonicalFromHash(&c, XXH3_128bits(b.p, (size_t)b.len));
@@ -989,7 +1021,7 @@ PyMODINIT_FUNC PyInit__kernels(void) {
     } constants[] = {
         {"STR", K_STR},     {"I64", K_I64},     {"U64", K_U64},       {"PICK", K_PICK},   {"IPV4", K_IPV4},
         {"IPV6", K_IPV6},   {"ISO", K_ISO},     {"JSON", K_JSON},     {"BLOCK", M_BLOCK},   {"BYTES", M_BYTES}, {"TEXT", M_STR},
-        {"XXH3_128", M_XXH3},
+        {"XXH3_128", M_XXH3}, {"XXH3_128_DIGEST", M_XXH3_RAW}, {"HEX", K_HEX},
     };
     for (size_t i = 0; i < sizeof constants / sizeof constants[0]; i++)
         if (PyModule_AddIntConstant(m, constants[i].name, constants[i].value) < 0) {
