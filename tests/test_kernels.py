@@ -208,6 +208,22 @@ def test_xxh3_128_of_rows_equals_xxhash() -> None:
     assert got == [
         xxhash.xxh3_128_hexdigest(f"{t}|{n}".encode()) for t, n in zip(texts, nums.tolist(), strict=True)
     ]
+    digests = Rows(len(texts)).text(texts).lit("|").integer(nums).xxh3_128_digests()
+    assert digests.shape == (len(texts), 16) and digests.dtype == np.uint8
+    assert [bytes(d) for d in digests] == [
+        xxhash.xxh3_128_digest(f"{t}|{n}".encode()) for t, n in zip(texts, nums.tolist(), strict=True)
+    ]
+    assert Rows(len(texts)).hex(digests).strings() == got
+    assert Rows(0).xxh3_128_digests().shape == (0, 16)
+
+
+def test_hex_of_bytes_equals_bytes_hex() -> None:
+    rng = np.random.default_rng(7)
+    for width in (0, 1, 6, 16, 20):
+        values = rng.integers(0, 256, size=(50, width), dtype=np.uint8)
+        mask = rng.random(50) < 0.7
+        got = Rows(50).hex(values, before="<", after=">", mask=mask).strings()
+        assert got == [f"<{bytes(v).hex()}>" if m else "" for v, m in zip(values, mask, strict=True)]
 
 
 def test_json_strings_equal_orjson() -> None:

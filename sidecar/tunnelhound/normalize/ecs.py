@@ -144,9 +144,9 @@ class Normalizer:
             "event_id": Rows(n).hex(event_ids),
             "src_ip": src.text,
             "dst_ip": dst.text,
-            "observer": Rows(n).lit(batch.exporter_ip),
+            "observer": Rows(n).constant(batch.exporter_ip),
             "netflow": _netflow_fragments(batch, headers),
-            "created": Rows(n).lit(created),
+            "created": Rows(n).constant(created),
         }
         columns = Columns({name: recipes[name] if name in recipes else out[name] for name in COLUMNS})
         return FlowFrame(n, columns, self.options.namespace)

@@ -116,6 +116,11 @@ class Rows:
             _kernels.PICK, (_contiguous(codes, np.int64), choices), mask, before, after, absent
         )
 
+    def constant(self, text: str) -> Rows:
+        """``text`` on every row as a value, not a literal: recipes with different constants
+        can then be joined (:func:`concat_rows`)."""
+        return self.pick(np.zeros(self.n, dtype=np.int64), (text,))
+
     def choose(self, condition: np.ndarray, yes: str, no: str) -> Rows:
         """``yes`` where ``condition`` holds, else ``no``."""
         return self.pick(condition.astype(np.int64), (no, yes))
@@ -157,9 +162,9 @@ class Rows:
                 self._lead = b""
                 continue
             self._constant(lead.decode(), mask)
+            if absent:  # written on the rows the mask keeps and the part lacks (masked or None)
+                self._constant(absent.decode(), mask & ~_present(part, self.n))
             both = mask if own is None else own & mask
-            if absent:  # the part's absent text belongs to rows the mask keeps and the part lacks
-                self._constant(absent.decode(), mask & ~both)
             self._parts.append(
                 (kind, data, np.ascontiguousarray(both), self._lead, inner_before, inner_after, b"")
             )
@@ -268,14 +273,18 @@ def _shape(part: _Part) -> object:
     if isinstance(part, bytes):
         return part
     kind, data, mask, lead, before, after, absent = part
-    extra = data[1] if kind in (_kernels.PICK, _kernels.HEX) else None
+    extra = data[1] if kind == _kernels.HEX else None  # a pick's texts may differ: they are joined
     return (kind, mask is None, lead, before, after, absent, extra)
 
 
 def _concat_data(kind: int, data: list[Any]) -> object:
     if kind in _MAY_BE_NONE:
         return [v for values in data for v in values]
-    if kind in (_kernels.PICK, _kernels.HEX):
+    if kind == _kernels.PICK:
+        offsets = np.cumsum([0, *(len(d[1]) for d in data[:-1])])
+        codes = np.concatenate([d[0] + offset for d, offset in zip(data, offsets.tolist(), strict=True)])
+        return (codes, tuple(text for d in data for text in d[1]))
+    if kind == _kernels.HEX:
         return (np.concatenate([d[0] for d in data]), data[0][1])
     return np.concatenate(data)
 
