@@ -321,7 +321,7 @@ def _document(line: Rows, frame: FlowFrame) -> Rows:
         line.integer(c["icmp_type"], before=f',"{key}":{{"type":', mask=mask)
         line.integer(c["icmp_code"], before=',"code":', after="}", mask=mask)
     if frame.features:
-        line.text([m or None for m in _members(_feature_tree(frame.features), frame.n)], before=",")
+        _members(line, _feature_tree(frame.features), np.ones(frame.n, dtype=bool))
     return line.lit("}").text(c["extra"].tolist(), before=",").lit("}")
 
 
@@ -338,7 +338,7 @@ def _text(
 
 # ------------------------------------------------------------------------- features
 
-_FeatureTree = dict[str, "_FeatureTree | list[str | None]"]
+_FeatureTree = dict[str, "_FeatureTree | np.ndarray"]
 
 
 def _feature_values(col: np.ndarray) -> list[Any]:
@@ -348,15 +348,6 @@ def _feature_values(col: np.ndarray) -> list[Any]:
     if col.dtype.kind in "iu":
         return [v if v != ABSENT else None for v in col.tolist()]
     return col.tolist()
-
-
-def _feature_text(col: np.ndarray) -> list[str | None]:
-    """JSON text of a feature column, None where absent."""
-    if col.dtype.kind == "b":
-        return np.where(col, "true", "false").tolist()
-    if col.dtype.kind in "iu":
-        return [str(v) if v != ABSENT else None for v in col.tolist()]
-    return [orjson.dumps(v).decode() if v is not None else None for v in _feature_values(col)]
 
 
 def _feature_or_absent(frame: FlowFrame, name: str, dtype: np.dtype[Any]) -> np.ndarray:
@@ -382,18 +373,54 @@ def _feature_tree(features: dict[str, np.ndarray]) -> _FeatureTree:
             child = node.setdefault(key, {})
             assert isinstance(child, dict), f"feature {name!r} nests under a value"
             node = child
-        node[leaf] = _feature_text(col)
+        node[leaf] = col
     return tree
 
 
-def _members(tree: _FeatureTree, n: int) -> list[str]:
-    """Per row, the JSON members of ``tree`` present on that row, comma-joined ("" if none)."""
-    columns = []
+def _present(node: _FeatureTree | np.ndarray) -> np.ndarray:
+    """Rows where a feature (or any feature of a subtree) has a value."""
+    if isinstance(node, dict):
+        return np.logical_or.reduce([_present(child) for child in node.values()])
+    kind = node.dtype.kind
+    if kind == "b":
+        return np.ones(len(node), dtype=bool)
+    if kind in "iu":
+        return np.asarray(node != ABSENT)
+    if kind == "f":
+        return np.isfinite(node)
+    return np.asarray(node != None)  # noqa: E711 (elementwise)
+
+
+def _members(line: Rows, tree: _FeatureTree, written: np.ndarray) -> None:
+    """Append the JSON members of ``tree`` present on each row, comma-separated; ``written``:
+    rows whose enclosing object already has a member (a comma goes first). An object member
+    is opened and closed only on rows where one of its features is present."""
+    written = written.copy()
     for key, node in tree.items():
-        values = _members(node, n) if isinstance(node, dict) else node
-        wrap = "{%s}" if isinstance(node, dict) else "%s"
-        columns.append([f'"{key}":{wrap % v}' if v else "" for v in values])
-    return [",".join(filter(None, row)) for row in zip(*columns, strict=True)]
+        present = _present(node)
+        line.where(",", written & present)
+        if isinstance(node, dict):
+            _members(line.where(f'"{key}":{{', present), node, np.zeros(line.n, dtype=bool))
+            line.where("}", present)
+        else:
+            _leaf(line, node, f'"{key}":', present)
+        written |= present
+
+
+def _leaf(line: Rows, col: np.ndarray, before: str, present: np.ndarray) -> None:
+    """One feature's JSON value (as orjson writes it) where ``present``."""
+    kind = col.dtype.kind
+    if kind in "biu":
+        line.integer(col, before=before, mask=present)
+    elif kind == "f":
+        # One orjson call for the column: floats hold no commas, so splitting its array is safe.
+        text = orjson.dumps(col.tolist()).decode()[1:-1].split(",") if len(col) else []
+        line.text(text, before=before, mask=present)
+    elif all(v is None or isinstance(v, str) for v in col.tolist()):
+        line.json(col.tolist(), before=before)
+    else:
+        dumps = orjson.dumps
+        line.text([dumps(v).decode() if v is not None else None for v in col.tolist()], before=before)
 
 
 _DIRECTIONS = direction_array(np.array([0, 0, 1, 1], dtype=bool), np.array([0, 1, 0, 1], dtype=bool)).tolist()

@@ -151,28 +151,28 @@ class Rows:
             mask = None
         if mask is not None and not mask.any():
             return self
-        self._constant(before, mask)
+        self.where(before, mask)
         for part in other.parts:
             if isinstance(part, bytes):
-                self._constant(part.decode(), mask)
+                self.where(part.decode(), mask)
                 continue
             kind, data, own, lead, inner_before, inner_after, absent = part
             if mask is None:
                 self._parts.append((kind, data, own, self._lead + lead, inner_before, inner_after, absent))
                 self._lead = b""
                 continue
-            self._constant(lead.decode(), mask)
+            self.where(lead.decode(), mask)
             if absent:  # written on the rows the mask keeps and the part lacks (masked or None)
-                self._constant(absent.decode(), mask & ~_present(part, self.n))
+                self.where(absent.decode(), mask & ~_present(part, self.n))
             both = mask if own is None else own & mask
             self._parts.append(
                 (kind, data, np.ascontiguousarray(both), self._lead, inner_before, inner_after, b"")
             )
             self._lead = b""
-        return self._constant(after, mask)
+        return self.where(after, mask)
 
-    def _constant(self, text: str, mask: np.ndarray | None) -> Rows:
-        """``text`` on every row, or only where ``mask`` holds."""
+    def where(self, text: str, mask: np.ndarray | None) -> Rows:
+        """Constant ``text`` on the rows where ``mask`` holds (every row if None)."""
         if not text or mask is None:
             return self.lit(text)
         return self.pick(np.zeros(self.n, dtype=np.int64), (text,), mask=mask)
