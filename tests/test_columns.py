@@ -13,14 +13,25 @@ import pytest
 
 from replay import DATA
 from tunnelhound.decode.decoder import Decoder
-from tunnelhound.normalize.columns import Columns
+from tunnelhound.normalize.columns import Columns, Text
 from tunnelhound.normalize.ecs import Normalizer
 from tunnelhound.normalize.frame import COLUMNS, FlowFrame, encode_bulk_block, encode_ndjson_block
 from tunnelhound.normalize.rows import Rows, concat_rows, rows_equal
 from tunnelhound.sources.files import iter_replay
 
 CAPTURES = sorted(p.name for p in (DATA / "lab").glob("*.pcap"))
-RECIPES = ("start_iso", "end_iso", "event_id", "src_ip", "dst_ip", "observer", "netflow", "created")
+RECIPES = (
+    "start_iso",
+    "end_iso",
+    "event_id",
+    "src_ip",
+    "dst_ip",
+    "community_id",
+    "flow_id",
+    "observer",
+    "netflow",
+    "created",
+)
 
 
 def capture_frames(name: str) -> list[FlowFrame]:
@@ -133,3 +144,21 @@ def test_concat_joins_the_texts_of_picks_and_constants() -> None:
     b = Rows(1).constant("192.0.2.2").lit("|").pick(np.array([0]), ("z",))
     joined = concat_rows([a, b])
     assert joined is not None and joined.strings() == ["192.0.2.1|y", "192.0.2.1|x", "192.0.2.2|z"]
+
+
+def test_recipes_absent_on_some_rows_read_as_none_and_render_their_absence() -> None:
+    ids = Text(
+        Rows(4).base64(np.arange(32, dtype=np.uint8).reshape(4, 8), url=True), np.array([1, 0, 1, 0], bool)
+    )
+    cols = Columns({"flow_id": ids})
+    lab = capture_frames("ipfix.pcap")[0].rows(0, 4)
+    columns = {name: lab.columns.recipe(name) or lab.cols[name] for name in lab.cols}
+    frame = FlowFrame(4, Columns({**columns, "flow_id": ids}))
+    lines = encode_ndjson_block(frame).splitlines()
+    assert [b'"flow":{"id":null' in line for line in lines] == [False, True, False, True]
+    assert encode_ndjson_block(frame) == encode_ndjson_block(read_all(frame))
+    assert cols["flow_id"].tolist() == ["AAECAwQFBgc", None, "EBESExQVFhc", None]
+    assert (
+        Text.concat([ids, Text(Rows(1).base64(np.zeros((1, 8), np.uint8), url=True))]).strings()[-1]
+        == "AAAAAAAAAAA"
+    )

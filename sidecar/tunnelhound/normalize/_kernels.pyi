@@ -12,6 +12,7 @@ IPV6: int
 ISO: int
 JSON: int
 HEX: int
+B64: int
 BLOCK: int
 BYTES: int
 TEXT: int
@@ -32,8 +33,9 @@ def community_ids(
     dst: np.ndarray,
     dst_v6: np.ndarray,
     seed: int,
+    raw: bool = ...,
     /,
-) -> list[str | None]: ...
+) -> Any: ...
 def flow_ids(
     n: int,
     proto: np.ndarray,
@@ -44,6 +46,7 @@ def flow_ids(
     src_v6: np.ndarray,
     dst: np.ndarray,
     dst_v6: np.ndarray,
+    raw: bool = ...,
     /,
-) -> list[str | None]: ...
+) -> Any: ...
 def count_newlines(data: bytes | bytearray | memoryview, /) -> int: ...

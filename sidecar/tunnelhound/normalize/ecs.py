@@ -15,13 +15,13 @@ import numpy as np
 import orjson
 
 from tunnelhound.model import FlowBatch
-from tunnelhound.normalize.addresses import mac_text, packed4, packed6
+from tunnelhound.normalize.addresses import FlowTuples, mac_text, packed4, packed6
 from tunnelhound.normalize.applications import application_names
-from tunnelhound.normalize.columns import Columns
+from tunnelhound.normalize.columns import Columns, Text
 from tunnelhound.normalize.frame import ABSENT, COLUMNS, FlowFrame
 from tunnelhound.normalize.frame import object_column as _objects
 from tunnelhound.normalize.group import RecordHeaders, headers_of, merge_batches
-from tunnelhound.normalize.keys import flow_keys
+from tunnelhound.normalize.keys import flow_key_texts, hashable_tuples
 from tunnelhound.normalize.locality import DEFAULT_INTERNAL_NETWORKS, Networks
 from tunnelhound.normalize.rows import Rows
 from tunnelhound.normalize.times import flow_times
@@ -89,9 +89,9 @@ class Normalizer:
         start_ns, end_ns = flow_times(batch, headers)
         raw_bytes = _first(cols, _BYTES, n)
         icmp = np.isin(proto, _ICMP)
-        community, flows = flow_keys(
-            proto, sport, dport, src.packed, src.v6, dst.packed, dst.v6, self.options.community_id_seed
-        )
+        ok = hashable_tuples(proto, sport, dport)
+        tuples = FlowTuples(proto, sport, dport, ok, src.packed, src.v6, dst.packed, dst.v6)
+        community, flows = flow_key_texts(tuples, self.options.community_id_seed)
         zeros = np.zeros(n, dtype=np.int64)
         absent = np.full(n, ABSENT, dtype=np.int64)
         none = np.full(n, None, dtype=object)
@@ -125,8 +125,6 @@ class Normalizer:
             "is_v6": src.v6,
             "biflow": np.full(n, 1 if rev_bytes is not None or rev_packets is not None else 0, dtype=np.int8),
             "sampling_rate": np.broadcast_to(np.asarray(rate, dtype=np.float64), (n,)).copy(),
-            "community_id": _objects(community),
-            "flow_id": _objects(flows),
             "application": _objects(applications) if applications is not None else none,
             "src_mac": src_mac if src_mac is not None else none,
             "dst_mac": dst_mac if dst_mac is not None else none,
@@ -138,7 +136,9 @@ class Normalizer:
         event_ids = self._event_ids(
             batch, headers, (src.text, dst.text, sport, dport, proto, raw_bytes, end_ns)
         )
-        recipes: dict[str, Rows] = {
+        recipes: dict[str, Rows | Text] = {
+            "community_id": community,
+            "flow_id": flows,
             "start_iso": Rows(n).iso(start_ns),
             "end_iso": Rows(n).iso(end_ns),
             "event_id": Rows(n).hex(event_ids),

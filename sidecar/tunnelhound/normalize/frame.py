@@ -299,11 +299,11 @@ def _document(line: Rows, frame: FlowFrame) -> Rows:
     line.lit('","type":"').choose(c["is_v6"], "ipv6", "ipv4")
     line.lit('","bytes":').integer(c["src_bytes"] + c["dst_bytes"])
     line.lit(',"packets":').integer(c["src_packets"] + c["dst_packets"])
-    line.lit(',"community_id":').text(c["community_id"].tolist(), before='"', after='"', absent="null")
+    _text(line.lit(',"community_id":'), c, "community_id", before='"', after='"', absent="null")
     direction = c["src_internal"].astype(np.int64) * 2 + c["dst_internal"]
     line.lit(',"direction":"').pick(direction, _DIRECTIONS).lit('"')
     line.json(c["application"].tolist(), before=',"application":')
-    line.lit('},"flow":{"id":').text(c["flow_id"].tolist(), before='"', after='"', absent="null")
+    _text(line.lit('},"flow":{"id":'), c, "flow_id", before='"', after='"', absent="null")
     line.lit(',"locality":"').choose(c["src_internal"] & c["dst_internal"], "internal", "external")
     _text(line.lit('"},"observer":{"ip":"'), c, "observer").lit('"')
     line.text(c["observer_type"].tolist(), before=',"type":"', after='"')
@@ -326,14 +326,25 @@ def _document(line: Rows, frame: FlowFrame) -> Rows:
 
 
 def _text(
-    line: Rows, cols: Columns, name: str, before: str = "", after: str = "", mask: np.ndarray | None = None
+    line: Rows,
+    cols: Columns,
+    name: str,
+    before: str = "",
+    after: str = "",
+    absent: str = "",
+    mask: np.ndarray | None = None,
 ) -> Rows:
     """Append text column ``name`` (None rows absent): its recipe where it has one, so the
     kernel renders it from the numbers, else its strings."""
     recipe = cols.recipe(name)
-    if recipe is not None:
-        return line.splice(recipe, before, after, mask)
-    return line.text(cols[name].tolist(), before, after, mask=mask)
+    if recipe is None:
+        return line.text(cols[name].tolist(), before, after, absent, mask)
+    present = recipe.present
+    if present is None:
+        return line.splice(recipe.rows, before, after, mask)
+    if mask is not None:
+        present = present & mask
+    return line.where(absent, ~present).splice(recipe.rows, before, after, present)
 
 
 # ------------------------------------------------------------------------- features

@@ -21,7 +21,15 @@ _Part = bytes | tuple[int, Any, np.ndarray | None, bytes, bytes, bytes, bytes]
 _FALSE_TRUE = (b"false", b"true")
 _MAY_BE_NONE = (_kernels.STR, _kernels.JSON)
 """Kinds whose value may be absent on a row without a mask (None in the list)."""
-_INJECTIVE = (_kernels.STR, _kernels.I64, _kernels.U64, _kernels.IPV4, _kernels.IPV6, _kernels.HEX)
+_INJECTIVE = (
+    _kernels.STR,
+    _kernels.I64,
+    _kernels.U64,
+    _kernels.IPV4,
+    _kernels.IPV6,
+    _kernels.HEX,
+    _kernels.B64,
+)
 """Kinds whose text differs whenever the value does (ISO drops sub-millisecond digits)."""
 
 
@@ -143,6 +151,20 @@ class Rows:
         """Lower-case hex of each row of an (n, w) uint8 array (as ``bytes.hex``)."""
         values = np.ascontiguousarray(values, dtype=np.uint8).reshape(self.n, -1)
         return self._value(_kernels.HEX, (values, values.shape[1]), mask, before, after, "")
+
+    def base64(
+        self,
+        values: np.ndarray,
+        before: str = "",
+        after: str = "",
+        mask: np.ndarray | None = None,
+        *,
+        url: bool = False,
+    ) -> Rows:
+        """Base64 of each row of an (n, w) uint8 array, w <= 48 (as ``base64.b64encode``); with
+        ``url``, the url-safe alphabet without padding (as ``urlsafe_b64encode(...).rstrip(b"=")``)."""
+        values = np.ascontiguousarray(values, dtype=np.uint8).reshape(self.n, -1)
+        return self._value(_kernels.B64, (values, values.shape[1], int(url)), mask, before, after, "")
 
     def splice(self, other: Rows, before: str = "", after: str = "", mask: np.ndarray | None = None) -> Rows:
         """The pieces of ``other`` (a recipe of the same rows, present on every row), between
@@ -273,7 +295,7 @@ def _shape(part: _Part) -> object:
     if isinstance(part, bytes):
         return part
     kind, data, mask, lead, before, after, absent = part
-    extra = data[1] if kind == _kernels.HEX else None  # a pick's texts may differ: they are joined
+    extra = data[1:] if kind in (_kernels.HEX, _kernels.B64) else None  # a pick's texts are joined
     return (kind, mask is None, lead, before, after, absent, extra)
 
 
@@ -284,8 +306,8 @@ def _concat_data(kind: int, data: list[Any]) -> object:
         offsets = np.cumsum([0, *(len(d[1]) for d in data[:-1])])
         codes = np.concatenate([d[0] + offset for d, offset in zip(data, offsets.tolist(), strict=True)])
         return (codes, tuple(text for d in data for text in d[1]))
-    if kind == _kernels.HEX:
-        return (np.concatenate([d[0] for d in data]), data[0][1])
+    if kind in (_kernels.HEX, _kernels.B64):
+        return (np.concatenate([d[0] for d in data]), *data[0][1:])
     return np.concatenate(data)
 
 
@@ -293,8 +315,8 @@ def _take_part(part: tuple[Any, ...], index: np.ndarray | slice) -> _Part:
     kind, data, mask, lead, before, after, absent = part
     if kind in _MAY_BE_NONE:
         taken: object = data[index] if isinstance(index, slice) else _object_array(data)[index].tolist()
-    elif kind in (_kernels.PICK, _kernels.HEX):
-        taken = (np.ascontiguousarray(data[0][index]), data[1])
+    elif kind in (_kernels.PICK, _kernels.HEX, _kernels.B64):
+        taken = (np.ascontiguousarray(data[0][index]), *data[1:])
     else:
         taken = np.ascontiguousarray(data[index])
     return (
@@ -319,7 +341,7 @@ def _values(part: tuple[Any, ...]) -> np.ndarray:
     kind, data = part[0], part[1]
     if kind in _MAY_BE_NONE:
         return _object_array(data)
-    return data[0] if kind in (_kernels.PICK, _kernels.HEX) else data
+    return data[0] if kind in (_kernels.PICK, _kernels.HEX, _kernels.B64) else data
 
 
 def _object_array(values: list[Any]) -> np.ndarray:
