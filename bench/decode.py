@@ -435,9 +435,10 @@ def _piece_iso(merged: Merged) -> Callable[[], None]:
     times = _times(merged)
 
     def run() -> None:
+        # event.start/end stay recipes (columns.py): their text is written by the encoder.
         for start_ns, end_ns in times:
-            Rows(len(start_ns)).iso(start_ns).strings()
-            Rows(len(end_ns)).iso(end_ns).strings()
+            Rows(len(start_ns)).iso(start_ns)
+            Rows(len(end_ns)).iso(end_ns)
             Rows(1).iso(np.array([time.time_ns()], dtype=np.int64)).strings()  # event.created
 
     return run
@@ -453,12 +454,13 @@ def _piece_flow_times(merged: Merged) -> Callable[[], None]:
 
 def _piece_address_text(merged: Merged) -> Callable[[], None]:
     def run() -> None:
-        # source/destination.ip: packed (for the flow hashes) and text, as normalize makes them.
+        # source/destination.ip: packed (for the flow hashes) and the text's recipe, as normalize
+        # makes them (the encoder writes the text).
         for b, _ in merged:
             for side in ("source", "destination"):
                 v4 = b.columns[f"{side}_ipv4_address"]
                 packed4(v4)
-                Rows(b.count).ipv4(v4).strings()
+                Rows(b.count).ipv4(v4)
 
     return run
 

@@ -161,3 +161,71 @@ def test_observer_type_extra_members_and_missing_netflow_object() -> None:
     assert first["observer"]["type"] == "zeek" and first["zeek"] == {"session_id": "C1x"}
     assert "netflow" not in first and "type" not in second["observer"]
     assert second["netflow"]["exporter"]["version"] == 10
+
+
+def reference_members(features: dict[str, np.ndarray], n: int) -> list[str]:
+    """Per row, the ``tunnelhound.*`` feature members as JSON text, built per row in Python
+    (the renderer before the columnar one): nested objects only where a member is present."""
+    tree: dict[str, Any] = {}
+    for name, col in features.items():
+        node = tree
+        *parents, leaf = name.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = col
+
+    def text(col: np.ndarray, i: int) -> str | None:
+        v = col[i].item() if col.dtype.kind != "O" else col[i]
+        if col.dtype.kind == "f" and not np.isfinite(v):
+            return None
+        if col.dtype.kind in "iu" and v == -1:
+            return None
+        return None if v is None else orjson.dumps(v).decode()
+
+    def members(node: dict[str, Any], i: int) -> str:
+        out = []
+        for key, child in node.items():
+            if isinstance(child, dict):
+                inner = members(child, i)
+                value = f"{{{inner}}}" if inner else None
+            else:
+                value = text(child, i)
+            if value is not None:
+                out.append(f'"{key}":{value}')
+        return ",".join(out)
+
+    return [members(tree, i) for i in range(n)]
+
+
+def test_feature_members_are_the_per_row_reference_byte_for_byte() -> None:
+    rng = np.random.default_rng(11)
+    frame = lab_frame().rows(0, 300)
+    plain = encode_ndjson(frame)
+    n = frame.n
+    floats = rng.normal(size=n) * 10.0 ** rng.integers(-12, 20, size=n)
+    floats[rng.random(n) < 0.3] = np.nan
+    floats[rng.random(n) < 0.05] = np.inf
+    mixed = np.empty(n, dtype=object)
+    mixed[:] = [None if r < 0.4 else ('h"é\n\x01' if r < 0.7 else 3) for r in rng.random(n)]
+    texts = np.empty(n, dtype=object)
+    texts[:] = [None if r < 0.5 else f"s{r:.3f}" for r in rng.random(n)]
+    frame.features.update(
+        {
+            "bpp.source": floats,
+            "bpp.dest": rng.random(n).astype(np.float32),
+            "dns.count": rng.integers(-1, 5, size=n),
+            "dns.anomaly": rng.random(n) < 0.5,
+            "dns.deep.x": np.where(rng.random(n) < 0.2, 7, -1),
+            "host": mixed,
+            "scan.target": texts,
+            "never": np.full(n, np.nan),
+        }
+    )
+    want = [
+        line[:-2] + (f",{m}".encode() if m else b"") + b"}}"
+        for line, m in zip(plain, reference_members(frame.features, n), strict=True)
+    ]
+    assert encode_ndjson(frame) == want
+    assert any(b'"deep":{"x":7}' in line for line in want) and not any(b'"deep":{}' in line for line in want)
+    assert not any(b'"never"' in line or b"{," in line or b",," in line for line in want)
+    assert_encoded_equals_documents(frame)

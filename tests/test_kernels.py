@@ -8,6 +8,7 @@ moved to C: numpy's ISO formatting, ``socket.inet_ntoa``/``inet_ntop``, ``str(in
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import random
@@ -22,8 +23,8 @@ import xxhash
 
 from replay import DATA
 from tunnelhound.normalize.addresses import FlowTuples, packed4, packed6
-from tunnelhound.normalize.community_id import community_id, community_ids
-from tunnelhound.normalize.flow_id import flow_id, flow_ids
+from tunnelhound.normalize.community_id import community_id, community_id_digests, community_ids
+from tunnelhound.normalize.flow_id import flow_id, flow_id_digests, flow_ids
 from tunnelhound.normalize.rows import Rows
 
 RNG = random.Random(20261123)
@@ -208,6 +209,48 @@ def test_xxh3_128_of_rows_equals_xxhash() -> None:
     assert got == [
         xxhash.xxh3_128_hexdigest(f"{t}|{n}".encode()) for t, n in zip(texts, nums.tolist(), strict=True)
     ]
+    digests = Rows(len(texts)).text(texts).lit("|").integer(nums).xxh3_128_digests()
+    assert digests.shape == (len(texts), 16) and digests.dtype == np.uint8
+    assert [bytes(d) for d in digests] == [
+        xxhash.xxh3_128_digest(f"{t}|{n}".encode()) for t, n in zip(texts, nums.tolist(), strict=True)
+    ]
+    assert Rows(len(texts)).hex(digests).strings() == got
+    assert Rows(0).xxh3_128_digests().shape == (0, 16)
+
+
+def test_base64_of_bytes_equals_the_base64_module() -> None:
+    rng = np.random.default_rng(8)
+    for width in (0, 1, 2, 3, 8, 20, 48):
+        values = rng.integers(0, 256, size=(40, width), dtype=np.uint8)
+        mask = rng.random(40) < 0.7
+        plain = Rows(40).base64(values, before="1:", mask=mask).strings()
+        url = Rows(40).base64(values, url=True).strings()
+        assert plain == [
+            f"1:{base64.b64encode(bytes(v)).decode()}" if m else "" for v, m in zip(values, mask, strict=True)
+        ]
+        assert url == [base64.urlsafe_b64encode(bytes(v)).rstrip(b"=").decode() for v in values]
+
+
+def test_raw_digests_render_as_the_ids() -> None:
+    tuples = _tuples(_random_rows(400))
+    digests, present = community_id_digests(tuples, 7)
+    want = community_ids(tuples, 7)
+    assert present.tolist() == [i is not None for i in want]
+    got = Rows(len(want)).base64(digests, before="1:", mask=present).strings()
+    assert got == [i or "" for i in want]
+    digests, present = flow_id_digests(tuples)
+    want = flow_ids(tuples)
+    assert present.tolist() == [i is not None for i in want]
+    assert Rows(len(want)).base64(digests, url=True, mask=present).strings() == [i or "" for i in want]
+
+
+def test_hex_of_bytes_equals_bytes_hex() -> None:
+    rng = np.random.default_rng(7)
+    for width in (0, 1, 6, 16, 20):
+        values = rng.integers(0, 256, size=(50, width), dtype=np.uint8)
+        mask = rng.random(50) < 0.7
+        got = Rows(50).hex(values, before="<", after=">", mask=mask).strings()
+        assert got == [f"<{bytes(v).hex()}>" if m else "" for v, m in zip(values, mask, strict=True)]
 
 
 def test_json_strings_equal_orjson() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -42,6 +42,6 @@ class AddressSet:
         return hit
 
 
-def internal_host(cols: dict[str, np.ndarray]) -> np.ndarray:
+def internal_host(cols: Mapping[str, np.ndarray]) -> np.ndarray:
     """Per flow the host thresholds are looked up for: the internal side, else the source."""
     return np.where(~cols["src_internal"] & cols["dst_internal"], cols["dst_ip"], cols["src_ip"])

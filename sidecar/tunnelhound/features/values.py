@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from tunnelhound.normalize.biflow import WELL_KNOWN_SERVICES, among
@@ -22,18 +24,18 @@ def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return out
 
 
-def duration_s(cols: dict[str, np.ndarray]) -> np.ndarray:
+def duration_s(cols: Mapping[str, np.ndarray]) -> np.ndarray:
     """Flow duration in seconds (0 for single-packet flows)."""
     return np.maximum(cols["end_ns"] - cols["start_ns"], 0) / NS
 
 
-def ports_of(cols: dict[str, np.ndarray], ports: tuple[int, ...]) -> np.ndarray:
+def ports_of(cols: Mapping[str, np.ndarray], ports: tuple[int, ...]) -> np.ndarray:
     """Flows whose destination port is in ``ports`` (or whose source port is, for a response
     uniflow that found no partner)."""
     return among(cols["dst_port"], ports) | (among(cols["src_port"], ports) & (cols["dst_port"] != ABSENT))
 
 
-def replies(cols: dict[str, np.ndarray]) -> np.ndarray:
+def replies(cols: Mapping[str, np.ndarray]) -> np.ndarray:
     """Uniflows that found no partner and are the answering half of a conversation (an exporter
     that sees one direction only: WAN ingress, asymmetric routing). The stitcher leaves them as
     the exporter sent them, so their source is the server; features that read the source as the

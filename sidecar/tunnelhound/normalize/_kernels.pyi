@@ -11,10 +11,13 @@ IPV4: int
 IPV6: int
 ISO: int
 JSON: int
+HEX: int
+B64: int
 BLOCK: int
 BYTES: int
 TEXT: int
 XXH3_128: int
+XXH3_128_DIGEST: int
 
 def render(
     parts: list[Any], n: int, mode: int, into: bytearray = ..., start: int = ..., stop: int = ..., /
@@ -30,8 +33,9 @@ def community_ids(
     dst: np.ndarray,
     dst_v6: np.ndarray,
     seed: int,
+    raw: bool = ...,
     /,
-) -> list[str | None]: ...
+) -> Any: ...
 def flow_ids(
     n: int,
     proto: np.ndarray,
@@ -42,6 +46,7 @@ def flow_ids(
     src_v6: np.ndarray,
     dst: np.ndarray,
     dst_v6: np.ndarray,
+    raw: bool = ...,
     /,
-) -> list[str | None]: ...
+) -> Any: ...
 def count_newlines(data: bytes | bytearray | memoryview, /) -> int: ...

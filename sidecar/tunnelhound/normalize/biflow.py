@@ -20,7 +20,7 @@ Pairing, evidence, merging and swapping are all done on whole columns (see
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -432,7 +432,7 @@ _FROM_INITIATOR = tuple(
 )
 """Columns of the initiator's uniflow that go into the stitched row."""
 _ADDRESSES = ("observer", "src_ip", "dst_ip")
-_Columns = dict[str, np.ndarray]
+_Columns = MutableMapping[str, np.ndarray]
 
 
 def merge_pairs(a: FlowFrame, b: FlowFrame) -> FlowFrame:

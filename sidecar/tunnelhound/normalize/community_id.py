@@ -23,6 +23,8 @@ import hashlib
 import struct
 from typing import Final
 
+import numpy as np
+
 from tunnelhound.normalize import _kernels
 from tunnelhound.normalize.addresses import FlowTuples
 
@@ -31,6 +33,7 @@ __all__ = [
     "ICMP_TYPE_PAIRS",
     "PORT_PROTOCOLS",
     "community_id",
+    "community_id_digests",
     "community_ids",
 ]
 
@@ -131,7 +134,15 @@ def community_id(proto: int, saddr: bytes, daddr: bytes, sport: int, dport: int,
 def community_ids(tuples: FlowTuples, seed: int = 0) -> list[str | None]:
     """:func:`community_id` of every flow of ``tuples`` (None where a tuple is not hashable or
     its two addresses are of different families)."""
-    return _kernels.community_ids(*tuples.arrays(), seed)
+    ids: list[str | None] = _kernels.community_ids(*tuples.arrays(), seed)
+    return ids
+
+
+def community_id_digests(tuples: FlowTuples, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The SHA-1 digests of :func:`community_ids` ((n, 20) uint8; the id is ``"1:"`` and their
+    base64) and where there is an id (bool)."""
+    digests, present = _kernels.community_ids(*tuples.arrays(), seed, True)
+    return np.frombuffer(digests, dtype=np.uint8).reshape(-1, 20), np.frombuffer(present, dtype=bool)
 
 
 def _pack_and_hash(proto: int, a: bytes, b: bytes, aport: int, bport: int, seed: int) -> str:

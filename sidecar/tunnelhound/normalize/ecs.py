@@ -15,12 +15,13 @@ import numpy as np
 import orjson
 
 from tunnelhound.model import FlowBatch
-from tunnelhound.normalize.addresses import mac_text, packed4, packed6
+from tunnelhound.normalize.addresses import FlowTuples, mac_text, packed4, packed6
 from tunnelhound.normalize.applications import application_names
-from tunnelhound.normalize.frame import ABSENT, FlowFrame
+from tunnelhound.normalize.columns import Columns, Text
+from tunnelhound.normalize.frame import ABSENT, COLUMNS, FlowFrame
 from tunnelhound.normalize.frame import object_column as _objects
 from tunnelhound.normalize.group import RecordHeaders, headers_of, merge_batches
-from tunnelhound.normalize.keys import flow_keys
+from tunnelhound.normalize.keys import flow_key_texts, hashable_tuples
 from tunnelhound.normalize.locality import DEFAULT_INTERNAL_NETWORKS, Networks
 from tunnelhound.normalize.rows import Rows
 from tunnelhound.normalize.times import flow_times
@@ -88,9 +89,9 @@ class Normalizer:
         start_ns, end_ns = flow_times(batch, headers)
         raw_bytes = _first(cols, _BYTES, n)
         icmp = np.isin(proto, _ICMP)
-        community, flows = flow_keys(
-            proto, sport, dport, src.packed, src.v6, dst.packed, dst.v6, self.options.community_id_seed
-        )
+        ok = hashable_tuples(proto, sport, dport)
+        tuples = FlowTuples(proto, sport, dport, ok, src.packed, src.v6, dst.packed, dst.v6)
+        community, flows = flow_key_texts(tuples, self.options.community_id_seed)
         zeros = np.zeros(n, dtype=np.int64)
         absent = np.full(n, ABSENT, dtype=np.int64)
         none = np.full(n, None, dtype=object)
@@ -124,26 +125,31 @@ class Normalizer:
             "is_v6": src.v6,
             "biflow": np.full(n, 1 if rev_bytes is not None or rev_packets is not None else 0, dtype=np.int8),
             "sampling_rate": np.broadcast_to(np.asarray(rate, dtype=np.float64), (n,)).copy(),
-            "start_iso": _objects(Rows(n).iso(start_ns).strings()),
-            "end_iso": _objects(Rows(n).iso(end_ns).strings()),
-            "event_id": _objects(
-                self._event_ids(batch, headers, (src.text, dst.text, sport, dport, proto, raw_bytes, end_ns))
-            ),
-            "src_ip": _objects(src.text),
-            "dst_ip": _objects(dst.text),
-            "community_id": _objects(community),
-            "flow_id": _objects(flows),
             "application": _objects(applications) if applications is not None else none,
             "src_mac": src_mac if src_mac is not None else none,
             "dst_mac": dst_mac if dst_mac is not None else none,
             "reverse_event_id": none.copy(),
-            "observer": np.full(n, batch.exporter_ip, dtype=object),
             "observer_type": np.full(n, None, dtype=object),
-            "netflow": _objects(_netflow_fragments(batch, headers)),
             "extra": np.full(n, None, dtype=object),
-            "created": np.full(n, created, dtype=object),
         }
-        return FlowFrame(n, out, self.options.namespace)
+        # Text columns as recipes (see columns.py): rendered from these numbers when written.
+        event_ids = self._event_ids(
+            batch, headers, (src.text, dst.text, sport, dport, proto, raw_bytes, end_ns)
+        )
+        recipes: dict[str, Rows | Text] = {
+            "community_id": community,
+            "flow_id": flows,
+            "start_iso": Rows(n).iso(start_ns),
+            "end_iso": Rows(n).iso(end_ns),
+            "event_id": Rows(n).hex(event_ids),
+            "src_ip": src.text,
+            "dst_ip": dst.text,
+            "observer": Rows(n).constant(batch.exporter_ip),
+            "netflow": _netflow_fragments(batch, headers),
+            "created": Rows(n).constant(created),
+        }
+        columns = Columns({name: recipes[name] if name in recipes else out[name] for name in COLUMNS})
+        return FlowFrame(n, columns, self.options.namespace)
 
     # ------------------------------------------------------------------ pieces
 
@@ -161,25 +167,25 @@ class Normalizer:
             return _Side(
                 packed4(v4),
                 np.zeros(n, dtype=bool),
-                Rows(n).ipv4(v4).strings(),
+                Rows(n).ipv4(v4),
                 self.networks.contains_v4(v4),
             )
         if v6 is not None and v4 is None:
             internal = self.networks.contains_v6(v6.view("S16"))
-            return _Side(packed6(v6), np.ones(n, dtype=bool), Rows(n).ipv6(v6).strings(), internal)
+            return _Side(packed6(v6), np.ones(n, dtype=bool), Rows(n).ipv6(v6), internal)
         if v4 is not None and v6 is not None:
             # Mixed templates (some firewalls): a zero IPv4 address means the record is IPv6.
             use6 = v4 == 0
             return _Side(
                 np.where(use6[:, None], packed6(v6), packed4(v4)),
                 use6,
-                Rows(n).ipv6(v6, mask=use6).ipv4(v4, mask=~use6).strings(),
+                Rows(n).ipv6(v6, mask=use6).ipv4(v4, mask=~use6),
                 np.where(use6, self.networks.contains_v6(v6.view("S16")), self.networks.contains_v4(v4)),
             )
         return _Side(
             np.zeros((n, 16), dtype=np.uint8),
             np.zeros(n, dtype=bool),
-            ["0.0.0.0"] * n,
+            Rows(n).lit("0.0.0.0"),
             np.zeros(n, dtype=bool),
         )
 
@@ -203,15 +209,16 @@ class Normalizer:
     def _event_ids(
         batch: FlowBatch,
         headers: RecordHeaders,
-        content: tuple[list[str], list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    ) -> list[str]:
+        content: tuple[Rows, Rows, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    ) -> np.ndarray:
         """Deterministic ids: a replay or a retried bulk request yields the same ``_id`` (DESIGN §7).
 
         Where the record came from (exporter, domain, template, export second, sequence, set
         offset, index) plus what it says (``content``: source and destination address, ports,
         protocol, raw byte counter, end time): two different flows that happen to share every
         header value (one capture exported twice with other settings) must not collapse into
-        one document. The id is the xxh3-128 hex digest of those values joined by ``|``.
+        one document. The id is the xxh3-128 hex digest of those values joined by ``|``;
+        returned as the (n, 16) raw digests (the frame renders their hex).
         """
         src_text, dst_text, sport, dport, proto, raw_bytes, end_ns = content
         rows = Rows(batch.count).lit(
@@ -219,23 +226,25 @@ class Normalizer:
         )
         rows.integer(headers.export_ns // 1_000_000_000).lit("|").integer(headers.sequence).lit("|")
         rows.integer(headers.set_offset).lit("|").integer(headers.index).lit("|")
-        rows.text(src_text).lit("|").text(dst_text).lit("|").integer(sport).lit("|").integer(dport).lit("|")
+        rows.splice(src_text).lit("|").splice(dst_text).lit("|").integer(sport).lit("|").integer(dport).lit(
+            "|"
+        )
         rows.integer(proto).lit("|")
         if raw_bytes.dtype.kind == "b":
             rows.pick(raw_bytes.astype(np.int64), ("False", "True"))  # as Python writes a bool
         else:
             rows.integer(raw_bytes)
-        return rows.lit("|").integer(end_ns).xxh3_128()
+        return rows.lit("|").integer(end_ns).xxh3_128_digests()
 
 
 @dataclass(frozen=True, slots=True)
 class _Side:
-    """One side's addresses: packed for the flow hashes, text, and locality."""
+    """One side's addresses: packed for the flow hashes, text (a recipe), and locality."""
 
     packed: np.ndarray
     """(n, 16) uint8: IPv6 addresses, or IPv4 in the first 4 bytes."""
     v6: np.ndarray
-    text: list[str]
+    text: Rows
     internal: np.ndarray
 
 
@@ -314,15 +323,15 @@ _ECS_VOID = {
 }
 
 
-def _netflow_fragments(batch: FlowBatch, headers: RecordHeaders) -> list[str]:
+def _netflow_fragments(batch: FlowBatch, headers: RecordHeaders) -> Rows:
     """Per record, the body of the ``netflow`` object: the exporter header, then every other
-    decoded element (JSON text, built column by column)."""
+    decoded element (the recipe of its JSON text, built column by column)."""
     rows = _exporter_fragments(Rows(batch.count), batch, headers)
     for name, col in batch.columns.items():
         if (name in _IN_ECS and col.dtype.kind == "u") or col.dtype == _ECS_VOID.get(name):
             continue
         _json_member(rows, name, col, batch.types.get(name, ""))
-    return rows.strings()
+    return rows
 
 
 def _exporter_fragments(rows: Rows, batch: FlowBatch, headers: RecordHeaders) -> Rows:

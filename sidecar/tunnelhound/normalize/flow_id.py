@@ -26,12 +26,13 @@ import binascii
 import struct
 from typing import Final
 
+import numpy as np
 import xxhash
 
 from tunnelhound.normalize import _kernels
 from tunnelhound.normalize.addresses import FlowTuples
 
-__all__ = ["flow_id", "flow_ids"]
+__all__ = ["flow_id", "flow_id_digests", "flow_ids"]
 
 # Precompiled per address length: one pack per flow, no format parsing on the hot path.
 _V4: Final = struct.Struct("!4sH4sHB")
@@ -72,4 +73,12 @@ def flow_id(saddr: bytes, daddr: bytes, sport: int, dport: int, proto: int) -> s
 
 def flow_ids(tuples: FlowTuples) -> list[str | None]:
     """:func:`flow_id` of every flow of ``tuples`` (None where a tuple is not hashable)."""
-    return _kernels.flow_ids(*tuples.arrays())
+    ids: list[str | None] = _kernels.flow_ids(*tuples.arrays())
+    return ids
+
+
+def flow_id_digests(tuples: FlowTuples) -> tuple[np.ndarray, np.ndarray]:
+    """The xxh64 digests of :func:`flow_ids` ((n, 8) uint8, big-endian; the id is their
+    base64url without padding) and where there is an id (bool)."""
+    digests, present = _kernels.flow_ids(*tuples.arrays(), True)
+    return np.frombuffer(digests, dtype=np.uint8).reshape(-1, 8), np.frombuffer(present, dtype=bool)

@@ -11,12 +11,14 @@ document; a test holds them equal on every capture.
 from __future__ import annotations
 
 import math
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import orjson
 
+from tunnelhound.normalize.columns import Columns
 from tunnelhound.normalize.locality import direction_array
 from tunnelhound.normalize.protocols import TRANSPORT_NAMES
 from tunnelhound.normalize.rows import Rows
@@ -80,7 +82,8 @@ SWAP_PAIRS = (*((f"src_{k}", f"dst_{k}") for k in _SIDES), ("flags", "rev_flags"
 
 @dataclass(slots=True)
 class FlowFrame:
-    """``n`` normalized flows; ``cols`` holds one array per name in :data:`COLUMNS`.
+    """``n`` normalized flows; ``cols`` holds one array per name in :data:`COLUMNS` (a
+    :class:`~tunnelhound.normalize.columns.Columns`: a plain dict given is wrapped in one).
 
     ``features`` holds the values later stages compute per flow (``features/``), one array per
     dotted name under ``tunnelhound.`` (``"dns.packets_z"`` renders as
@@ -89,9 +92,19 @@ class FlowFrame:
     """
 
     n: int
-    cols: dict[str, np.ndarray]
+    cols: MutableMapping[str, np.ndarray]
     namespace: str = "default"
     features: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.cols, Columns):
+            self.cols = Columns(self.cols)
+
+    @property
+    def columns(self) -> Columns:
+        """``cols`` as the :class:`Columns` it is (recipes and all)."""
+        assert isinstance(self.cols, Columns)
+        return self.cols
 
     @staticmethod
     def empty(namespace: str = "default") -> FlowFrame:
@@ -106,7 +119,7 @@ class FlowFrame:
             return FlowFrame.empty(namespace)
         if len(frames) == 1:
             return frames[0]
-        cols = {name: np.concatenate([f.cols[name] for f in frames]) for name in COLUMNS}
+        cols = Columns.concat([f.columns for f in frames], list(COLUMNS))
         dtypes = {name: col.dtype for f in frames for name, col in f.features.items()}
         features = {
             name: np.concatenate([_feature_or_absent(f, name, dtype) for f in frames])
@@ -116,13 +129,13 @@ class FlowFrame:
 
     def take(self, index: np.ndarray) -> FlowFrame:
         """The rows at ``index`` (an int array or bool mask), as a new frame."""
-        cols = {name: col[index] for name, col in self.cols.items()}
+        cols = self.columns.take(index)
         features = {name: col[index] for name, col in self.features.items()}
         return FlowFrame(len(cols["start_ns"]), cols, self.namespace, features)
 
     def rows(self, start: int, stop: int) -> FlowFrame:
         """Rows ``start:stop`` (views of the columns, nothing copied)."""
-        cols = {name: col[start:stop] for name, col in self.cols.items()}
+        cols = self.columns.take(slice(start, stop))
         features = {name: col[start:stop] for name, col in self.features.items()}
         return FlowFrame(len(cols["start_ns"]), cols, self.namespace, features)
 
@@ -256,31 +269,28 @@ def encode_bulk_block(frame: FlowFrame, index: str) -> bytes:
     if not frame.n:
         return b""
     rows = Rows(frame.n).lit(f'{{"create":{{"_index":{orjson.dumps(index).decode()},"_id":"')
-    rows.text(frame.cols["event_id"].tolist()).lit('"}}\n')
+    _text(rows, frame.columns, "event_id").lit('"}}\n')
     return _document(rows, frame).lit("\n").block()
 
 
 def _document(line: Rows, frame: FlowFrame) -> Rows:
     """Append the pieces of each row's ECS document to ``line``."""
-    c = frame.cols
-    end = c["end_iso"].tolist()
-    src_ip, dst_ip = c["src_ip"].tolist(), c["dst_ip"].tolist()
+    c = frame.columns
     proto = c["proto"]
-    line.lit('{"@timestamp":"').text(end)
+    _text(line.lit('{"@timestamp":"'), c, "end_iso")
     line.lit(f'","ecs":{{"version":"{ECS_VERSION}"}},"data_stream":{{"type":"logs","dataset":"{DATASET}",')
     line.lit(f'"namespace":"{frame.namespace}"}},"event":{{"kind":"event","category":["network"],')
     line.lit(
         f'"type":["connection"],"action":"network_flow","dataset":"{DATASET}","module":"tunnelhound","id":"'
     )
-    line.text(c["event_id"].tolist()).lit('","start":"').text(c["start_iso"].tolist())
-    line.lit('","end":"').text(end).lit('","duration":')
-    line.integer(np.maximum(c["end_ns"] - c["start_ns"], 0)).lit(',"created":"').text(c["created"].tolist())
+    _text(line, c, "event_id").lit('","start":"')
+    _text(line, c, "start_iso").lit('","end":"')
+    _text(line, c, "end_iso").lit('","duration":')
+    line.integer(np.maximum(c["end_ns"] - c["start_ns"], 0)).lit(',"created":"')
+    _text(line, c, "created")
     has_ports = c["src_port"] != ABSENT
-    for side, ips, prefix in (
-        ("src", src_ip, '"},"source":{"ip":"'),
-        ("dst", dst_ip, '},"destination":{"ip":"'),
-    ):
-        line.lit(prefix).text(ips).lit('"')
+    for side, prefix in (("src", '"},"source":{"ip":"'), ("dst", '},"destination":{"ip":"')):
+        _text(line.lit(prefix), c, f"{side}_ip").lit('"')
         line.integer(c[f"{side}_port"], before=',"port":', mask=has_ports)
         line.lit(',"bytes":').integer(c[f"{side}_bytes"]).lit(',"packets":').integer(c[f"{side}_packets"])
         line.lit(',"locality":"').choose(c[f"{side}_internal"], "internal", "external").lit('"')
@@ -289,17 +299,17 @@ def _document(line: Rows, frame: FlowFrame) -> Rows:
     line.lit('","type":"').choose(c["is_v6"], "ipv6", "ipv4")
     line.lit('","bytes":').integer(c["src_bytes"] + c["dst_bytes"])
     line.lit(',"packets":').integer(c["src_packets"] + c["dst_packets"])
-    line.lit(',"community_id":').text(c["community_id"].tolist(), before='"', after='"', absent="null")
+    _text(line.lit(',"community_id":'), c, "community_id", before='"', after='"', absent="null")
     direction = c["src_internal"].astype(np.int64) * 2 + c["dst_internal"]
     line.lit(',"direction":"').pick(direction, _DIRECTIONS).lit('"')
     line.json(c["application"].tolist(), before=',"application":')
-    line.lit('},"flow":{"id":').text(c["flow_id"].tolist(), before='"', after='"', absent="null")
+    _text(line.lit('},"flow":{"id":'), c, "flow_id", before='"', after='"', absent="null")
     line.lit(',"locality":"').choose(c["src_internal"] & c["dst_internal"], "internal", "external")
-    line.lit('"},"observer":{"ip":"').text(c["observer"].tolist()).lit('"')
+    _text(line.lit('"},"observer":{"ip":"'), c, "observer").lit('"')
     line.text(c["observer_type"].tolist(), before=',"type":"', after='"')
-    line.lit('},"related":{"ip":["').text(src_ip)
-    line.text(dst_ip, before='","', mask=c["src_ip"] != c["dst_ip"]).lit('"]}')
-    line.text(c["netflow"].tolist(), before=',"netflow":{', after="}")
+    _text(line.lit('},"related":{"ip":["'), c, "src_ip")
+    _text(line, c, "dst_ip", before='","', mask=~c.text_equal("src_ip", "dst_ip")).lit('"]}')
+    _text(line, c, "netflow", before=',"netflow":{', after="}")
     line.lit(',"tunnelhound":{"biflow":"').pick(c["biflow"], BIFLOW_KINDS).lit('"')
     line.text(c["reverse_event_id"].tolist(), before=',"reverse_event_id":"', after='"')
     rate = c["sampling_rate"]
@@ -311,13 +321,35 @@ def _document(line: Rows, frame: FlowFrame) -> Rows:
         line.integer(c["icmp_type"], before=f',"{key}":{{"type":', mask=mask)
         line.integer(c["icmp_code"], before=',"code":', after="}", mask=mask)
     if frame.features:
-        line.text([m or None for m in _members(_feature_tree(frame.features), frame.n)], before=",")
+        _members(line, _feature_tree(frame.features), np.ones(frame.n, dtype=bool))
     return line.lit("}").text(c["extra"].tolist(), before=",").lit("}")
+
+
+def _text(
+    line: Rows,
+    cols: Columns,
+    name: str,
+    before: str = "",
+    after: str = "",
+    absent: str = "",
+    mask: np.ndarray | None = None,
+) -> Rows:
+    """Append text column ``name`` (None rows absent): its recipe where it has one, so the
+    kernel renders it from the numbers, else its strings."""
+    recipe = cols.recipe(name)
+    if recipe is None:
+        return line.text(cols[name].tolist(), before, after, absent, mask)
+    present = recipe.present
+    if present is None:
+        return line.splice(recipe.rows, before, after, mask)
+    if mask is not None:
+        present = present & mask
+    return line.where(absent, ~present).splice(recipe.rows, before, after, present)
 
 
 # ------------------------------------------------------------------------- features
 
-_FeatureTree = dict[str, "_FeatureTree | list[str | None]"]
+_FeatureTree = dict[str, "_FeatureTree | np.ndarray"]
 
 
 def _feature_values(col: np.ndarray) -> list[Any]:
@@ -327,15 +359,6 @@ def _feature_values(col: np.ndarray) -> list[Any]:
     if col.dtype.kind in "iu":
         return [v if v != ABSENT else None for v in col.tolist()]
     return col.tolist()
-
-
-def _feature_text(col: np.ndarray) -> list[str | None]:
-    """JSON text of a feature column, None where absent."""
-    if col.dtype.kind == "b":
-        return np.where(col, "true", "false").tolist()
-    if col.dtype.kind in "iu":
-        return [str(v) if v != ABSENT else None for v in col.tolist()]
-    return [orjson.dumps(v).decode() if v is not None else None for v in _feature_values(col)]
 
 
 def _feature_or_absent(frame: FlowFrame, name: str, dtype: np.dtype[Any]) -> np.ndarray:
@@ -361,18 +384,54 @@ def _feature_tree(features: dict[str, np.ndarray]) -> _FeatureTree:
             child = node.setdefault(key, {})
             assert isinstance(child, dict), f"feature {name!r} nests under a value"
             node = child
-        node[leaf] = _feature_text(col)
+        node[leaf] = col
     return tree
 
 
-def _members(tree: _FeatureTree, n: int) -> list[str]:
-    """Per row, the JSON members of ``tree`` present on that row, comma-joined ("" if none)."""
-    columns = []
+def _present(node: _FeatureTree | np.ndarray) -> np.ndarray:
+    """Rows where a feature (or any feature of a subtree) has a value."""
+    if isinstance(node, dict):
+        return np.logical_or.reduce([_present(child) for child in node.values()])
+    kind = node.dtype.kind
+    if kind == "b":
+        return np.ones(len(node), dtype=bool)
+    if kind in "iu":
+        return np.asarray(node != ABSENT)
+    if kind == "f":
+        return np.isfinite(node)
+    return np.asarray(node != None)  # noqa: E711 (elementwise)
+
+
+def _members(line: Rows, tree: _FeatureTree, written: np.ndarray) -> None:
+    """Append the JSON members of ``tree`` present on each row, comma-separated; ``written``:
+    rows whose enclosing object already has a member (a comma goes first). An object member
+    is opened and closed only on rows where one of its features is present."""
+    written = written.copy()
     for key, node in tree.items():
-        values = _members(node, n) if isinstance(node, dict) else node
-        wrap = "{%s}" if isinstance(node, dict) else "%s"
-        columns.append([f'"{key}":{wrap % v}' if v else "" for v in values])
-    return [",".join(filter(None, row)) for row in zip(*columns, strict=True)]
+        present = _present(node)
+        line.where(",", written & present)
+        if isinstance(node, dict):
+            _members(line.where(f'"{key}":{{', present), node, np.zeros(line.n, dtype=bool))
+            line.where("}", present)
+        else:
+            _leaf(line, node, f'"{key}":', present)
+        written |= present
+
+
+def _leaf(line: Rows, col: np.ndarray, before: str, present: np.ndarray) -> None:
+    """One feature's JSON value (as orjson writes it) where ``present``."""
+    kind = col.dtype.kind
+    if kind in "biu":
+        line.integer(col, before=before, mask=present)
+    elif kind == "f":
+        # One orjson call for the column: floats hold no commas, so splitting its array is safe.
+        text = orjson.dumps(col.tolist()).decode()[1:-1].split(",") if len(col) else []
+        line.text(text, before=before, mask=present)
+    elif all(v is None or isinstance(v, str) for v in col.tolist()):
+        line.json(col.tolist(), before=before)
+    else:
+        dumps = orjson.dumps
+        line.text([dumps(v).decode() if v is not None else None for v in col.tolist()], before=before)
 
 
 _DIRECTIONS = direction_array(np.array([0, 0, 1, 1], dtype=bool), np.array([0, 1, 0, 1], dtype=bool)).tolist()

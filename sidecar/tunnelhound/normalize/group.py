@@ -76,11 +76,15 @@ def _merge(group: list[FlowBatch]) -> tuple[FlowBatch, RecordHeaders]:
         set_offset=per_record([b.set_offset for b in group]),
         index=np.arange(total, dtype=np.int64) - np.repeat(starts, counts),
     )
-    raws = [b.raw for b in group if b.raw is not None and b.column_cache is None]
+    raws = [b.raw for b in group if b.raw is not None]
     if len(raws) == len(group) and first.finish is not None:
         # Joining the bytes and viewing them again is ~30x faster than np.concatenate, which
         # re-derives the structured dtype's field promotion for every part; join reads each
         # part's buffer (views of the datagrams) directly, without a tobytes copy first.
+        # Batches whose columns were already finished are joined this way too: finishing the
+        # joined records once (a few vectorized casts) costs far less than concatenating
+        # every column from hundreds of small batches (~0.3 us a record), and ``finish`` is
+        # a pure function of the records, so the columns are the same.
         raw = np.frombuffer(b"".join(raws), dtype=raws[0].dtype)  # type: ignore[arg-type]  # arrays are buffers
         merged = replace(first, count=total, raw=raw, column_cache=None)
     else:

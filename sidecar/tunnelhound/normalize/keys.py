@@ -11,8 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from tunnelhound.normalize.addresses import FlowTuples
-from tunnelhound.normalize.community_id import community_ids
-from tunnelhound.normalize.flow_id import flow_ids
+from tunnelhound.normalize.columns import Text
+from tunnelhound.normalize.community_id import community_id_digests, community_ids
+from tunnelhound.normalize.flow_id import flow_id_digests, flow_ids
+from tunnelhound.normalize.rows import Rows
 
 
 def hashable_tuples(proto: np.ndarray, sport: np.ndarray, dport: np.ndarray) -> np.ndarray:
@@ -43,6 +45,18 @@ def flow_keys(
     :class:`FlowTuples` holds them, with their is-IPv6 masks. Community ID also needs both
     addresses of one family.
     """
-    ok = hashable_tuples(proto, sport, dport)
-    tuples = FlowTuples(proto, sport, dport, ok, src, src_v6, dst, dst_v6)
+    tuples = FlowTuples(proto, sport, dport, hashable_tuples(proto, sport, dport), src, src_v6, dst, dst_v6)
     return community_ids(tuples, seed), flow_ids(tuples)
+
+
+def flow_key_texts(tuples: FlowTuples, seed: int) -> tuple[Text, Text]:
+    """:func:`flow_keys` as recipes: the digests, rendered (``"1:"`` + base64, base64url) only
+    when written or read (see :mod:`~tunnelhound.normalize.columns`). ``tuples.ok`` must be
+    :func:`hashable_tuples`."""
+    n = len(tuples.proto)
+    community, has_community = community_id_digests(tuples, seed)
+    flow, has_flow = flow_id_digests(tuples)
+    return (
+        Text(Rows(n).base64(community, before="1:", mask=has_community), has_community),
+        Text(Rows(n).base64(flow, url=True, mask=has_flow), has_flow),
+    )

@@ -11,15 +11,26 @@ is what this avoids. See bench/README.md for the figures.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from tunnelhound.normalize import _kernels
 
-_Part = bytes | tuple[int, object, np.ndarray | None, bytes, bytes, bytes, bytes]
+_Part = bytes | tuple[int, Any, np.ndarray | None, bytes, bytes, bytes, bytes]
 _FALSE_TRUE = (b"false", b"true")
 _MAY_BE_NONE = (_kernels.STR, _kernels.JSON)
 """Kinds whose value may be absent on a row without a mask (None in the list)."""
+_INJECTIVE = (
+    _kernels.STR,
+    _kernels.I64,
+    _kernels.U64,
+    _kernels.IPV4,
+    _kernels.IPV6,
+    _kernels.HEX,
+    _kernels.B64,
+)
+"""Kinds whose text differs whenever the value does (ISO drops sub-millisecond digits)."""
 
 
 class Rows:
@@ -113,6 +124,11 @@ class Rows:
             _kernels.PICK, (_contiguous(codes, np.int64), choices), mask, before, after, absent
         )
 
+    def constant(self, text: str) -> Rows:
+        """``text`` on every row as a value, not a literal: recipes with different constants
+        can then be joined (:func:`concat_rows`)."""
+        return self.pick(np.zeros(self.n, dtype=np.int64), (text,))
+
     def choose(self, condition: np.ndarray, yes: str, no: str) -> Rows:
         """``yes`` where ``condition`` holds, else ``no``."""
         return self.pick(condition.astype(np.int64), (no, yes))
@@ -128,6 +144,67 @@ class Rows:
     ) -> Rows:
         """RFC 5952 text (as ``socket.inet_ntop``) of 16-byte addresses."""
         return self._value(_kernels.IPV6, np.ascontiguousarray(values), mask, before, after, "")
+
+    def hex(
+        self, values: np.ndarray, before: str = "", after: str = "", mask: np.ndarray | None = None
+    ) -> Rows:
+        """Lower-case hex of each row of an (n, w) uint8 array (as ``bytes.hex``)."""
+        values = np.ascontiguousarray(values, dtype=np.uint8).reshape(self.n, -1)
+        return self._value(_kernels.HEX, (values, values.shape[1]), mask, before, after, "")
+
+    def base64(
+        self,
+        values: np.ndarray,
+        before: str = "",
+        after: str = "",
+        mask: np.ndarray | None = None,
+        *,
+        url: bool = False,
+    ) -> Rows:
+        """Base64 of each row of an (n, w) uint8 array, w <= 48 (as ``base64.b64encode``); with
+        ``url``, the url-safe alphabet without padding (as ``urlsafe_b64encode(...).rstrip(b"=")``)."""
+        values = np.ascontiguousarray(values, dtype=np.uint8).reshape(self.n, -1)
+        return self._value(_kernels.B64, (values, values.shape[1], int(url)), mask, before, after, "")
+
+    def splice(self, other: Rows, before: str = "", after: str = "", mask: np.ndarray | None = None) -> Rows:
+        """The pieces of ``other`` (a recipe of the same rows, present on every row), between
+        ``before`` and ``after``; with ``mask``, all of it only where ``mask`` holds."""
+        if mask is not None and mask.all():
+            mask = None
+        if mask is not None and not mask.any():
+            return self
+        self.where(before, mask)
+        for part in other.parts:
+            if isinstance(part, bytes):
+                self.where(part.decode(), mask)
+                continue
+            kind, data, own, lead, inner_before, inner_after, absent = part
+            if mask is None:
+                self._parts.append((kind, data, own, self._lead + lead, inner_before, inner_after, absent))
+                self._lead = b""
+                continue
+            self.where(lead.decode(), mask)
+            if absent:  # written on the rows the mask keeps and the part lacks (masked or None)
+                self.where(absent.decode(), mask & ~_present(part, self.n))
+            both = mask if own is None else own & mask
+            self._parts.append(
+                (kind, data, np.ascontiguousarray(both), self._lead, inner_before, inner_after, b"")
+            )
+            self._lead = b""
+        return self.where(after, mask)
+
+    def where(self, text: str, mask: np.ndarray | None) -> Rows:
+        """Constant ``text`` on the rows where ``mask`` holds (every row if None)."""
+        if not text or mask is None:
+            return self.lit(text)
+        return self.pick(np.zeros(self.n, dtype=np.int64), (text,), mask=mask)
+
+    def take(self, index: np.ndarray | slice) -> Rows:
+        """The recipe of the rows at ``index`` (int array, bool mask or slice)."""
+        out = Rows(len(range(self.n)[index]) if isinstance(index, slice) else _count(index))
+        out._parts = [part if isinstance(part, bytes) else _take_part(part, index) for part in self._parts]
+        out._lead = self._lead
+        return out
 
     def iso(self, ns: np.ndarray, before: str = "", after: str = "", mask: np.ndarray | None = None) -> Rows:
         """ISO 8601 UTC with milliseconds of int64 nanoseconds since the epoch (as numpy's
@@ -163,6 +240,118 @@ class Rows:
     def xxh3_128(self) -> list[str]:
         """The xxh3-128 hex digest of each row's UTF-8 text (as ``xxhash.xxh3_128_hexdigest``)."""
         return _kernels.render(self.parts, self.n, _kernels.XXH3_128)
+
+    def xxh3_128_digests(self) -> np.ndarray:
+        """The canonical 16-byte xxh3-128 digests of the rows, as an (n, 16) uint8 array
+        (:meth:`hex` of it is :meth:`xxh3_128`)."""
+        raw = _kernels.render(self.parts, self.n, _kernels.XXH3_128_DIGEST) if self.n else b""
+        return np.frombuffer(raw, dtype=np.uint8).reshape(self.n, 16)
+
+
+def concat_rows(recipes: Sequence[Rows]) -> Rows | None:
+    """One recipe of the rows of ``recipes`` in order, if they are built alike (same kinds,
+    constant texts and masks present or not); None if not."""
+    first = recipes[0]
+    shape = [_shape(part) for part in first.parts]
+    if any(len(r.parts) != len(shape) or [_shape(p) for p in r.parts] != shape for r in recipes[1:]):
+        return None
+    out = Rows(sum(r.n for r in recipes))
+    for i, part in enumerate(first.parts):
+        if isinstance(part, bytes):
+            out._parts.append(part)
+            continue
+        kind, _, mask, lead, before, after, absent = part
+        pieces = [r.parts[i] for r in recipes]
+        data = _concat_data(kind, [p[1] for p in pieces])
+        masks = None if mask is None else np.concatenate([p[2] for p in pieces])
+        out._parts.append((kind, data, masks, lead, before, after, absent))
+    return out
+
+
+def rows_equal(a: Rows, b: Rows) -> np.ndarray | None:
+    """Per row, whether ``a`` and ``b`` render the same text, found from their values without
+    rendering; None when that cannot be told (recipes built differently, or kinds whose text
+    may be equal for different values)."""
+    if a.n != b.n or [_shape(p) for p in a.parts] != [_shape(p) for p in b.parts]:
+        return None
+    equal = np.ones(a.n, dtype=bool)
+    for pa, pb in zip(a.parts, b.parts, strict=True):
+        if isinstance(pa, bytes) or isinstance(pb, bytes):
+            continue
+        if pa[0] not in _INJECTIVE:
+            return None
+        here_a = _present(pa, a.n)
+        here_b = _present(pb, b.n)
+        values_a, values_b = _values(pa), _values(pb)
+        same = values_a == values_b
+        if same.ndim > 1:
+            same = same.reshape(a.n, -1).all(axis=1)
+        equal &= (here_a == here_b) & (~here_a | same)
+    return equal
+
+
+def _shape(part: _Part) -> object:
+    """What must agree for two recipes' parts to be one part: all but the per-row data."""
+    if isinstance(part, bytes):
+        return part
+    kind, data, mask, lead, before, after, absent = part
+    extra = data[1:] if kind in (_kernels.HEX, _kernels.B64) else None  # a pick's texts are joined
+    return (kind, mask is None, lead, before, after, absent, extra)
+
+
+def _concat_data(kind: int, data: list[Any]) -> object:
+    if kind in _MAY_BE_NONE:
+        return [v for values in data for v in values]
+    if kind == _kernels.PICK:
+        offsets = np.cumsum([0, *(len(d[1]) for d in data[:-1])])
+        codes = np.concatenate([d[0] + offset for d, offset in zip(data, offsets.tolist(), strict=True)])
+        return (codes, tuple(text for d in data for text in d[1]))
+    if kind in (_kernels.HEX, _kernels.B64):
+        return (np.concatenate([d[0] for d in data]), *data[0][1:])
+    return np.concatenate(data)
+
+
+def _take_part(part: tuple[Any, ...], index: np.ndarray | slice) -> _Part:
+    kind, data, mask, lead, before, after, absent = part
+    if kind in _MAY_BE_NONE:
+        taken: object = data[index] if isinstance(index, slice) else _object_array(data)[index].tolist()
+    elif kind in (_kernels.PICK, _kernels.HEX, _kernels.B64):
+        taken = (np.ascontiguousarray(data[0][index]), *data[1:])
+    else:
+        taken = np.ascontiguousarray(data[index])
+    return (
+        kind,
+        taken,
+        None if mask is None else np.ascontiguousarray(mask[index]),
+        lead,
+        before,
+        after,
+        absent,
+    )
+
+
+def _present(part: tuple[Any, ...], n: int) -> np.ndarray:
+    here = np.ones(n, dtype=bool) if part[2] is None else part[2]
+    if part[0] in _MAY_BE_NONE:
+        here = here & (_object_array(part[1]) != None)  # noqa: E711 (elementwise)
+    return here
+
+
+def _values(part: tuple[Any, ...]) -> np.ndarray:
+    kind, data = part[0], part[1]
+    if kind in _MAY_BE_NONE:
+        return _object_array(data)
+    return data[0] if kind in (_kernels.PICK, _kernels.HEX, _kernels.B64) else data
+
+
+def _object_array(values: list[Any]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def _count(index: np.ndarray) -> int:
+    return int(np.count_nonzero(index)) if index.dtype == bool else len(index)
 
 
 def _contiguous(values: np.ndarray, dtype: type[np.generic]) -> np.ndarray:

@@ -221,9 +221,12 @@ enum {
     K_IPV6 = 6, /* 16-byte items: RFC 5952 text */
     K_ISO = 7,  /* int64 ns since the epoch: ISO 8601 UTC, milliseconds */
     K_JSON = 8, /* list of str/None: a JSON string, escaped as orjson escapes */
+    K_HEX = 9,  /* (n, w) bytes: lower-case hex of each row's w bytes (digests kept raw) */
+    K_B64 = 10, /* (n, w) bytes: base64 (padded), or with url=1 base64url without padding */
 };
 
-enum { M_BLOCK = 0, M_BYTES = 1, M_STR = 2, M_XXH3 = 3 };
+/* M_XXH3_RAW: the 16-byte canonical xxh3-128 digest of every row, one bytes of 16 n. */
+enum { M_BLOCK = 0, M_BYTES = 1, M_STR = 2, M_XXH3 = 3, M_XXH3_RAW = 4 };
 
 /* Rows are rendered in tiles: the texts of a tile's rows are looked up column by column
  * first, so each column's objects are read in order (the prefetcher follows a few streams,
@@ -250,6 +253,8 @@ typedef struct {
     Py_ssize_t nlit;
     struct Span *spans; /* K_STR: this tile's texts (see render_tile) */
     int ascii;          /* the part's constant texts are ASCII */
+    Py_ssize_t width;   /* K_HEX, K_B64: bytes per row */
+    int url;            /* K_B64: url-safe alphabet, padding dropped */
 } Part;
 
 static void parts_free(Part *parts, Py_ssize_t k) {
@@ -364,6 +369,18 @@ static Part *parse_parts(PyObject *seq, Py_ssize_t n, Py_ssize_t *count) {
             if (get_view(data, &pt->view, n, 16, "an IPv6 column") < 0) goto fail;
             pt->has_view = 1;
             break;
+        case K_HEX:
+        case K_B64: {
+            PyObject *column;
+            if (!PyArg_ParseTuple(data, "On|i", &column, &pt->width, &pt->url)) goto fail;
+            if (pt->kind == K_B64 && pt->width > 48) {
+                PyErr_SetString(PyExc_ValueError, "render: base64 rows are at most 48 bytes");
+                goto fail;
+            }
+            if (pt->width < 0 || get_view(column, &pt->view, n, pt->width, "a bytes column") < 0) goto fail;
+            pt->has_view = 1;
+            break;
+        }
         default:
             PyErr_Format(PyExc_ValueError, "render: unknown part kind %d", pt->kind);
             goto fail;
@@ -407,6 +424,27 @@ static int put_json(Buf *b, const char *s, Py_ssize_t k) {
     *o++ = '"';
     b->len = o - b->p;
     return 0;
+}
+
+static int put_hex(Buf *b, const unsigned char *s, Py_ssize_t k) {
+    RESERVE(b, 2 * k);
+    char *o = b->p + b->len;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        o[2 * i] = HEX[s[i] >> 4];
+        o[2 * i + 1] = HEX[s[i] & 15];
+    }
+    b->len += 2 * k;
+    return 0;
+}
+
+static Py_ssize_t b64(const unsigned char *in, size_t len, const char *alphabet, char *out);
+static const char B64[65], B64URL[65];
+
+static int put_b64(Buf *b, const unsigned char *s, Py_ssize_t k, int url) {
+    char text[64];
+    Py_ssize_t m = b64(s, (size_t)k, url ? B64URL : B64, text);
+    while (url && m && text[m - 1] == '=') m--;
+    return put(b, text, m);
 }
 
 /* Look up the texts of rows [r0, r0 + count) of every text column. */
@@ -476,6 +514,12 @@ static int render_row(Buf *b, Part *parts, Py_ssize_t k, Py_ssize_t r, Py_ssize_
         case K_IPV6:
             rc = put_ipv6(b, (const unsigned char *)pt->view.buf + 16 * r);
             break;
+        case K_HEX:
+            rc = put_hex(b, (const unsigned char *)pt->view.buf + pt->width * r, pt->width);
+            break;
+        case K_B64:
+            rc = put_b64(b, (const unsigned char *)pt->view.buf + pt->width * r, pt->width, pt->url);
+            break;
         case K_PICK: {
             int64_t code = ((const int64_t *)pt->view.buf)[r];
             if (code < 0 || code >= PyTuple_GET_SIZE(pt->list)) {
@@ -507,7 +551,7 @@ static PyObject *py_render(PyObject *self, PyObject *args) {
                           &stop))
         return NULL;
     if (PyTuple_GET_SIZE(args) < 6) stop = n;
-    if (n < 0 || mode < M_BLOCK || mode > M_XXH3 || (into && mode != M_BLOCK)) {
+    if (n < 0 || mode < M_BLOCK || mode > M_XXH3_RAW || (into && mode != M_BLOCK)) {
         PyErr_SetString(PyExc_ValueError, "render: bad row count or mode");
         return NULL;
     }
@@ -532,6 +576,8 @@ static PyObject *py_render(PyObject *self, PyObject *args) {
         if (!(b.bytes = PyBytes_FromStringAndSize(NULL, 4096))) goto fail;
         b.p = PyBytes_AS_STRING(b.bytes);
         b.cap = 4096;
+    } else if (mode == M_XXH3_RAW) {
+        if (!(out = PyBytes_FromStringAndSize(NULL, 16 * rows))) goto fail;
     } else if (!(out = PyList_New(rows))) {
         goto fail;
     }
@@ -556,6 +602,12 @@ static PyObject *py_render(PyObject *self, PyObject *args) {
             /* All-ASCII rows (nearly all) skip the UTF-8 decoder's scan. */
             item = ascii ? ascii_str(b.p, b.len) : PyUnicode_DecodeUTF8(b.p ? b.p : "", b.len, "strict");
             break;
+        case M_XXH3_RAW: {
+            XXH128_canonical_t c;
+            XXH128_canonicalFromHash(&c, XXH3_128bits(b.p, (size_t)b.len));
+            memcpy(PyBytes_AS_STRING(out) + 16 * (r - start), c.digest, 16);
+            continue;
+        }
         case M_XXH3: {
             XXH128_canonical_t c;
             XXH128_canonicalFromHash(&c, XXH3_128bits(b.p, (size_t)b.len));
@@ -700,8 +752,8 @@ static void sha1(const unsigned char *msg, size_t len, unsigned char out[20]) {
     }
 }
 
-static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+static const char B64[65] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static const char B64URL[65] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /* Base64 of len bytes (padded with '='); returns the characters written. */
 static Py_ssize_t b64(const unsigned char *in, size_t len, const char *alphabet, char *out) {
@@ -790,12 +842,61 @@ static int icmp_counterpart(int64_t proto, int64_t type) {
     return -1;
 }
 
+/* The ids of n rows: a list of str/None, or with raw set the digests (n * width bytes, zeros
+ * where absent) and a present flag per row, for a recipe that renders the text later. */
+typedef struct {
+    PyObject *list, *digests, *present;
+    Py_ssize_t width;
+} Ids;
+
+static int ids_new(Ids *o, Py_ssize_t n, Py_ssize_t width, int raw) {
+    o->list = o->digests = o->present = NULL;
+    o->width = width;
+    if (!raw) return (o->list = PyList_New(n)) ? 0 : -1;
+    o->digests = PyBytes_FromStringAndSize(NULL, n * width);
+    o->present = PyBytes_FromStringAndSize(NULL, n);
+    return o->digests && o->present ? 0 : -1;
+}
+
+static void ids_absent(Ids *o, Py_ssize_t r) {
+    if (o->list) {
+        Py_INCREF(Py_None);
+        PyList_SET_ITEM(o->list, r, Py_None);
+        return;
+    }
+    memset(PyBytes_AS_STRING(o->digests) + o->width * r, 0, (size_t)o->width);
+    PyBytes_AS_STRING(o->present)[r] = 0;
+}
+
+/* Row r's digest, or (list mode) its text; -1 on a failed allocation. */
+static int ids_set(Ids *o, Py_ssize_t r, const unsigned char *digest, const char *text, Py_ssize_t k) {
+    if (o->list) {
+        PyObject *s = ascii_str(text, k);
+        if (!s) return -1;
+        PyList_SET_ITEM(o->list, r, s);
+        return 0;
+    }
+    memcpy(PyBytes_AS_STRING(o->digests) + o->width * r, digest, (size_t)o->width);
+    PyBytes_AS_STRING(o->present)[r] = 1;
+    return 0;
+}
+
+static PyObject *ids_result(Ids *o, int ok) {
+    if (ok && o->list) return o->list;
+    PyObject *out = ok ? PyTuple_Pack(2, o->digests, o->present) : NULL;
+    Py_XDECREF(o->list);
+    Py_XDECREF(o->digests);
+    Py_XDECREF(o->present);
+    return out;
+}
+
 static PyObject *py_community_ids(PyObject *self, PyObject *args) {
     PyObject *objs[8];
     Py_ssize_t n;
     long seed;
-    if (!PyArg_ParseTuple(args, "nOOOOOOOOl", &n, &objs[0], &objs[1], &objs[2], &objs[3], &objs[4], &objs[5],
-                          &objs[6], &objs[7], &seed))
+    int raw = 0;
+    if (!PyArg_ParseTuple(args, "nOOOOOOOOl|p", &n, &objs[0], &objs[1], &objs[2], &objs[3], &objs[4], &objs[5],
+                          &objs[6], &objs[7], &seed, &raw))
         return NULL;
     if (seed < 0 || seed > 0xFFFF) {
         PyErr_Format(PyExc_ValueError, "community_id: seed %ld is not 0..65535", seed);
@@ -803,14 +904,14 @@ static PyObject *py_community_ids(PyObject *self, PyObject *args) {
     }
     Tuples t;
     if (tuples_get(&t, objs, n) < 0) return NULL;
-    PyObject *out = PyList_New(n);
-    if (!out) goto done;
+    Ids out;
+    int good = 0;
+    if (ids_new(&out, n, 20, raw) < 0) goto done;
     const int64_t *proto = t.proto.buf, *sport = t.sport.buf, *dport = t.dport.buf;
     const char *ok = t.ok.buf, *sv6 = t.src_v6.buf, *dv6 = t.dst_v6.buf;
     for (Py_ssize_t r = 0; r < n; r++) {
         if (!ok[r] || sv6[r] != dv6[r]) {
-            Py_INCREF(Py_None);
-            PyList_SET_ITEM(out, r, Py_None);
+            ids_absent(&out, r);
             continue;
         }
         const unsigned char *a = (const unsigned char *)t.src.buf + 16 * r;
@@ -857,35 +958,32 @@ static PyObject *py_community_ids(PyObject *self, PyObject *args) {
         unsigned char digest[20];
         sha1(msg, m, digest);
         char text[30] = {'1', ':'};
-        Py_ssize_t k = 2 + b64(digest, 20, B64, text + 2);
-        PyObject *s = ascii_str(text, k);
-        if (!s) {
-            Py_CLEAR(out);
-            goto done;
-        }
-        PyList_SET_ITEM(out, r, s);
+        Py_ssize_t k = raw ? 0 : 2 + b64(digest, 20, B64, text + 2);
+        if (ids_set(&out, r, digest, text, k) < 0) goto done;
     }
+    good = 1;
 done:
     tuples_free(&t);
-    return out;
+    return ids_result(&out, good);
 }
 
 static PyObject *py_flow_ids(PyObject *self, PyObject *args) {
     PyObject *objs[8];
     Py_ssize_t n;
-    if (!PyArg_ParseTuple(args, "nOOOOOOOO", &n, &objs[0], &objs[1], &objs[2], &objs[3], &objs[4], &objs[5],
-                          &objs[6], &objs[7]))
+    int raw = 0;
+    if (!PyArg_ParseTuple(args, "nOOOOOOOO|p", &n, &objs[0], &objs[1], &objs[2], &objs[3], &objs[4], &objs[5],
+                          &objs[6], &objs[7], &raw))
         return NULL;
     Tuples t;
     if (tuples_get(&t, objs, n) < 0) return NULL;
-    PyObject *out = PyList_New(n);
-    if (!out) goto done;
+    Ids out;
+    int good = 0;
+    if (ids_new(&out, n, 8, raw) < 0) goto done;
     const int64_t *proto = t.proto.buf, *sport = t.sport.buf, *dport = t.dport.buf;
     const char *ok = t.ok.buf, *sv6 = t.src_v6.buf, *dv6 = t.dst_v6.buf;
     for (Py_ssize_t r = 0; r < n; r++) {
         if (!ok[r]) {
-            Py_INCREF(Py_None);
-            PyList_SET_ITEM(out, r, Py_None);
+            ids_absent(&out, r);
             continue;
         }
         const unsigned char *a = (const unsigned char *)t.src.buf + 16 * r;
@@ -918,17 +1016,13 @@ static PyObject *py_flow_ids(PyObject *self, PyObject *args) {
         XXH64_canonical_t c;
         XXH64_canonicalFromHash(&c, XXH64(msg, m, 0));
         char text[12];
-        b64(c.digest, 8, B64URL, text); /* 11 characters and one '=', which is dropped */
-        PyObject *s = ascii_str(text, 11);
-        if (!s) {
-            Py_CLEAR(out);
-            goto done;
-        }
-        PyList_SET_ITEM(out, r, s);
+        if (!raw) b64(c.digest, 8, B64URL, text); /* 11 characters and one '=', which is dropped */
+        if (ids_set(&out, r, c.digest, text, 11) < 0) goto done;
     }
+    good = 1;
 done:
     tuples_free(&t);
-    return out;
+    return ids_result(&out, good);
 }
 
 /* ----------------------------------------------------------------------- newlines */
@@ -959,10 +1053,11 @@ static PyMethodDef methods[] = {
      "count_newlines(data): the number of b'\\n' bytes in a bytes-like object."},
     {"community_ids", py_community_ids, METH_VARARGS,
      "community_ids(n, proto, sport, dport, ok, src, src_v6, dst, dst_v6, seed): Community ID v1 "
-     "per row (None where not ok or the address families differ)."},
+     "per row (None where not ok or the address families differ); with raw=True, (20-byte SHA-1 "
+     "digests, present flags) as bytes."},
     {"flow_ids", py_flow_ids, METH_VARARGS,
      "flow_ids(n, proto, sport, dport, ok, src, src_v6, dst, dst_v6): Filebeat's flow.id per row "
-     "(None where not ok)."},
+     "(None where not ok); with raw=True, (8-byte xxh64 digests, present flags) as bytes."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -989,7 +1084,7 @@ PyMODINIT_FUNC PyInit__kernels(void) {
     } constants[] = {
         {"STR", K_STR},     {"I64", K_I64},     {"U64", K_U64},       {"PICK", K_PICK},   {"IPV4", K_IPV4},
         {"IPV6", K_IPV6},   {"ISO", K_ISO},     {"JSON", K_JSON},     {"BLOCK", M_BLOCK},   {"BYTES", M_BYTES}, {"TEXT", M_STR},
-        {"XXH3_128", M_XXH3},
+        {"XXH3_128", M_XXH3}, {"XXH3_128_DIGEST", M_XXH3_RAW}, {"HEX", K_HEX}, {"B64", K_B64},
     };
     for (size_t i = 0; i < sizeof constants / sizeof constants[0]; i++)
         if (PyModule_AddIntConstant(m, constants[i].name, constants[i].value) < 0) {

@@ -1,0 +1,164 @@
+"""Columns held as recipes (normalize/columns.py) render and read exactly as their strings.
+
+The reference is the same frame with every text column read into its ``str`` object column
+first: the encoder then takes the strings path it always had.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pytest
+
+from replay import DATA
+from tunnelhound.decode.decoder import Decoder
+from tunnelhound.normalize.columns import Columns, Text
+from tunnelhound.normalize.ecs import Normalizer
+from tunnelhound.normalize.frame import COLUMNS, FlowFrame, encode_bulk_block, encode_ndjson_block
+from tunnelhound.normalize.rows import Rows, concat_rows, rows_equal
+from tunnelhound.sources.files import iter_replay
+
+CAPTURES = sorted(p.name for p in (DATA / "lab").glob("*.pcap"))
+RECIPES = (
+    "start_iso",
+    "end_iso",
+    "event_id",
+    "src_ip",
+    "dst_ip",
+    "community_id",
+    "flow_id",
+    "observer",
+    "netflow",
+    "created",
+)
+
+
+def capture_frames(name: str) -> list[FlowFrame]:
+    """One frame per merged group of the capture's batches (recipes as the normalizer makes them)."""
+    decoder, normalizer = Decoder(), Normalizer()
+    batches = [b for dg in iter_replay([str(DATA / "lab" / name)]) for b in decoder.decode(dg).flows]
+    return [normalizer.frames([b]) for b in batches if b.count]
+
+
+def read_all(frame: FlowFrame) -> FlowFrame:
+    """A copy of ``frame`` with every column read as an array (no recipe left)."""
+    copy = frame.take(slice(None))
+    return FlowFrame(copy.n, {name: copy.cols[name] for name in copy.cols}, frame.namespace)
+
+
+@pytest.mark.parametrize("capture", CAPTURES)
+def test_recipes_render_as_their_strings(capture: str) -> None:
+    frames = capture_frames(capture)
+    assert frames and all(frame.columns.recipe(name) is not None for frame in frames for name in RECIPES)
+    whole = FlowFrame.concat(frames)
+    for frame in [*frames[:3], whole, whole.rows(1, whole.n - 1), whole.take(np.arange(whole.n)[::-2])]:
+        plain = read_all(frame)
+        assert encode_ndjson_block(frame) == encode_ndjson_block(plain)
+        assert encode_bulk_block(frame, "flows") == encode_bulk_block(plain, "flows")
+        assert frame.documents() == plain.documents()
+
+
+def test_concat_keeps_recipes_built_alike_and_reads_the_rest() -> None:
+    frames = capture_frames("ipfix.pcap")
+    same = FlowFrame.concat(frames[:3])
+    assert same.n == sum(f.n for f in frames[:3])
+    assert all(same.columns.recipe(name) is not None for name in RECIPES)
+    assert same.cols["src_ip"].tolist() == [ip for f in frames[:3] for ip in read_all(f).cols["src_ip"]]
+    # A column read as an array in one part makes the joined column an array.
+    frames = capture_frames("ipfix.pcap")[:2]
+    _ = frames[0].cols["end_iso"]
+    joined = FlowFrame.concat(frames)
+    assert joined.columns.recipe("end_iso") is None and joined.columns.recipe("start_iso") is not None
+    assert encode_ndjson_block(joined) == encode_ndjson_block(read_all(joined))
+
+
+def test_reading_a_recipe_gives_the_object_column_and_drops_the_recipe() -> None:
+    frame = capture_frames("ipfix.pcap")[0]
+    assert list(frame.cols) == list(COLUMNS) and len(frame.cols) == len(COLUMNS)
+    ips = frame.cols["src_ip"]
+    assert ips.dtype == object and all(isinstance(ip, str) for ip in ips)
+    assert frame.columns.recipe("src_ip") is None and frame.cols["src_ip"] is ips
+    assert list(frame.cols) == list(COLUMNS)  # reading keeps the order
+    ids = frame.cols["event_id"].tolist()
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids) and len(set(ids)) == len(ids)
+    assert (
+        frame.cols["start_iso"][0].endswith("Z") and frame.cols["observer"][0] == frame.cols["observer"][-1]
+    )
+    frame.cols["dst_ip"] = np.full(frame.n, "192.0.2.9", dtype=object)
+    assert frame.columns.recipe("dst_ip") is None
+    assert b'"destination":{"ip":"192.0.2.9"' in encode_ndjson_block(frame)
+    del frame.cols["extra"]
+    assert "extra" not in frame.cols and "src_ip" in frame.cols
+    with pytest.raises(KeyError):
+        _ = frame.cols["nothing"]
+
+
+def mixed_addresses(v4: list[int], v6: list[bytes]) -> Rows:
+    """As the normalizer's mixed templates: a zero IPv4 address means the row is IPv6."""
+    a4 = np.array(v4, dtype=np.uint32)
+    a6 = np.frombuffer(b"".join(v6), dtype="V16")
+    use6 = a4 == 0
+    return Rows(len(v4)).ipv6(a6, mask=use6).ipv4(a4, mask=~use6)
+
+
+def test_text_equal_from_the_numbers() -> None:
+    six = [socket.inet_pton(socket.AF_INET6, a) for a in ("2001:db8::1", "2001:db8::2", "::1", "::1")]
+    src = mixed_addresses([0, 0x0A000001, 0, 0x0A000001], six)
+    dst = mixed_addresses([0, 0x0A000001, 0, 0x0A000002], [six[1], six[0], six[3], six[0]])
+    cols = Columns({"a": src, "b": dst})
+    assert rows_equal(src, dst) is not None
+    assert cols.text_equal("a", "b").tolist() == [False, True, True, False]
+    assert (cols["a"] == cols["b"]).tolist() == [False, True, True, False]
+    # Times are not told from the numbers (milliseconds drop digits): the strings decide.
+    ns = np.array([1_000_000_001, 1_000_000_002])
+    times = Columns({"a": Rows(2).iso(ns), "b": Rows(2).iso(ns + 1)})
+    assert rows_equal(Rows(2).iso(ns), Rows(2).iso(ns + 1)) is None
+    assert times.text_equal("a", "b").tolist() == [True, True]
+
+
+def test_splice_with_a_mask_writes_the_recipe_only_where_it_holds() -> None:
+    recipe = Rows(3).lit("<").integer(np.array([1, 2, 3]), after=">", mask=np.array([True, False, True]))
+    recipe.lit("!").text(["a", None, "c"], before="[", after="]", absent="-")
+    mask = np.array([True, True, False])
+    got = Rows(3).lit("x").splice(recipe, before="(", after=")", mask=mask).lit("y").strings()
+    want = [f"x({s})y" if keep else "xy" for s, keep in zip(recipe.strings(), mask, strict=True)]
+    assert got == want == ["x(<1>![a])y", "x(<!-)y", "xy"]
+    assert Rows(3).splice(recipe).strings() == recipe.strings()
+
+
+def test_take_and_concat_of_recipes() -> None:
+    a = Rows(3).ipv4(np.array([1, 2, 3], dtype=np.uint32), mask=np.array([True, False, True])).lit("|")
+    a.text(["x", None, "z"], absent="-").hex(np.arange(6, dtype=np.uint8).reshape(3, 2))
+    text = a.strings()
+    assert a.take(np.array([2, 0])).strings() == [text[2], text[0]]
+    assert a.take(np.array([False, True, True])).strings() == text[1:]
+    assert a.take(slice(1, 3)).strings() == text[1:]
+    joined = concat_rows([a, a.take(slice(0, 1))])
+    assert joined is not None and joined.strings() == [*text, text[0]]
+    assert concat_rows([a, Rows(3).ipv4(np.array([1, 2, 3], dtype=np.uint32))]) is None
+
+
+def test_concat_joins_the_texts_of_picks_and_constants() -> None:
+    a = Rows(2).constant("192.0.2.1").lit("|").pick(np.array([1, 0]), ("x", "y"))
+    b = Rows(1).constant("192.0.2.2").lit("|").pick(np.array([0]), ("z",))
+    joined = concat_rows([a, b])
+    assert joined is not None and joined.strings() == ["192.0.2.1|y", "192.0.2.1|x", "192.0.2.2|z"]
+
+
+def test_recipes_absent_on_some_rows_read_as_none_and_render_their_absence() -> None:
+    ids = Text(
+        Rows(4).base64(np.arange(32, dtype=np.uint8).reshape(4, 8), url=True), np.array([1, 0, 1, 0], bool)
+    )
+    cols = Columns({"flow_id": ids})
+    lab = capture_frames("ipfix.pcap")[0].rows(0, 4)
+    columns = {name: lab.columns.recipe(name) or lab.cols[name] for name in lab.cols}
+    frame = FlowFrame(4, Columns({**columns, "flow_id": ids}))
+    lines = encode_ndjson_block(frame).splitlines()
+    assert [b'"flow":{"id":null' in line for line in lines] == [False, True, False, True]
+    assert encode_ndjson_block(frame) == encode_ndjson_block(read_all(frame))
+    assert cols["flow_id"].tolist() == ["AAECAwQFBgc", None, "EBESExQVFhc", None]
+    assert (
+        Text.concat([ids, Text(Rows(1).base64(np.zeros((1, 8), np.uint8), url=True))]).strings()[-1]
+        == "AAAAAAAAAAA"
+    )
