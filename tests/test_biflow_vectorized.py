@@ -416,3 +416,29 @@ def test_chunks_mostly_waiting_are_kept_whole() -> None:
     answers = [r for r in _conversations(0, answered=8, unanswered=0) if r["event_id"].startswith("r")]
     assert stitcher.push(_frame(answers, "default")).n == 8
     assert (stitcher.pending, stitcher.retained_rows) == (2, 2)
+
+
+def test_stitched_rows_keep_text_as_recipes_and_encode_alike() -> None:
+    """The stitcher gathers the normalizer's text recipes (ISO times, digests) instead of
+    building their strings; the merged times are rendered from the merged nanoseconds, and the
+    NDJSON is the same as from the strings."""
+    from tunnelhound.normalize.frame import encode_ndjson_block
+
+    stitcher = BiflowStitcher()
+    pushes = _lab_pushes("netflow_v9.pcap")
+    out = FlowFrame.concat([stitcher.push(p) for p in pushes] + [stitcher.flush()])
+    stitched = out.take(out.cols["biflow"] == 2)
+    assert stitched.n > 1000
+    for name in ("start_iso", "end_iso", "event_id", "community_id"):
+        assert stitched.columns.recipe(name) is not None, name
+    encoded = encode_ndjson_block(stitched)
+    as_strings = FlowFrame(
+        stitched.n, {name: stitched.cols[name] for name in stitched.cols}, stitched.namespace
+    )
+    assert stitched.columns.recipe("start_iso") is None  # read above: now strings
+    assert encode_ndjson_block(as_strings) == encoded
+    docs = [json.loads(line) for line in encoded.splitlines()]
+    starts = stitched.cols["start_ns"].tolist()
+    assert [d["event"]["start"] for d in docs] == [
+        np.datetime_as_string(np.datetime64(ns, "ns"), unit="ms") + "Z" for ns in starts
+    ]

@@ -25,7 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tunnelhound.normalize.columns import Columns, Text
 from tunnelhound.normalize.frame import ABSENT, COLUMNS, SWAP_PAIRS, FlowFrame
+from tunnelhound.normalize.rows import Rows
 
 _SYN, _ACK = 0x02, 0x10
 _ICMP_PROTOS = np.array([1, 58])
@@ -230,7 +232,7 @@ class BiflowStitcher:
         merged = _biflow_columns(init, resp)
         frame = self._chunks[int(chunk[first[0]])]
         self.stats.stitched += len(first)
-        return FlowFrame(len(first), {name: merged[name] for name in frame.cols}, frame.namespace)
+        return FlowFrame(len(first), merged.select(list(frame.cols)), frame.namespace)
 
     def _match(self, rows: _Rows, n_waiting: int) -> tuple[np.ndarray, np.ndarray]:
         """Pairs (earlier, later) of positions in ``rows``, ordered by the later one.
@@ -343,23 +345,26 @@ class BiflowStitcher:
         parts = [self._chunks[int(c[0])].take(r) for c, r in zip(chunks, index, strict=True)]
         return FlowFrame.concat(parts, self._namespace)
 
-    def _columns(self, chunk: np.ndarray, row: np.ndarray, names: tuple[str, ...]) -> _Columns:
+    def _columns(self, chunk: np.ndarray, row: np.ndarray, names: tuple[str, ...]) -> Columns:
         """Columns ``names`` of the frame rows (``chunk``, ``row``)."""
         lowest = int(chunk.min())
         counts = np.bincount(chunk - lowest)
         major = lowest + int(np.argmax(counts))
-        cols = self._chunks[major].cols
+        cols = self._chunks[major].columns
         if counts[major - lowest] == len(chunk):
-            return {name: cols[name][row] for name in names}
+            return cols.gather(names, row)
         # Most rows come from one chunk: index it for every row, then overwrite the others.
         index = np.where(chunk == major, row, 0)
         others = [
-            (self._chunks[cid].cols, np.flatnonzero(chunk == cid))
+            (self._chunks[cid].columns, np.flatnonzero(chunk == cid))
             for cid in (np.flatnonzero(counts) + lowest).tolist()
             if cid != major
         ]
-        out = {}
+        out = Columns()
         for name in names:
+            if (text := _gathered_text(cols, others, name, index, chunk == major, row)) is not None:
+                out.put(name, text)
+                continue
             col = cols[name][index]
             for other, at in others:
                 col[at] = other[name][row[at]]
@@ -439,8 +444,8 @@ def merge_pairs(a: FlowFrame, b: FlowFrame) -> FlowFrame:
     """Merge row i of ``a`` with row i of ``b`` (opposite uniflows) into one biflow row each."""
     ca, cb = a.cols, b.cols
     a_first = _a_initiates(ca, cb)
-    init = {name: np.where(a_first, ca[name], cb[name]) for name in ca}
-    resp = {name: np.where(a_first, cb[name], ca[name]) for name in _FROM_RESPONDER}
+    init = Columns({name: np.where(a_first, ca[name], cb[name]) for name in ca})
+    resp = Columns({name: np.where(a_first, cb[name], ca[name]) for name in _FROM_RESPONDER})
     return FlowFrame(a.n, _biflow_columns(init, resp), a.namespace)
 
 
@@ -464,7 +469,32 @@ def _a_initiates(ca: _Columns, cb: _Columns) -> np.ndarray:
     return verdict >= 0
 
 
-def _biflow_columns(init: _Columns, resp: _Columns) -> _Columns:
+def _gathered_text(
+    major: Columns,
+    others: list[tuple[Columns, np.ndarray]],
+    name: str,
+    index: np.ndarray,
+    from_major: np.ndarray,
+    row: np.ndarray,
+) -> Text | None:
+    """Text column ``name`` of rows gathered from several chunks, as a recipe, if every chunk
+    holds it as one built alike (else None: the caller gathers strings)."""
+    if (head := major.recipe(name)) is None:
+        return None
+    parts, order = [head.take(index[from_major])], [np.flatnonzero(from_major)]
+    for other, at in others:
+        if (recipe := other.recipe(name)) is None:
+            return None
+        parts.append(recipe.take(row[at]))
+        order.append(at)
+    joined = Text.concat(parts)
+    if joined is None:
+        return None
+    # Rows come out chunk by chunk; put each back at its position.
+    return joined.take(np.argsort(np.concatenate(order), kind="stable"))
+
+
+def _biflow_columns(init: Columns, resp: Columns) -> Columns:
     """The initiator's columns (``init``, updated in place) completed by the responder's."""
     init["dst_bytes"], init["dst_packets"] = resp["src_bytes"], resp["src_packets"]
     init["rev_flags"] = resp["flags"]  # what the responder sent: RST answers, SYN-ACKs (scan features)
@@ -472,12 +502,15 @@ def _biflow_columns(init: _Columns, resp: _Columns) -> _Columns:
     init["application"] = np.where(_none(init["application"]), resp["application"], init["application"])
     earlier = resp["start_ns"] < init["start_ns"]
     later = resp["end_ns"] > init["end_ns"]
-    init["start_ns"] = np.where(earlier, resp["start_ns"], init["start_ns"])
-    init["start_iso"] = np.where(earlier, resp["start_iso"], init["start_iso"])
-    init["end_ns"] = np.where(later, resp["end_ns"], init["end_ns"])
-    init["end_iso"] = np.where(later, resp["end_iso"], init["end_iso"])
+    for ns, iso, take in (("start_ns", "start_iso", earlier), ("end_ns", "end_iso", later)):
+        init[ns] = np.where(take, resp[ns], init[ns])
+        if init.recipe(iso) is not None and resp.recipe(iso) is not None:
+            # Both sides' text is the ISO form of their nanoseconds: render the merged ones.
+            init.put(iso, Text(Rows(len(take)).iso(init[ns])))
+        else:
+            init[iso] = np.where(take, resp[iso], init[iso])
     init["biflow"] = np.full(len(earlier), 2, dtype=np.int8)
-    init["reverse_event_id"] = resp["event_id"]
+    init.put("reverse_event_id", resp.recipe("event_id") or resp["event_id"])
     return init
 
 

@@ -106,6 +106,24 @@ class Columns(MutableMapping[str, np.ndarray]):
                 return equal
         return np.asarray(self[a] == self[b], dtype=bool)
 
+    def put(self, name: str, column: np.ndarray | Text) -> None:
+        """Set column ``name`` to an array or a recipe."""
+        self._columns[name] = column
+
+    def select(self, names: Sequence[str]) -> Columns:
+        """Columns ``names``, in that order, each in the form it has (recipes stay recipes)."""
+        out = Columns()
+        out._columns = {name: self._columns[name] for name in names}
+        return out
+
+    def gather(self, names: Sequence[str], index: np.ndarray) -> Columns:
+        """Columns ``names`` at rows ``index`` (recipes kept)."""
+        out = Columns()
+        for name in names:
+            column = self._columns[name]
+            out._columns[name] = column.take(index) if isinstance(column, Text) else column[index]
+        return out
+
     def take(self, index: np.ndarray | slice) -> Columns:
         """The rows at ``index`` (int array, bool mask or slice) of every column, recipes kept."""
         return Columns(
