@@ -93,13 +93,7 @@ def test_a_group_whose_events_are_all_too_old_goes_and_its_key_starts_afresh() -
     """Two events 81 s behind the watermark with a 60 s window: no window still to be judged
     holds them, so their group is dropped (it used to stay as an empty list, and the key's next
     event or ``expire`` raised IndexError)."""
-    spec = CorrelationSpec(
-        name="r", kind="event_count", sources=("base",), group_by=("source.ip",), timespan_ns=60 * NS,
-        op="gte", threshold=3.0,
-    )  # fmt: skip
-    counters = Counters()
-    windows = Windows(spec, Suppressor(30 * NS, 1000, counters), 1000, 1000, counters)
-    event = [(t * NS, t * NS, None, f"id-{t}", None, None, None, None, None) for t in range(200)]
+    windows, _, event = count_windows(threshold=3.0, max_groups=1000, events=200)
     windows.add([["a", "b", "b"]], batch(event[141], event[0], event[1]), 121 * NS)
     assert windows.keys() == [("a",)]
     windows.add([["b"] * 3], batch(event[2], event[150], event[151]), 121 * NS)
@@ -115,18 +109,28 @@ def batch(*events: Event) -> EventBatch:
     return EventBatch.of(list(events))
 
 
+def count_windows(*, threshold: float, max_groups: int, events: int) -> tuple[Windows, Counters, list[Event]]:
+    """An ``event_count`` correlation over 60 s by source.ip, its counters, and ``events``
+    events one second apart (event ``t`` at ``t`` s, id ``id-t``)."""
+    spec = CorrelationSpec(
+        name="r", kind="event_count", sources=("base",), group_by=("source.ip",), timespan_ns=60 * NS,
+        op="gte", threshold=threshold,
+    )  # fmt: skip
+    counters = Counters()
+    windows = Windows(spec, Suppressor(30 * NS, 1000, counters), max_groups, 1000, counters)
+    return (
+        windows,
+        counters,
+        [(t * NS, t * NS, None, f"id-{t}", None, None, None, None, None) for t in range(events)],
+    )
+
+
 def test_groups_over_the_cap_are_evicted_at_the_end_of_the_batch() -> None:
     """``max_groups`` 2, one batch of keys a, b, c, a: the least recent group by its first event
     of the batch (a) goes with all its events, counted once (key by key it was evicted at c,
     started afresh at its second event and evicted again at b's turn: 2); the next batch's a
     is a new group and evicts b."""
-    spec = CorrelationSpec(
-        name="r", kind="event_count", sources=("base",), group_by=("source.ip",), timespan_ns=60 * NS,
-        op="gte", threshold=5.0,
-    )  # fmt: skip
-    counters = Counters()
-    windows = Windows(spec, Suppressor(30 * NS, 1000, counters), 2, 1000, counters)
-    event = [(t * NS, t * NS, None, f"id-{t}", None, None, None, None, None) for t in range(10)]
+    windows, counters, event = count_windows(threshold=5.0, max_groups=2, events=10)
     windows.add([["a", "b", "c", "a"]], batch(*event[:4]), 0)
     assert (windows.keys(), counters.evicted_groups) == ([("b",), ("c",)], 1)
     assert windows.events_of(("a",)) == []
