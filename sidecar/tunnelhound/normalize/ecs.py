@@ -19,11 +19,11 @@ from tunnelhound.normalize.addresses import FlowTuples, mac_text, packed4, packe
 from tunnelhound.normalize.applications import application_names
 from tunnelhound.normalize.columns import Columns, Text
 from tunnelhound.normalize.frame import ABSENT, COLUMNS, FlowFrame
-from tunnelhound.normalize.frame import object_column as _objects
 from tunnelhound.normalize.group import RecordHeaders, headers_of, merge_batches
 from tunnelhound.normalize.keys import flow_key_texts, hashable_tuples
 from tunnelhound.normalize.locality import DEFAULT_INTERNAL_NETWORKS, Networks
 from tunnelhound.normalize.rows import Rows
+from tunnelhound.normalize.rows import object_column as _objects
 from tunnelhound.normalize.times import flow_times
 
 # Counter elements in order of preference: delta counts, totals, then NSEL/initiator forms.

@@ -223,14 +223,6 @@ class FlowFrame:
         return docs
 
 
-def object_column(values: list[Any]) -> np.ndarray:
-    """An object column holding ``values`` as they are (``np.array`` would make lists of
-    strings into a string array, and lists of tuples into a 2-D one)."""
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
-    return out
-
-
 def _locality(internal: bool) -> str:
     return "internal" if internal else "external"
 

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from tunnelhound.normalize.addresses import packed_bytes
-from tunnelhound.normalize.frame import ABSENT, FlowFrame, object_column
+from tunnelhound.normalize.frame import ABSENT, FlowFrame
 from tunnelhound.normalize.keys import flow_keys
 from tunnelhound.normalize.locality import DEFAULT_INTERNAL_NETWORKS, Networks
-from tunnelhound.normalize.rows import Rows
+from tunnelhound.normalize.rows import Rows, object_column
 
 _ICMP = (1, 58)
 _BIFLOW_EXPORTER = 1

@@ -314,7 +314,7 @@ def _concat_data(kind: int, data: list[Any]) -> object:
 def _take_part(part: tuple[Any, ...], index: np.ndarray | slice) -> _Part:
     kind, data, mask, lead, before, after, absent = part
     if kind in _MAY_BE_NONE:
-        taken: object = data[index] if isinstance(index, slice) else _object_array(data)[index].tolist()
+        taken: object = data[index] if isinstance(index, slice) else object_column(data)[index].tolist()
     elif kind in (_kernels.PICK, _kernels.HEX, _kernels.B64):
         taken = (np.ascontiguousarray(data[0][index]), *data[1:])
     else:
@@ -333,18 +333,20 @@ def _take_part(part: tuple[Any, ...], index: np.ndarray | slice) -> _Part:
 def _present(part: tuple[Any, ...], n: int) -> np.ndarray:
     here = np.ones(n, dtype=bool) if part[2] is None else part[2]
     if part[0] in _MAY_BE_NONE:
-        here = here & (_object_array(part[1]) != None)  # noqa: E711 (elementwise)
+        here = here & (object_column(part[1]) != None)  # noqa: E711 (elementwise)
     return here
 
 
 def _values(part: tuple[Any, ...]) -> np.ndarray:
     kind, data = part[0], part[1]
     if kind in _MAY_BE_NONE:
-        return _object_array(data)
+        return object_column(data)
     return data[0] if kind in (_kernels.PICK, _kernels.HEX, _kernels.B64) else data
 
 
-def _object_array(values: list[Any]) -> np.ndarray:
+def object_column(values: list[Any]) -> np.ndarray:
+    """An object column holding ``values`` as they are (``np.array`` would make lists of
+    strings into a string array, and lists of tuples into a 2-D one)."""
     out = np.empty(len(values), dtype=object)
     out[:] = values
     return out

@@ -22,7 +22,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .keytable import KeyTable, grown, objects, resized
+from tunnelhound.normalize.rows import object_column
+
+from .keytable import KeyTable, grown, resized
 
 __all__ = [
     "CorrelationSpec",
@@ -239,12 +241,12 @@ class EventBatch:
     @classmethod
     def of(cls, events: list[Event], value_at: int = VALUE) -> EventBatch:
         """Event tuples as a batch (the counted value read at ``value_at``)."""
-        columns = [objects([e[i] for e in events]) for i in range(PINS + 5)]
-        extra = objects([(e[FLOWS], e[QUERY]) if len(e) > FLOWS else None for e in events])
+        columns = [object_column([e[i] for e in events]) for i in range(PINS + 5)]
+        extra = object_column([(e[FLOWS], e[QUERY]) if len(e) > FLOWS else None for e in events])
         return cls(
             t=np.array([e[T] for e in events], dtype=np.int64),
             start=np.array([e[START] for e in events], dtype=np.int64),
-            value=objects([e[value_at] for e in events]),
+            value=object_column([e[value_at] for e in events]),
             ids=columns[IDS],
             pins=tuple(columns[PINS:]),
             extra=extra if any(x is not None for x in extra.tolist()) else None,
@@ -336,7 +338,7 @@ class Windows:
 
     def events_of(self, key: tuple[Any, ...]) -> list[Event]:
         """The events of group ``key`` in time order (empty if there is no such group)."""
-        (slot,) = self._groups.find([objects([v]) for v in key]).tolist()
+        (slot,) = self._groups.find([object_column([v]) for v in key]).tolist()
         if slot < 0:
             return []
         rows = self._rows_of(np.array([slot]))
@@ -447,7 +449,7 @@ class Windows:
         if not m:
             return
         span = self.spec.timespan_ns
-        slots, created = self._groups.slots([objects(list(c)) for c in keys], m)
+        slots, created = self._groups.slots([object_column(list(c)) for c in keys], m)
         self._new_groups(slots[created])
         old = ~created
         done = self._done[slots]
@@ -628,7 +630,7 @@ class Windows:
         batch = EventBatch.of(events, self.value_at)
         self.add(keys, batch, -(2**62))
         heads = np.cumsum([0, *sizes[:-1]])
-        slots = self._groups.find([objects(c)[heads] for c in keys])
+        slots = self._groups.find([object_column(c)[heads] for c in keys])
         held = slots >= 0  # not evicted (more groups saved than max_groups now allows)
         self._done[slots[held]] = np.array([done for _, done, _ in rows], dtype=np.int64)[held]
         self._due[slots[held]] = _ALWAYS

@@ -14,17 +14,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["KeyTable", "grown", "objects", "resized"]
+__all__ = ["KeyTable", "grown", "resized"]
 
 _EMPTY, _TOMB = -1, -2
 _MIN_TABLE = 1024
-
-
-def objects(values: list[Any]) -> np.ndarray:
-    """A list as a one-dimensional object array (tuples and lists stay elements)."""
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
-    return out
 
 
 def grown(size: int) -> int:
