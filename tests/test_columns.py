@@ -162,3 +162,22 @@ def test_recipes_absent_on_some_rows_read_as_none_and_render_their_absence() -> 
         Text.concat([ids, Text(Rows(1).base64(np.zeros((1, 8), np.uint8), url=True))]).strings()[-1]
         == "AAAAAAAAAAA"
     )
+
+
+def test_digests_are_of_the_text_whatever_form_the_column_has() -> None:
+    six = [socket.inet_pton(socket.AF_INET6, a) for a in ("2001:db8::1", "::1", "::1")]
+    recipe = mixed_addresses([0, 0x0A000001, 0], six)
+    texts = ["2001:db8::1", "10.0.0.1", "::1"]
+    cols = Columns({"recipe": recipe, "strings": np.array(texts, dtype=object)})
+    cols.put("absent", Text(Rows(3).ipv4(np.array([1, 2, 3], dtype=np.uint32)), np.array([True, False, True])))
+    cols["odd"] = np.array(["", None, "0.0.0.3"], dtype=object)
+    digests = cols.digests("recipe")
+    assert digests.shape == (3, 16) and digests.dtype == np.uint8
+    assert cols.recipe("recipe") is not None  # read from the numbers, not turned into strings
+    assert (digests == cols.digests("strings")).all()
+    assert len({row.tobytes() for row in digests}) == 3
+    # None differs from "" and from every text; present rows equal their strings' digests.
+    absent, odd = cols.digests("absent"), cols.digests("odd")
+    assert (absent[[0, 2]] == Columns({"x": np.array(["0.0.0.1", "0.0.0.3"], dtype=object)}).digests("x")).all()
+    assert not (absent[1] == odd[0]).all() and (absent[1] == odd[1]).all()
+    assert (absent[2] == odd[2]).all()

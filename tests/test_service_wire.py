@@ -35,15 +35,30 @@ class FrameSink:
         pass
 
 
-@pytest.fixture(scope="module")
-def lab_frames(tmp_path_factory: pytest.TempPathFactory) -> list[FlowFrame]:
-    """The bundled lab capture, decoded, stitched and with features, as the worker has it."""
+def _worker_frames(state: Path) -> list[FlowFrame]:
     sink = FrameSink()
-    pipeline = FlowPipeline(Config(state_dir=str(tmp_path_factory.mktemp("state"))), sink)
+    pipeline = FlowPipeline(Config(state_dir=str(state)), sink)
     pipeline.feed(iter_replay([str(DEMO)]))
     pipeline.close()
     assert sum(f.n for f in sink.frames) > 1000
     return sink.frames
+
+
+@pytest.fixture(scope="module")
+def lab_frames(tmp_path_factory: pytest.TempPathFactory) -> list[FlowFrame]:
+    """The bundled lab capture, decoded, stitched and with features, as the worker has it."""
+    return _worker_frames(tmp_path_factory.mktemp("state"))
+
+
+def test_columns_held_as_recipes_travel_as_recipes_and_read_the_same(tmp_path: Path) -> None:
+    frames = _worker_frames(tmp_path)  # fresh: nothing has read their text columns yet
+    for frame in frames:
+        recipes = [name for name in wire.ANALYSIS_COLUMNS if frame.columns.recipe(name) is not None]
+        assert {"event_id", "community_id", "flow_id"} <= set(recipes)
+        back = wire.decode(wire.encode(frame))
+        assert [name for name in wire.ANALYSIS_COLUMNS if back.columns.recipe(name) is not None] == recipes
+        for name in recipes:
+            assert back.cols[name].tolist() == frame.cols[name].tolist(), name
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:

@@ -80,7 +80,10 @@ class _Rows:
         icmp = among(c["proto"], _ICMP_PROTOS)
         # ICMP "ports" are type/code, which differ between request and reply: pair on addresses.
         sport, dport = np.where(icmp, 0, c["src_port"]), np.where(icmp, 0, c["dst_port"])
-        observer, src, dst = _hash_runs(c["observer"]), hash_objects(c["src_ip"]), hash_objects(c["dst_ip"])
+        # Hashes of the address texts from their digests: the columns stay recipes of numbers
+        # (no str per row), and rows of any chunk hash alike whatever form their column has.
+        cols = frame.columns
+        observer, src, dst = (text_hashes(cols, name) for name in _ADDRESSES)
         proto, up_sport, up_dport = (x.astype(np.uint64) for x in (c["proto"], sport, dport))
         return _Rows(
             np.full(frame.n, chunk, dtype=np.int64),
@@ -119,12 +122,10 @@ def hash_objects(values: np.ndarray) -> np.ndarray:
     return np.fromiter(map(hash, values.tolist()), dtype=np.int64, count=len(values)).view(np.uint64)
 
 
-def _hash_runs(values: np.ndarray) -> np.ndarray:
-    """:func:`hash_objects` for a column of long runs of equal values (the exporter): one hash a run."""
-    if not len(values):
-        return hash_objects(values)
-    heads = np.flatnonzero(np.concatenate([[True], values[1:] != values[:-1]]))
-    return np.repeat(hash_objects(values[heads]), np.diff(np.append(heads, len(values))))
+def text_hashes(cols: Columns, name: str) -> np.ndarray:
+    """A 64-bit hash of each row's text of column ``name`` (the head of its digest): equal
+    texts hash equally in every frame and process."""
+    return np.ascontiguousarray(cols.digests(name)[:, :8]).view(np.uint64).reshape(-1)
 
 
 def combine_hashes(*parts: np.ndarray) -> np.ndarray:
@@ -316,13 +317,16 @@ class BiflowStitcher:
         return cols["observer"][row], rows.proto[i], src, rows.sport[i], dst, rows.dport[i]
 
     def _partners(self, rows: _Rows, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-        """Whether each pair's exact keys are each other's reverse (hashes only group them)."""
+        """Whether each pair's keys are each other's reverse: ports and protocol equal, addresses by
+        their 128-bit text digests (the 64-bit hashes only group rows)."""
         same = (rows.proto[first] == rows.proto[second]) & (rows.sport[first] == rows.dport[second])
         same &= rows.dport[first] == rows.sport[second]
         a = self._columns(rows.chunk[first], rows.row[first], _ADDRESSES)
         b = self._columns(rows.chunk[second], rows.row[second], _ADDRESSES)
-        same &= a["observer"] == b["observer"]
-        return same & (a["src_ip"] == b["dst_ip"]) & (a["dst_ip"] == b["src_ip"])
+        # Whole 128-bit digests of the texts stand for the texts (no str is built for them).
+        for x, y in (("observer", "observer"), ("src_ip", "dst_ip"), ("dst_ip", "src_ip")):
+            same &= (a.digests(x) == b.digests(y)).all(axis=1)
+        return same
 
     def _expire(self) -> FlowFrame:
         """Release, in arrival order, the waiting rows that timed out, then those over ``max_pending``."""

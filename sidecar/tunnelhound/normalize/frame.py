@@ -303,7 +303,7 @@ def _document(line: Rows, frame: FlowFrame) -> Rows:
     _text(line, c, "dst_ip", before='","', mask=~c.text_equal("src_ip", "dst_ip")).lit('"]}')
     _text(line, c, "netflow", before=',"netflow":{', after="}")
     line.lit(',"tunnelhound":{"biflow":"').pick(c["biflow"], BIFLOW_KINDS).lit('"')
-    line.text(c["reverse_event_id"].tolist(), before=',"reverse_event_id":"', after='"')
+    _text(line, c, "reverse_event_id", before=',"reverse_event_id":"', after='"')
     rate = c["sampling_rate"]
     sampled = rate != 1.0
     if sampled.any():
@@ -416,14 +416,24 @@ def _leaf(line: Rows, col: np.ndarray, before: str, present: np.ndarray) -> None
     if kind in "biu":
         line.integer(col, before=before, mask=present)
     elif kind == "f":
-        # One orjson call for the column: floats hold no commas, so splitting its array is safe.
-        text = orjson.dumps(col.tolist()).decode()[1:-1].split(",") if len(col) else []
+        # One orjson call for the present values (most rows lack most float features): floats
+        # hold no commas, so splitting its array is safe.
+        shown = col[present]
+        text = orjson.dumps(shown.tolist()).decode()[1:-1].split(",") if len(shown) else []
+        if len(shown) < len(col):
+            spread = np.empty(len(col), dtype=object)
+            spread[present] = text
+            text = spread.tolist()
         line.text(text, before=before, mask=present)
-    elif all(v is None or isinstance(v, str) for v in col.tolist()):
-        line.json(col.tolist(), before=before)
+    elif set(map(type, values := col.tolist())) <= _TEXT_TYPES:
+        line.json(values, before=before)
     else:
         dumps = orjson.dumps
         line.text([dumps(v).decode() if v is not None else None for v in col.tolist()], before=before)
+
+
+_TEXT_TYPES = {str, type(None)}
+"""Types of an object feature column written as JSON strings (None: the member is left out)."""
 
 
 _DIRECTIONS = direction_array(np.array([0, 0, 1, 1], dtype=bool), np.array([0, 1, 0, 1], dtype=bool)).tolist()

@@ -21,6 +21,7 @@ from typing import Final
 
 import numpy as np
 
+from tunnelhound.normalize.columns import Columns, Text
 from tunnelhound.normalize.frame import COLUMNS, FlowFrame
 
 __all__ = ["ANALYSIS_COLUMNS", "RENDER_ONLY_COLUMNS", "decode", "encode"]
@@ -62,8 +63,10 @@ def encode(frame: FlowFrame) -> bytes:
     rest of the message together.  A text column therefore travels as one joined string
     (:func:`_text`), which pickle copies whole, and is split again on the other side.
     """
-    cols = frame.cols
-    columns = [_column(cols[name]) for name in ANALYSIS_COLUMNS]
+    cols = frame.columns
+    # A column still held as a recipe (event ids, community ids: digests and numbers) travels
+    # as one: its arrays pickle as raw buffers, and the analysis renders text only if read.
+    columns = [cols.recipe(name) or _column(cols[name]) for name in ANALYSIS_COLUMNS]
     features = {name: _column(values) for name, values in frame.features.items()}
     return pickle.dumps((frame.n, frame.namespace, columns, features), protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -71,7 +74,12 @@ def encode(frame: FlowFrame) -> bytes:
 def decode(data: bytes) -> FlowFrame:
     """The frame :func:`encode` sent, with :data:`ANALYSIS_COLUMNS` only."""
     n, namespace, columns, features = pickle.loads(data)
-    cols = {name: _array(col, n) for name, col in zip(ANALYSIS_COLUMNS, columns, strict=True)}
+    cols = Columns(
+        {
+            name: col if isinstance(col, Text) else _array(col, n)
+            for name, col in zip(ANALYSIS_COLUMNS, columns, strict=True)
+        }
+    )
     return FlowFrame(n, cols, namespace, {name: _array(col, n) for name, col in features.items()})
 
 
