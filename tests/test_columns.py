@@ -13,6 +13,7 @@ import pytest
 
 from replay import DATA
 from tunnelhound.decode.decoder import Decoder
+from tunnelhound.normalize import _kernels
 from tunnelhound.normalize.columns import Columns, Text
 from tunnelhound.normalize.ecs import Normalizer
 from tunnelhound.normalize.frame import COLUMNS, FlowFrame, encode_bulk_block, encode_ndjson_block
@@ -135,15 +136,42 @@ def test_take_and_concat_of_recipes() -> None:
     assert a.take(np.array([False, True, True])).strings() == text[1:]
     assert a.take(slice(1, 3)).strings() == text[1:]
     joined = concat_rows([a, a.take(slice(0, 1))])
-    assert joined is not None and joined.strings() == [*text, text[0]]
-    assert concat_rows([a, Rows(3).ipv4(np.array([1, 2, 3], dtype=np.uint32))]) is None
+    assert joined.strings() == [*text, text[0]]
+    assert len(joined.parts) == len(a.parts)  # built alike: joined part by part
+
+
+def test_recipes_built_differently_join_as_one_switch_part_that_takes_and_joins_again() -> None:
+    a = Rows(3).ipv4(np.array([1, 2, 3], dtype=np.uint32), mask=np.array([True, False, True])).lit("|")
+    a.text(["x", None, "é"], absent="-").hex(np.arange(6, dtype=np.uint8).reshape(3, 2))
+    b = Rows(2).lit('"').json(['q"', None], absent="null").lit('"')
+    c = Rows(1).integer(np.array([-7]))
+    texts = [*a.strings(), *b.strings(), *c.strings()]
+    joined = concat_rows([a, b])
+    assert len(joined.parts) == 1 and joined.parts[0][0] == _kernels.ROWS
+    again = concat_rows([joined, c])  # a switch lends its sub-recipes: still one level
+    assert len(again.parts[0][1][2]) == 3
+    assert again.strings() == texts
+    assert again.block() == "".join(texts).encode()
+    assert again.lines() == [t.encode() for t in texts]
+    assert again.xxh3_128() == Rows(6).text(texts).xxh3_128()
+    order = np.array([5, 3, 0, 3, 2])
+    taken = again.take(order)
+    assert taken.strings() == [texts[i] for i in order.tolist()]
+    assert len(taken.parts[0][1][2]) == 3  # sub-recipe b and c kept, a cut to its rows used
+    assert [n for _, n in taken.parts[0][1][2]] == [2, 2, 1]
+    assert again.take(np.zeros(6, dtype=bool)).strings() == []
+    # Spliced into a document with a mask, and joined with a switch of the same shape.
+    doc = Rows(6).lit("<").splice(again, before="[", after="]", mask=np.array([1, 0, 1, 1, 0, 1], dtype=bool))
+    assert doc.lit(">").strings() == [f"<[{t}]>" if k in (0, 2, 3, 5) else "<>" for k, t in enumerate(texts)]
+    both = concat_rows([again, again.take(slice(4, 6))])
+    assert both.strings() == [*texts, *texts[4:]]
 
 
 def test_concat_joins_the_texts_of_picks_and_constants() -> None:
     a = Rows(2).constant("192.0.2.1").lit("|").pick(np.array([1, 0]), ("x", "y"))
     b = Rows(1).constant("192.0.2.2").lit("|").pick(np.array([0]), ("z",))
     joined = concat_rows([a, b])
-    assert joined is not None and joined.strings() == ["192.0.2.1|y", "192.0.2.1|x", "192.0.2.2|z"]
+    assert joined.strings() == ["192.0.2.1|y", "192.0.2.1|x", "192.0.2.2|z"]
 
 
 def test_recipes_absent_on_some_rows_read_as_none_and_render_their_absence() -> None:
@@ -169,7 +197,9 @@ def test_digests_are_of_the_text_whatever_form_the_column_has() -> None:
     recipe = mixed_addresses([0, 0x0A000001, 0], six)
     texts = ["2001:db8::1", "10.0.0.1", "::1"]
     cols = Columns({"recipe": recipe, "strings": np.array(texts, dtype=object)})
-    cols.put("absent", Text(Rows(3).ipv4(np.array([1, 2, 3], dtype=np.uint32)), np.array([True, False, True])))
+    cols.put(
+        "absent", Text(Rows(3).ipv4(np.array([1, 2, 3], dtype=np.uint32)), np.array([True, False, True]))
+    )
     cols["odd"] = np.array(["", None, "0.0.0.3"], dtype=object)
     digests = cols.digests("recipe")
     assert digests.shape == (3, 16) and digests.dtype == np.uint8
@@ -178,6 +208,22 @@ def test_digests_are_of_the_text_whatever_form_the_column_has() -> None:
     assert len({row.tobytes() for row in digests}) == 3
     # None differs from "" and from every text; present rows equal their strings' digests.
     absent, odd = cols.digests("absent"), cols.digests("odd")
-    assert (absent[[0, 2]] == Columns({"x": np.array(["0.0.0.1", "0.0.0.3"], dtype=object)}).digests("x")).all()
+    assert (
+        absent[[0, 2]] == Columns({"x": np.array(["0.0.0.1", "0.0.0.3"], dtype=object)}).digests("x")
+    ).all()
     assert not (absent[1] == odd[0]).all() and (absent[1] == odd[1]).all()
     assert (absent[2] == odd[2]).all()
+
+
+def test_frames_of_different_templates_join_with_every_recipe_kept() -> None:
+    v9, ipfix = capture_frames("netflow_v9.pcap")[:2], capture_frames("ipfix.pcap")[:2]
+    mixed = [v9[0], ipfix[0], v9[1], ipfix[1]]
+    joined = FlowFrame.concat(mixed)
+    assert joined.n == sum(f.n for f in mixed)
+    assert all(joined.columns.recipe(name) is not None for name in RECIPES)
+    netflow = joined.columns.recipe("netflow")
+    assert netflow is not None and netflow.rows.parts[0][0] == _kernels.ROWS  # the templates differ
+    assert encode_ndjson_block(joined) == encode_ndjson_block(read_all(joined))
+    assert encode_ndjson_block(joined) == b"".join(encode_ndjson_block(f) for f in mixed)
+    taken = joined.take(np.arange(joined.n)[::-3])
+    assert encode_ndjson_block(taken) == encode_ndjson_block(read_all(taken))

@@ -96,10 +96,16 @@ def test_render_only_columns_stay_behind_and_the_rest_is_every_other_column() ->
     assert {"src_ip", "dst_port", "end_ns", "event_id", "community_id"} <= set(wire.ANALYSIS_COLUMNS)
 
 
+def _read(frame: FlowFrame) -> FlowFrame:
+    """A copy of ``frame`` with every column an array (as a frame without recipes pickles)."""
+    copy = frame.take(np.arange(frame.n))
+    return FlowFrame(copy.n, {name: copy.cols[name] for name in copy.cols}, copy.namespace, copy.features)
+
+
 def test_a_sent_flow_costs_well_under_half_of_the_whole_frame(lab_frames: list[FlowFrame]) -> None:
     rows = sum(f.n for f in lab_frames)
     sent = sum(len(wire.encode(f)) for f in lab_frames) / rows
-    whole = sum(len(pickle.dumps(f, protocol=pickle.HIGHEST_PROTOCOL)) for f in lab_frames) / rows
+    whole = sum(len(pickle.dumps(_read(f), protocol=pickle.HIGHEST_PROTOCOL)) for f in lab_frames) / rows
     assert sent < 0.5 * whole, (sent, whole)
 
 

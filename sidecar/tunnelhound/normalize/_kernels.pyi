@@ -13,6 +13,7 @@ ISO: int
 JSON: int
 HEX: int
 B64: int
+ROWS: int
 BLOCK: int
 BYTES: int
 TEXT: int

@@ -482,7 +482,7 @@ def _gathered_text(
     row: np.ndarray,
 ) -> Text | None:
     """Text column ``name`` of rows gathered from several chunks, as a recipe, if every chunk
-    holds it as one built alike (else None: the caller gathers strings)."""
+    holds it as one (else None: the caller gathers strings)."""
     if (head := major.recipe(name)) is None:
         return None
     parts, order = [head.take(index[from_major])], [np.flatnonzero(from_major)]
@@ -492,8 +492,6 @@ def _gathered_text(
         parts.append(recipe.take(row[at]))
         order.append(at)
     joined = Text.concat(parts)
-    if joined is None:
-        return None
     # Rows come out chunk by chunk; put each back at its position.
     return joined.take(np.argsort(np.concatenate(order), kind="stable"))
 

@@ -43,11 +43,9 @@ class Text:
         return Text(self.rows.take(index), None if self.present is None else self.present[index])
 
     @staticmethod
-    def concat(texts: Sequence[Text]) -> Text | None:
-        """One recipe of all rows, if the recipes are built alike (see :func:`concat_rows`)."""
+    def concat(texts: Sequence[Text]) -> Text:
+        """One recipe of all rows (see :func:`concat_rows`)."""
         rows = concat_rows([t.rows for t in texts])
-        if rows is None:
-            return None
         if all(t.present is None for t in texts):
             return Text(rows)
         present = [np.ones(t.rows.n, dtype=bool) if t.present is None else t.present for t in texts]
@@ -151,10 +149,13 @@ class Columns(MutableMapping[str, np.ndarray]):
     @staticmethod
     def concat(parts: Sequence[Columns], names: Sequence[str]) -> Columns:
         """Columns ``names`` of ``parts``, rows in order; recipes stay recipes where every
-        part has one built alike."""
+        part has one."""
         out = Columns()
         for name in names:
             recipes = [p.recipe(name) for p in parts]
-            joined = Text.concat([r for r in recipes if r is not None]) if None not in recipes else None
-            out._columns[name] = joined if joined is not None else np.concatenate([p[name] for p in parts])
+            out._columns[name] = (
+                np.concatenate([p[name] for p in parts])
+                if None in recipes
+                else Text.concat([r for r in recipes if r is not None])
+            )
         return out

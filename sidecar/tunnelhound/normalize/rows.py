@@ -248,13 +248,14 @@ class Rows:
         return np.frombuffer(raw, dtype=np.uint8).reshape(self.n, 16)
 
 
-def concat_rows(recipes: Sequence[Rows]) -> Rows | None:
-    """One recipe of the rows of ``recipes`` in order, if they are built alike (same kinds,
-    constant texts and masks present or not); None if not."""
+def concat_rows(recipes: Sequence[Rows]) -> Rows:
+    """One recipe of the rows of ``recipes`` in order: part by part where they are built alike
+    (same kinds, constant texts and masks present or not), else one part that picks each row
+    from its own recipe (:func:`_switch`)."""
     first = recipes[0]
     shape = [_shape(part) for part in first.parts]
     if any(len(r.parts) != len(shape) or [_shape(p) for p in r.parts] != shape for r in recipes[1:]):
-        return None
+        return _switch(recipes)
     out = Rows(sum(r.n for r in recipes))
     for i, part in enumerate(first.parts):
         if isinstance(part, bytes):
@@ -266,6 +267,42 @@ def concat_rows(recipes: Sequence[Rows]) -> Rows | None:
         masks = None if mask is None else np.concatenate([p[2] for p in pieces])
         out._parts.append((kind, data, masks, lead, before, after, absent))
     return out
+
+
+def _switch(recipes: Sequence[Rows]) -> Rows:
+    """The rows of recipes built differently (two templates' ``netflow`` objects): one part of
+    kind ROWS, whose row i is row ``at[i]`` of sub-recipe ``which[i]``; a recipe that is itself
+    such a part lends its sub-recipes, so joins of joins stay one level deep."""
+    which: list[np.ndarray] = []
+    at: list[np.ndarray] = []
+    subs: list[tuple[list[_Part], int]] = []
+    for recipe in recipes:
+        inner = _sub_recipes(recipe)
+        if inner is None:
+            which.append(np.full(recipe.n, len(subs), dtype=np.int64))
+            at.append(np.arange(recipe.n, dtype=np.int64))
+            subs.append((recipe.parts, recipe.n))
+        else:
+            codes, rows, more = inner
+            which.append(codes + len(subs))
+            at.append(rows)
+            subs.extend(more)
+    out = Rows(sum(r.n for r in recipes))
+    out._parts = [
+        (_kernels.ROWS, (np.concatenate(which), np.concatenate(at), tuple(subs)), None, b"", b"", b"", b"")
+    ]
+    return out
+
+
+def _sub_recipes(recipe: Rows) -> tuple[np.ndarray, np.ndarray, tuple[tuple[list[_Part], int], ...]] | None:
+    """(which, at, sub-recipes) of a recipe that is one bare ROWS part, else None."""
+    parts = recipe.parts
+    if len(parts) != 1 or isinstance(parts[0], bytes):
+        return None
+    kind, data, mask, lead, before, after, absent = parts[0]
+    if kind != _kernels.ROWS or mask is not None or lead or before or after or absent:
+        return None
+    return data
 
 
 def rows_equal(a: Rows, b: Rows) -> np.ndarray | None:
@@ -308,6 +345,10 @@ def _concat_data(kind: int, data: list[Any]) -> object:
         return (codes, tuple(text for d in data for text in d[1]))
     if kind in (_kernels.HEX, _kernels.B64):
         return (np.concatenate([d[0] for d in data]), *data[0][1:])
+    if kind == _kernels.ROWS:
+        offsets = np.cumsum([0, *(len(d[2]) for d in data[:-1])])
+        which = np.concatenate([d[0] + offset for d, offset in zip(data, offsets.tolist(), strict=True)])
+        return (which, np.concatenate([d[1] for d in data]), tuple(sub for d in data for sub in d[2]))
     return np.concatenate(data)
 
 
@@ -317,6 +358,9 @@ def _take_part(part: tuple[Any, ...], index: np.ndarray | slice) -> _Part:
         taken: object = data[index] if isinstance(index, slice) else object_column(data)[index].tolist()
     elif kind in (_kernels.PICK, _kernels.HEX, _kernels.B64):
         taken = (np.ascontiguousarray(data[0][index]), *data[1:])
+    elif kind == _kernels.ROWS:
+        which, at, subs = data
+        taken = _take_switch(which, at, subs, index)
     else:
         taken = np.ascontiguousarray(data[index])
     return (
@@ -328,6 +372,28 @@ def _take_part(part: tuple[Any, ...], index: np.ndarray | slice) -> _Part:
         after,
         absent,
     )
+
+
+def _take_switch(
+    which: np.ndarray, at: np.ndarray, subs: tuple[tuple[list[_Part], int], ...], index: np.ndarray | slice
+) -> tuple[np.ndarray, np.ndarray, tuple[tuple[list[_Part], int], ...]]:
+    """The ROWS data of the rows at ``index``, each sub-recipe cut to the rows still used (a few
+    rows kept must not hold whole frames' recipes alive)."""
+    which, at = which[index], at[index]
+    codes = np.zeros(len(which), dtype=np.int64)
+    rows = np.arange(len(which), dtype=np.int64)
+    kept: list[tuple[list[_Part], int]] = []
+    for number, (parts, n) in enumerate(subs):
+        mine = np.flatnonzero(which == number)
+        if not len(mine):
+            continue
+        sub = Rows(n)
+        sub._parts = list(parts)
+        taken = sub.take(at[mine])
+        codes[mine] = len(kept)
+        rows[mine] = np.arange(len(mine))
+        kept.append((taken.parts, taken.n))
+    return codes, rows, tuple(kept)
 
 
 def _present(part: tuple[Any, ...], n: int) -> np.ndarray:

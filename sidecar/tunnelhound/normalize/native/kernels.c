@@ -223,6 +223,8 @@ enum {
     K_JSON = 8, /* list of str/None: a JSON string, escaped as orjson escapes */
     K_HEX = 9,  /* (n, w) bytes: lower-case hex of each row's w bytes (digests kept raw) */
     K_B64 = 10, /* (n, w) bytes: base64 (padded), or with url=1 base64url without padding */
+    K_ROWS = 11, /* (int64 which, int64 at, tuple of (parts, n)): row `at` of sub-recipe `which`
+                  * (recipes built differently, e.g. two templates' netflow objects, joined) */
 };
 
 /* M_XXH3_RAW: the 16-byte canonical xxh3-128 digest of every row, one bytes of 16 n. */
@@ -232,6 +234,7 @@ enum { M_BLOCK = 0, M_BYTES = 1, M_STR = 2, M_XXH3 = 3, M_XXH3_RAW = 4 };
  * first, so each column's objects are read in order (the prefetcher follows a few streams,
  * not the twenty-odd columns of a document read row by row). */
 #define TILE 64
+#define PREFETCH_ROWS 16
 
 struct Span {
     const char *p;
@@ -239,9 +242,11 @@ struct Span {
     int ascii;
 };
 
+struct Sub;
+
 typedef struct {
     int kind;
-    Py_buffer view;     /* K_I64 .. K_ISO and K_PICK's codes */
+    Py_buffer view;     /* K_I64 .. K_ISO, K_PICK's codes, K_ROWS's sub-recipe numbers */
     int has_view;
     PyObject *list;     /* K_STR: a list; K_PICK: the tuple of texts */
     Py_buffer mask;     /* optional bool array: rows where the value is present */
@@ -255,12 +260,26 @@ typedef struct {
     int ascii;          /* the part's constant texts are ASCII */
     Py_ssize_t width;   /* K_HEX, K_B64: bytes per row */
     int url;            /* K_B64: url-safe alphabet, padding dropped */
+    Py_ssize_t rows, stride; /* rows of the part's recipe; bytes per row of `view` */
+    Py_buffer at;       /* K_ROWS: the row of its sub-recipe each row is */
+    int has_at;
+    struct Sub *subs;   /* K_ROWS: the sub-recipes */
+    Py_ssize_t nsubs;
 } Part;
+
+struct Sub {
+    Part *parts;
+    Py_ssize_t k, n;
+};
 
 static void parts_free(Part *parts, Py_ssize_t k) {
     for (Py_ssize_t i = 0; i < k; i++) {
         if (parts[i].has_view) PyBuffer_Release(&parts[i].view);
         if (parts[i].has_mask) PyBuffer_Release(&parts[i].mask);
+        if (parts[i].has_at) PyBuffer_Release(&parts[i].at);
+        for (Py_ssize_t s = 0; s < parts[i].nsubs; s++)
+            if (parts[i].subs[s].parts) parts_free(parts[i].subs[s].parts, parts[i].subs[s].k);
+        PyMem_Free(parts[i].subs);
         PyMem_Free(parts[i].spans);
     }
     PyMem_Free(parts);
@@ -293,8 +312,13 @@ static int is_ascii(const char *p, Py_ssize_t k) {
     return 1;
 }
 
-/* parts: list of bytes (constant) or (kind, data, mask|None, lead, before, after, absent). */
-static Part *parse_parts(PyObject *seq, Py_ssize_t n, Py_ssize_t *count) {
+/* parts: list of bytes (constant) or (kind, data, mask|None, lead, before, after, absent).
+ * The parts of a sub-recipe (`nested`) are read row by row in any order: no tile spans. */
+static Part *parse_parts(PyObject *seq, Py_ssize_t n, Py_ssize_t *count, int nested) {
+    if (!PyList_Check(seq)) {
+        PyErr_SetString(PyExc_TypeError, "render: parts must be a list");
+        return NULL;
+    }
     Py_ssize_t k = PyList_GET_SIZE(seq);
     Part *parts = PyMem_Calloc((size_t)(k ? k : 1), sizeof(Part));
     if (!parts) {
@@ -333,6 +357,7 @@ static Part *parse_parts(PyObject *seq, Py_ssize_t n, Py_ssize_t *count) {
                 goto fail;
             }
             pt->list = data;
+            if (nested) break;
             pt->spans = PyMem_Malloc(TILE * sizeof(struct Span));
             if (!pt->spans) {
                 PyErr_NoMemory();
@@ -381,10 +406,33 @@ static Part *parse_parts(PyObject *seq, Py_ssize_t n, Py_ssize_t *count) {
             pt->has_view = 1;
             break;
         }
+        case K_ROWS: {
+            PyObject *which, *at, *subs;
+            if (!PyArg_ParseTuple(data, "OOO!", &which, &at, &PyTuple_Type, &subs)) goto fail;
+            if (get_view(which, &pt->view, n, 8, "a sub-recipe column") < 0) goto fail;
+            pt->has_view = 1;
+            if (get_view(at, &pt->at, n, 8, "a sub-row column") < 0) goto fail;
+            pt->has_at = 1;
+            Py_ssize_t m = PyTuple_GET_SIZE(subs);
+            if (!(pt->subs = PyMem_Calloc((size_t)(m ? m : 1), sizeof(struct Sub)))) {
+                PyErr_NoMemory();
+                goto fail;
+            }
+            pt->nsubs = m;
+            for (Py_ssize_t s = 0; s < m; s++) {
+                PyObject *list;
+                struct Sub *sub = &pt->subs[s];
+                if (!PyArg_ParseTuple(PyTuple_GET_ITEM(subs, s), "On", &list, &sub->n)) goto fail;
+                if (sub->n < 0 || !(sub->parts = parse_parts(list, sub->n, &sub->k, 1))) goto fail;
+            }
+            break;
+        }
         default:
             PyErr_Format(PyExc_ValueError, "render: unknown part kind %d", pt->kind);
             goto fail;
         }
+        pt->rows = n;
+        pt->stride = pt->has_view && n ? pt->view.len / n : 0;
     }
     *count = k;
     return parts;
@@ -447,44 +495,57 @@ static int put_b64(Buf *b, const unsigned char *s, Py_ssize_t k, int url) {
     return put(b, text, m);
 }
 
+/* The text of a text column's item (k = -1: None). */
+static int span_of(PyObject *s, struct Span *sp) {
+    sp->ascii = 1;
+    if (s == Py_None) {
+        sp->k = -1;
+    } else if (!PyUnicode_Check(s)) {
+        PyErr_SetString(PyExc_TypeError, "render: a text column holds a non-str value");
+        return -1;
+    } else if (PyUnicode_IS_COMPACT_ASCII(s)) {
+        sp->p = (const char *)PyUnicode_DATA(s);
+        sp->k = PyUnicode_GET_LENGTH(s);
+    } else if (!(sp->p = PyUnicode_AsUTF8AndSize(s, &sp->k))) {
+        return -1; /* the UTF-8 form is cached in the str, which the list keeps alive */
+    } else {
+        sp->ascii = 0;
+    }
+    return 0;
+}
+
 /* Look up the texts of rows [r0, r0 + count) of every text column. */
 static int gather_tile(Part *parts, Py_ssize_t k, Py_ssize_t r0, Py_ssize_t count) {
     for (Py_ssize_t i = 0; i < k; i++) {
         Part *pt = &parts[i];
         if (pt->kind != K_STR && pt->kind != K_JSON) continue;
-        for (Py_ssize_t j = 0; j < count; j++) {
-            PyObject *s = PyList_GET_ITEM(pt->list, r0 + j);
-            struct Span *sp = &pt->spans[j];
-            sp->ascii = 1;
-            if (s == Py_None) {
-                sp->k = -1;
-            } else if (!PyUnicode_Check(s)) {
-                PyErr_SetString(PyExc_TypeError, "render: a text column holds a non-str value");
-                return -1;
-            } else if (PyUnicode_IS_COMPACT_ASCII(s)) {
-                sp->p = (const char *)PyUnicode_DATA(s);
-                sp->k = PyUnicode_GET_LENGTH(s);
-            } else if (!(sp->p = PyUnicode_AsUTF8AndSize(s, &sp->k))) {
-                return -1; /* the UTF-8 form is cached in the str, which the list keeps alive */
-            } else {
-                sp->ascii = 0;
-            }
-        }
+        for (Py_ssize_t j = 0; j < count; j++)
+            if (span_of(PyList_GET_ITEM(pt->list, r0 + j), &pt->spans[j]) < 0) return -1;
     }
     return 0;
 }
 
-/* Row r (j-th of its tile); *ascii is cleared when the row's text may not be ASCII. */
+/* Row r (j-th of its tile; parts of a sub-recipe have no tile); *ascii is cleared when the
+ * row's text may not be ASCII. */
 static int render_row(Buf *b, Part *parts, Py_ssize_t k, Py_ssize_t r, Py_ssize_t j, int *ascii) {
     for (Py_ssize_t i = 0; i < k; i++) {
         Part *pt = &parts[i];
-        *ascii &= pt->ascii & (pt->spans ? pt->spans[j].ascii : 1);
+        struct Span text = {NULL, 0, 1};
+        if (pt->kind == K_STR || pt->kind == K_JSON) {
+            if (pt->spans) text = pt->spans[j];
+            else if (span_of(PyList_GET_ITEM(pt->list, r), &text) < 0) return -1;
+        }
+        *ascii &= pt->ascii & text.ascii;
         if (pt->kind == 0) {
             if (put(b, pt->lit, pt->nlit) < 0) return -1;
             continue;
         }
+        /* A document reads seventy-odd columns a row, more streams than the hardware prefetcher
+         * follows: ask for each column's value a few rows ahead (min of runs: 2.2 -> 1.7 us a row). */
+        if (pt->stride && r + PREFETCH_ROWS < pt->rows)
+            __builtin_prefetch((const char *)pt->view.buf + pt->stride * (r + PREFETCH_ROWS), 0, 0);
         if (pt->nlead && put(b, pt->lead, pt->nlead) < 0) return -1;
-        int present = pt->spans ? pt->spans[j].k >= 0 : 1;
+        int present = text.k >= 0;
         if (present && pt->has_mask) present = ((const char *)pt->mask.buf)[r] != 0;
         if (!present) {
             if (pt->nabsent && put(b, pt->absent, pt->nabsent) < 0) return -1;
@@ -494,10 +555,10 @@ static int render_row(Buf *b, Part *parts, Py_ssize_t k, Py_ssize_t r, Py_ssize_
         int rc = 0;
         switch (pt->kind) {
         case K_STR:
-            rc = put(b, pt->spans[j].p, pt->spans[j].k);
+            rc = put(b, text.p, text.k);
             break;
         case K_JSON:
-            rc = put_json(b, pt->spans[j].p, pt->spans[j].k);
+            rc = put_json(b, text.p, text.k);
             break;
         case K_I64:
             rc = put_i64(b, ((const int64_t *)pt->view.buf)[r]);
@@ -528,6 +589,16 @@ static int render_row(Buf *b, Part *parts, Py_ssize_t k, Py_ssize_t r, Py_ssize_
             }
             PyObject *t = PyTuple_GET_ITEM(pt->list, code);
             rc = put(b, PyBytes_AS_STRING(t), PyBytes_GET_SIZE(t));
+            break;
+        }
+        case K_ROWS: {
+            int64_t s = ((const int64_t *)pt->view.buf)[r], at = ((const int64_t *)pt->at.buf)[r];
+            if (s < 0 || s >= pt->nsubs || at < 0 || at >= pt->subs[s].n) {
+                PyErr_Format(PyExc_IndexError, "render: sub-recipe row (%lld, %lld) out of range", (long long)s,
+                             (long long)at);
+                return -1;
+            }
+            rc = render_row(b, pt->subs[s].parts, pt->subs[s].k, (Py_ssize_t)at, -1, ascii);
             break;
         }
         }
@@ -563,7 +634,7 @@ static PyObject *py_render(PyObject *self, PyObject *args) {
      * from one parse of its columns. */
     Py_ssize_t rows = stop - start;
     Py_ssize_t k;
-    Part *parts = parse_parts(seq, n, &k);
+    Part *parts = parse_parts(seq, n, &k, 0);
     if (!parts) return NULL;
     Buf b = {NULL, 0, 0, NULL, into};
     PyObject *out = NULL;
@@ -1084,7 +1155,7 @@ PyMODINIT_FUNC PyInit__kernels(void) {
     } constants[] = {
         {"STR", K_STR},     {"I64", K_I64},     {"U64", K_U64},       {"PICK", K_PICK},   {"IPV4", K_IPV4},
         {"IPV6", K_IPV6},   {"ISO", K_ISO},     {"JSON", K_JSON},     {"BLOCK", M_BLOCK},   {"BYTES", M_BYTES}, {"TEXT", M_STR},
-        {"XXH3_128", M_XXH3}, {"XXH3_128_DIGEST", M_XXH3_RAW}, {"HEX", K_HEX}, {"B64", K_B64},
+        {"XXH3_128", M_XXH3}, {"XXH3_128_DIGEST", M_XXH3_RAW}, {"HEX", K_HEX}, {"B64", K_B64}, {"ROWS", K_ROWS},
     };
     for (size_t i = 0; i < sizeof constants / sizeof constants[0]; i++)
         if (PyModule_AddIntConstant(m, constants[i].name, constants[i].value) < 0) {
