@@ -227,3 +227,13 @@ def test_frames_of_different_templates_join_with_every_recipe_kept() -> None:
     assert encode_ndjson_block(joined) == b"".join(encode_ndjson_block(f) for f in mixed)
     taken = joined.take(np.arange(joined.n)[::-3])
     assert encode_ndjson_block(taken) == encode_ndjson_block(read_all(taken))
+
+
+def test_text_at_reads_one_row_and_leaves_the_recipe() -> None:
+    cols = Columns({"ip": Rows(3).ipv4(np.array([1, 2, 3], dtype=np.uint32))})
+    cols.put("id", Text(Rows(2).constant("x").take(np.array([0, 0, 0])), np.array([True, False, True])))
+    assert [cols.text_at("ip", r) for r in range(3)] == ["0.0.0.1", "0.0.0.2", "0.0.0.3"]
+    assert [cols.text_at("id", r) for r in range(3)] == ["x", None, "x"]
+    assert cols.recipe("ip") is not None and cols.recipe("id") is not None
+    cols["plain"] = np.array(["a", None], dtype=object)
+    assert cols.text_at("plain", 1) is None and cols.text_at("plain", 0) == "a"

@@ -310,11 +310,12 @@ class BiflowStitcher:
 
     def _key(self, rows: _Rows, i: int, *, reverse: bool = False) -> tuple[object, ...]:
         """Row ``i``'s exact key, or the key its partner has."""
-        cols, row = self._chunks[int(rows.chunk[i])].cols, rows.row[i]
-        src, dst = cols["src_ip"][row], cols["dst_ip"][row]
+        cols, row = self._chunks[int(rows.chunk[i])].columns, int(rows.row[i])
+        # One row's texts: reading the columns would turn the chunk's recipes into strings.
+        observer, src, dst = (cols.text_at(name, row) for name in _ADDRESSES)
         if reverse:
-            return cols["observer"][row], rows.proto[i], dst, rows.dport[i], src, rows.sport[i]
-        return cols["observer"][row], rows.proto[i], src, rows.sport[i], dst, rows.dport[i]
+            return observer, rows.proto[i], dst, rows.dport[i], src, rows.sport[i]
+        return observer, rows.proto[i], src, rows.sport[i], dst, rows.dport[i]
 
     def _partners(self, rows: _Rows, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         """Whether each pair's keys are each other's reverse: ports and protocol equal, addresses by

@@ -108,6 +108,13 @@ class Columns(MutableMapping[str, np.ndarray]):
                 return equal
         return np.asarray(self[a] == self[b], dtype=bool)
 
+    def text_at(self, name: str, row: int) -> object:
+        """Row ``row`` of column ``name``, the column left as it is (a recipe stays one)."""
+        column = self._columns[name]
+        if isinstance(column, Text):
+            return column.take(np.array([row])).strings()[0]
+        return column[row]
+
     def digests(self, name: str) -> np.ndarray:
         """The xxh3-128 digest of each row's text of column ``name``, an (n, 16) uint8 array,
         read from the recipe where there is one (no ``str`` is built): equal texts give equal
