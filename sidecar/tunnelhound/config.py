@@ -623,6 +623,9 @@ class RulesConfig:
     """Group keys (and suppressed keys) kept per rule; the oldest are evicted, counted."""
     max_group_events: int = _int(100000, 1)
     """Events kept per group key; the oldest are evicted, counted."""
+    max_rule_events: int = _int(1000000, 1)
+    """Events kept per correlation over all its keys (about 250 bytes each); the oldest are
+    evicted, counted: at high rates a 5-minute window holds more flows than memory allows."""
     threat_index: ThreatIndexConfig = field(default_factory=ThreatIndexConfig)
 
 

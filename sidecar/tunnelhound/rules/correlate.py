@@ -277,6 +277,7 @@ class Windows:
         max_events: int,
         counters: Counters,
         *,
+        max_rule_events: int = 1_000_000,
         value_at: int = VALUE,
     ) -> None:
         self.spec = spec
@@ -286,6 +287,7 @@ class Windows:
         self.suppressor = suppressor
         self.max_groups = max_groups
         self.max_events = max_events
+        self.max_rule_events = max_rule_events
         self.counters = counters
         self._test = OPS[spec.op]
         self._min_events = _min_events(spec)
@@ -485,6 +487,7 @@ class Windows:
         over = touched[self._count[touched] > self.max_events]
         if over.size:
             self._evict_events(over)
+        self._evict_oldest_events()
         ready = self._count[touched] >= self._min_events
         self._schedule(touched[ready], earliest[touched[ready]])
         # Too few events to fire yet and not scheduled: keep only what a window ending after
@@ -505,6 +508,16 @@ class Windows:
         gone = rows[rank < excess]
         self.counters.evicted_events += gone.size
         self._kill(gone)
+
+    def _evict_oldest_events(self) -> None:
+        """Drop the rule's earliest-arrived events beyond ``max_rule_events`` (rows are in
+        arrival order; the groups they empty go too)."""
+        excess = self._n - self._dead_events - self.max_rule_events
+        if excess <= 0:
+            return
+        alive = np.flatnonzero(self._ev["slot"][: self._n] >= 0)[:excess]
+        self.counters.evicted_events += alive.size
+        self._kill(alive)
 
     def _schedule(self, slots: np.ndarray, times: np.ndarray) -> None:
         """Judge ``slots`` once the watermark passes ``times`` (if earlier than planned)."""

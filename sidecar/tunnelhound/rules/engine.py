@@ -82,6 +82,7 @@ class RuleEngine:
         suppression_s: float = 3600.0,
         max_groups: int = 100000,
         max_group_events: int = 100000,
+        max_rule_events: int = 1000000,
         threat: ThreatIndex | None = None,
         state_dir: Path | None = None,
     ) -> None:
@@ -105,6 +106,7 @@ class RuleEngine:
                 max_groups,
                 max_group_events,
                 self.counters,
+                max_rule_events=max_rule_events,
                 value_at=self._value_at(c.spec),
             )
             for c in rules.correlations
@@ -153,6 +155,7 @@ class RuleEngine:
             suppression_s=rc.suppression,
             max_groups=rc.max_groups,
             max_group_events=rc.max_group_events,
+            max_rule_events=rc.max_rule_events,
             threat=ThreatIndex(weights, ti.half_life, rc.max_groups),
             state_dir=Path(state_dir if state_dir is not None else config.state_dir),
         )
