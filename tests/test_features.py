@@ -12,6 +12,8 @@ from flowframes import flow, frame
 from tunnelhound.config import Config, DetectionOverrideConfig, DetectionsConfig, from_dict
 from tunnelhound.features import Baseline, BaselineError, FeatureStage
 from tunnelhound.features.baseline import MetricStats
+from tunnelhound.features.beacon import pair_hashes
+from tunnelhound.normalize.columns import Columns
 from tunnelhound.normalize.frame import ABSENT
 
 DEFAULTS = DetectionsConfig()
@@ -498,16 +500,21 @@ def test_lab_documents_with_features_fit_the_field_list_and_encode_alike(capture
 
 
 def test_beacon_pairs_keep_their_order_and_missing_addresses_across_a_restart(tmp_path: Path) -> None:
-    """New pairs of a batch take rows in key order (a missing address orders as "None"), are
-    saved in the order they came and are found again after a restart."""
+    """New pairs of a batch take rows in the order of their pair hashes (of the address texts:
+    the same in every process; a missing address hashes apart from every text), are saved in
+    the order they came and are found again after a restart."""
     stage = FeatureStage(DEFAULTS, state_dir=tmp_path)
     stage.apply(frame(*beacons([0, 60], dst_ip="198.51.100.9"), *beacons([0, 60], src_ip=None)))
     stage.apply(frame(*beacons([0], dst_ip="198.51.100.1")))
-    pairs = {
-        "10.0.0.5 198.51.100.9 443 6": 0,
-        "None 198.51.100.7 443 6": 1,
-        "10.0.0.5 198.51.100.1 443 6": 2,
-    }
+    first = ["10.0.0.5 198.51.100.9 443 6", "None 198.51.100.7 443 6"]
+    hashes = pair_hashes(
+        Columns({"a": np.array(["10.0.0.5", None], dtype=object)}).hashes("a"),
+        Columns({"a": np.array(["198.51.100.9", "198.51.100.7"], dtype=object)}).hashes("a"),
+        np.array([443, 443]),
+        np.array([6, 6]),
+    )
+    pairs = {key: row for row, key in enumerate([first[i] for i in np.argsort(hashes).tolist()])}
+    pairs["10.0.0.5 198.51.100.1 443 6"] = 2
     assert list(stage.beacon.pairs.items()) == list(pairs.items())
     stage.save()
     again = FeatureStage(DEFAULTS, state_dir=tmp_path)

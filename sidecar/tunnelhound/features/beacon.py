@@ -33,7 +33,8 @@ import numpy as np
 from tunnelhound.config import BeaconDetectionConfig
 from tunnelhound.features.overrides import RowSettings
 from tunnelhound.features.values import ICMP, ICMPV6, NS, UDP, duration_s
-from tunnelhound.normalize.biflow import among, combine_hashes, hash_objects
+from tunnelhound.normalize.biflow import among, combine_hashes
+from tunnelhound.normalize.columns import Columns
 from tunnelhound.normalize.frame import ABSENT, FlowFrame
 
 _NEVER = np.iinfo(np.int64).max
@@ -165,23 +166,20 @@ class BeaconFeatures:
 
     def _slots(self, frame: FlowFrame, active: np.ndarray) -> np.ndarray:
         """The ring row of each active flow's pair (new pairs get free or evicted rows)."""
-        c = frame.cols
-        src, dst = c["src_ip"][active], c["dst_ip"][active]
-        port, proto = c["dst_port"][active], c["proto"][active]
-        # Distinct pairs by their hashes, with arrays: Python only hashes each flow's addresses
-        # (str caches its hash). New pairs take rows in sorted order (address text, then port
-        # and protocol).
-        distinct, first, inverse = np.unique(
-            pair_hashes(src, dst, port, proto), return_index=True, return_inverse=True
-        )
+        cols = frame.columns
+        port, proto = cols["dst_port"][active], cols["proto"][active]
+        # Distinct pairs by their hashes, with arrays: the addresses hash from their digests
+        # (no str is built for them). New pairs take rows in the order of their hashes, which
+        # are the same in every process.
+        hashes = pair_hashes(cols.hashes("src_ip")[active], cols.hashes("dst_ip")[active], port, proto)
+        distinct, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
         slots = self._find(distinct)
         new = np.flatnonzero(slots < 0)
         if len(new):
-            pairs = tuple(x[first[new]] for x in (src, dst, port, proto))
-            order = np.lexsort((pairs[3], pairs[2], _text(pairs[1]), _text(pairs[0])))
-            pairs = tuple(x[order] for x in pairs)
-            ordered = new[order]
-            slots[ordered] = self._allocate(pairs, distinct[ordered], keep=slots[slots >= 0])
+            at = first[new]
+            texts = cols.gather(("src_ip", "dst_ip"), active[at])  # the new pairs' text only
+            pairs = (texts["src_ip"], texts["dst_ip"], port[at], proto[at])
+            slots[new] = self._allocate(pairs, distinct[new], keep=slots[slots >= 0])
         self.clock += 1
         self.last_seen[slots[slots >= 0]] = self.clock
         return slots[inverse]
@@ -306,18 +304,22 @@ class BeaconFeatures:
         pairs = _parse([keys[i] for i in keep.tolist()])
         for column, values in zip((self.src, self.dst, self.port, self.proto), pairs, strict=True):
             column[rows] = values
-        self.hashes[rows] = pair_hashes(*pairs)
+        src, dst, port, proto = pairs
+        self.hashes[rows] = pair_hashes(_address_hashes(src), _address_hashes(dst), port, proto)
         self._remember(self.hashes[rows], rows)
         return len(keep)
 
 
 def pair_hashes(src: np.ndarray, dst: np.ndarray, port: np.ndarray, proto: np.ndarray) -> np.ndarray:
-    """A 64-bit hash per flow of its pair (source and destination address objects, destination
-    port, protocol): equal pairs hash equally within the process. Two pairs sharing a hash
+    """A 64-bit hash per flow of its pair (the hashes of the source and destination address
+    texts, destination port, protocol): equal pairs hash equally. Two pairs sharing a hash
     would share a history; among a million pairs that happens with odds of about 3e-8."""
-    return combine_hashes(
-        hash_objects(src), hash_objects(dst), port.astype(np.uint64), proto.astype(np.uint64)
-    )
+    return combine_hashes(src, dst, port.astype(np.uint64), proto.astype(np.uint64))
+
+
+def _address_hashes(values: np.ndarray) -> np.ndarray:
+    """:meth:`Columns.hashes` of an object column of addresses (str or None)."""
+    return Columns({"address": values}).hashes("address")
 
 
 def _parse(keys: list[str]) -> _Pairs:
@@ -326,16 +328,6 @@ def _parse(keys: list[str]) -> _Pairs:
     src, dst = (np.array([None if p[i] == "None" else p[i] for p in parts], dtype=object) for i in (0, 1))
     port, proto = (np.array([int(p[i]) for p in parts], dtype=np.int64) for i in (2, 3))
     return src, dst, port, proto
-
-
-def _text(values: np.ndarray) -> np.ndarray:
-    """Addresses (str or None) as fixed-width text that sorts as Python sorts the str (None as
-    "None"): object arrays would compare through Python, and refuse None against text. Bytes
-    (addresses are ASCII: a quarter of the memory to sort) unless some value is not ASCII."""
-    try:
-        return values.astype(np.bytes_)
-    except UnicodeEncodeError:
-        return values.astype(np.str_)
 
 
 def _oldest(age: np.ndarray, k: int) -> np.ndarray:

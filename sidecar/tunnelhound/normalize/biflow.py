@@ -83,7 +83,7 @@ class _Rows:
         # Hashes of the address texts from their digests: the columns stay recipes of numbers
         # (no str per row), and rows of any chunk hash alike whatever form their column has.
         cols = frame.columns
-        observer, src, dst = (text_hashes(cols, name) for name in _ADDRESSES)
+        observer, src, dst = (cols.hashes(name) for name in _ADDRESSES)
         proto, up_sport, up_dport = (x.astype(np.uint64) for x in (c["proto"], sport, dport))
         return _Rows(
             np.full(frame.n, chunk, dtype=np.int64),
@@ -115,17 +115,6 @@ class _Rows:
     def then(self, other: _Rows) -> _Rows:
         """These rows followed by ``other``'s."""
         return _Rows(*(np.concatenate([getattr(self, f), getattr(other, f)]) for f in self.__slots__))
-
-
-def hash_objects(values: np.ndarray) -> np.ndarray:
-    """Python's hash of every object (str caches its own), as uint64: stable within the process."""
-    return np.fromiter(map(hash, values.tolist()), dtype=np.int64, count=len(values)).view(np.uint64)
-
-
-def text_hashes(cols: Columns, name: str) -> np.ndarray:
-    """A 64-bit hash of each row's text of column ``name`` (the head of its digest): equal
-    texts hash equally in every frame and process."""
-    return np.ascontiguousarray(cols.digests(name)[:, :8]).view(np.uint64).reshape(-1)
 
 
 def combine_hashes(*parts: np.ndarray) -> np.ndarray:
