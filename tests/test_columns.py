@@ -157,8 +157,9 @@ def test_recipes_built_differently_join_as_one_switch_part_that_takes_and_joins_
     order = np.array([5, 3, 0, 3, 2])
     taken = again.take(order)
     assert taken.strings() == [texts[i] for i in order.tolist()]
-    assert len(taken.parts[0][1][2]) == 3  # sub-recipe b and c kept, a cut to its rows used
-    assert [n for _, n in taken.parts[0][1][2]] == [2, 2, 1]
+    assert [n for _, n in taken.parts[0][1][2]] == [3, 2, 1]  # most rows kept: subs shared
+    one = again.take(np.array([4]))  # under a quarter of the rows: subs cut to the rows used
+    assert [n for _, n in one.parts[0][1][2]] == [1] and one.strings() == [texts[4]]
     assert again.take(np.zeros(6, dtype=bool)).strings() == []
     # Spliced into a document with a mask, and joined with a switch of the same shape.
     doc = Rows(6).lit("<").splice(again, before="[", after="]", mask=np.array([1, 0, 1, 1, 0, 1], dtype=bool))

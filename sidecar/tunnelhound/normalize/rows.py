@@ -377,9 +377,12 @@ def _take_part(part: tuple[Any, ...], index: np.ndarray | slice) -> _Part:
 def _take_switch(
     which: np.ndarray, at: np.ndarray, subs: tuple[tuple[list[_Part], int], ...], index: np.ndarray | slice
 ) -> tuple[np.ndarray, np.ndarray, tuple[tuple[list[_Part], int], ...]]:
-    """The ROWS data of the rows at ``index``, each sub-recipe cut to the rows still used (a few
-    rows kept must not hold whole frames' recipes alive)."""
-    which, at = which[index], at[index]
+    """The ROWS data of the rows at ``index``; once they are under a quarter of the sub-recipes'
+    rows, each sub-recipe is cut to the rows still used (a few rows kept must not hold whole
+    frames' recipes alive, and cutting every take would cost more than the take)."""
+    which, at = np.ascontiguousarray(which[index]), np.ascontiguousarray(at[index])
+    if 4 * len(which) >= sum(n for _, n in subs):
+        return which, at, subs
     codes = np.zeros(len(which), dtype=np.int64)
     rows = np.arange(len(which), dtype=np.int64)
     kept: list[tuple[list[_Part], int]] = []
