@@ -238,3 +238,18 @@ def test_text_at_reads_one_row_and_leaves_the_recipe() -> None:
     assert cols.recipe("ip") is not None and cols.recipe("id") is not None
     cols["plain"] = np.array(["a", None], dtype=object)
     assert cols.text_at("plain", 1) is None and cols.text_at("plain", 0) == "a"
+
+
+def test_spans_point_into_one_text_and_take_and_join() -> None:
+    text = b"[1.5,-2e-7,300.0]"
+    a = Rows(4).spans(text, np.array([1, 0, 5, 11]), np.array([4, 0, 10, 16]), before="<", after=">",
+                      mask=np.array([True, False, True, True]))  # fmt: skip
+    assert a.strings() == ["<1.5>", "", "<-2e-7>", "<300.0>"]
+    assert a.take(np.array([3, 0])).strings() == ["<300.0>", "<1.5>"]
+    b = Rows(1).spans(b"[7.25]", np.array([1]), np.array([5]), before="<", after=">", mask=np.array([True]))
+    joined = concat_rows([a, b])
+    assert len(joined.parts) == len(a.parts)  # one span part over the two texts
+    assert joined.strings() == ["<1.5>", "", "<-2e-7>", "<300.0>", "<7.25>"]
+    bad = Rows(1).spans(b"[1]", np.array([2]), np.array([9]))
+    with pytest.raises(IndexError, match="span"):
+        bad.strings()

@@ -14,6 +14,7 @@ JSON: int
 HEX: int
 B64: int
 ROWS: int
+SPAN: int
 BLOCK: int
 BYTES: int
 TEXT: int

@@ -416,15 +416,16 @@ def _leaf(line: Rows, col: np.ndarray, before: str, present: np.ndarray) -> None
     if kind in "biu":
         line.integer(col, before=before, mask=present)
     elif kind == "f":
-        # One orjson call for the present values (most rows lack most float features): floats
-        # hold no commas, so splitting its array is safe.
-        shown = col[present]
-        text = orjson.dumps(shown.tolist()).decode()[1:-1].split(",") if len(shown) else []
-        if len(shown) < len(col):
-            spread = np.empty(len(col), dtype=object)
-            spread[present] = text
-            text = spread.tolist()
-        line.text(text, before=before, mask=present)
+        # One orjson call for the present values (most rows lack most float features); each
+        # row then points at its number in that text: floats hold no commas.
+        if not present.any():
+            return
+        text = orjson.dumps(col[present].tolist())
+        commas = np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == _COMMA)
+        starts, ends = np.zeros(len(col), dtype=np.int64), np.zeros(len(col), dtype=np.int64)
+        starts[present] = np.r_[1, commas + 1]
+        ends[present] = np.r_[commas, len(text) - 1]
+        line.spans(text, starts, ends, before=before, mask=present)
     elif set(map(type, values := col.tolist())) <= _TEXT_TYPES:
         line.json(values, before=before)
     else:
@@ -432,6 +433,7 @@ def _leaf(line: Rows, col: np.ndarray, before: str, present: np.ndarray) -> None
         line.text([dumps(v).decode() if v is not None else None for v in col.tolist()], before=before)
 
 
+_COMMA = ord(",")
 _TEXT_TYPES = {str, type(None)}
 """Types of an object feature column written as JSON strings (None: the member is left out)."""
 

@@ -166,6 +166,20 @@ class Rows:
         values = np.ascontiguousarray(values, dtype=np.uint8).reshape(self.n, -1)
         return self._value(_kernels.B64, (values, values.shape[1], int(url)), mask, before, after, "")
 
+    def spans(
+        self,
+        text: bytes,
+        starts: np.ndarray,
+        ends: np.ndarray,
+        before: str = "",
+        after: str = "",
+        mask: np.ndarray | None = None,
+    ) -> Rows:
+        """``text[starts[i]:ends[i]]`` on row i: values written out together (one ``orjson``
+        call for a column), each row pointing at its own, with no ``str`` per value."""
+        data = (text, _contiguous(starts, np.int64), _contiguous(ends, np.int64))
+        return self._value(_kernels.SPAN, data, mask, before, after, "")
+
     def splice(self, other: Rows, before: str = "", after: str = "", mask: np.ndarray | None = None) -> Rows:
         """The pieces of ``other`` (a recipe of the same rows, present on every row), between
         ``before`` and ``after``; with ``mask``, all of it only where ``mask`` holds."""
@@ -345,6 +359,13 @@ def _concat_data(kind: int, data: list[Any]) -> object:
         return (codes, tuple(text for d in data for text in d[1]))
     if kind in (_kernels.HEX, _kernels.B64):
         return (np.concatenate([d[0] for d in data]), *data[0][1:])
+    if kind == _kernels.SPAN:
+        shift = np.cumsum([0, *(len(d[0]) for d in data[:-1])]).tolist()
+        return (
+            b"".join(d[0] for d in data),
+            np.concatenate([d[1] + k for d, k in zip(data, shift, strict=True)]),
+            np.concatenate([d[2] + k for d, k in zip(data, shift, strict=True)]),
+        )
     if kind == _kernels.ROWS:
         offsets = np.cumsum([0, *(len(d[2]) for d in data[:-1])])
         which = np.concatenate([d[0] + offset for d, offset in zip(data, offsets.tolist(), strict=True)])
@@ -358,6 +379,8 @@ def _take_part(part: tuple[Any, ...], index: np.ndarray | slice) -> _Part:
         taken: object = data[index] if isinstance(index, slice) else object_column(data)[index].tolist()
     elif kind in (_kernels.PICK, _kernels.HEX, _kernels.B64):
         taken = (np.ascontiguousarray(data[0][index]), *data[1:])
+    elif kind == _kernels.SPAN:
+        taken = (data[0], np.ascontiguousarray(data[1][index]), np.ascontiguousarray(data[2][index]))
     elif kind == _kernels.ROWS:
         which, at, subs = data
         taken = _take_switch(which, at, subs, index)

@@ -225,6 +225,8 @@ enum {
     K_B64 = 10, /* (n, w) bytes: base64 (padded), or with url=1 base64url without padding */
     K_ROWS = 11, /* (int64 which, int64 at, tuple of (parts, n)): row `at` of sub-recipe `which`
                   * (recipes built differently, e.g. two templates' netflow objects, joined) */
+    K_SPAN = 12, /* (bytes, int64 starts, int64 ends): a slice of one text per row (numbers that
+                  * orjson wrote as one JSON array, no str object per value) */
 };
 
 /* M_XXH3_RAW: the 16-byte canonical xxh3-128 digest of every row, one bytes of 16 n. */
@@ -261,7 +263,7 @@ typedef struct {
     Py_ssize_t width;   /* K_HEX, K_B64: bytes per row */
     int url;            /* K_B64: url-safe alphabet, padding dropped */
     Py_ssize_t rows, stride; /* rows of the part's recipe; bytes per row of `view` */
-    Py_buffer at;       /* K_ROWS: the row of its sub-recipe each row is */
+    Py_buffer at;       /* K_ROWS: the row of its sub-recipe each row is; K_SPAN: the ends */
     int has_at;
     struct Sub *subs;   /* K_ROWS: the sub-recipes */
     Py_ssize_t nsubs;
@@ -427,6 +429,16 @@ static Part *parse_parts(PyObject *seq, Py_ssize_t n, Py_ssize_t *count, int nes
             }
             break;
         }
+        case K_SPAN: {
+            PyObject *starts, *ends;
+            if (!PyArg_ParseTuple(data, "O!OO", &PyBytes_Type, &pt->list, &starts, &ends)) goto fail;
+            pt->ascii &= is_ascii(PyBytes_AS_STRING(pt->list), PyBytes_GET_SIZE(pt->list));
+            if (get_view(starts, &pt->view, n, 8, "a span start column") < 0) goto fail;
+            pt->has_view = 1;
+            if (get_view(ends, &pt->at, n, 8, "a span end column") < 0) goto fail;
+            pt->has_at = 1;
+            break;
+        }
         default:
             PyErr_Format(PyExc_ValueError, "render: unknown part kind %d", pt->kind);
             goto fail;
@@ -519,8 +531,11 @@ static int gather_tile(Part *parts, Py_ssize_t k, Py_ssize_t r0, Py_ssize_t coun
     for (Py_ssize_t i = 0; i < k; i++) {
         Part *pt = &parts[i];
         if (pt->kind != K_STR && pt->kind != K_JSON) continue;
-        for (Py_ssize_t j = 0; j < count; j++)
+        for (Py_ssize_t j = 0; j < count; j++) {
+            /* The str objects lie anywhere in the heap: ask for one a few items ahead. */
+            if (j + 4 < count) __builtin_prefetch(PyList_GET_ITEM(pt->list, r0 + j + 4), 0, 0);
             if (span_of(PyList_GET_ITEM(pt->list, r0 + j), &pt->spans[j]) < 0) return -1;
+        }
     }
     return 0;
 }
@@ -589,6 +604,16 @@ static int render_row(Buf *b, Part *parts, Py_ssize_t k, Py_ssize_t r, Py_ssize_
             }
             PyObject *t = PyTuple_GET_ITEM(pt->list, code);
             rc = put(b, PyBytes_AS_STRING(t), PyBytes_GET_SIZE(t));
+            break;
+        }
+        case K_SPAN: {
+            int64_t from = ((const int64_t *)pt->view.buf)[r], to = ((const int64_t *)pt->at.buf)[r];
+            if (from < 0 || from > to || to > PyBytes_GET_SIZE(pt->list)) {
+                PyErr_Format(PyExc_IndexError, "render: span [%lld, %lld) out of range", (long long)from,
+                             (long long)to);
+                return -1;
+            }
+            rc = put(b, PyBytes_AS_STRING(pt->list) + from, (Py_ssize_t)(to - from));
             break;
         }
         case K_ROWS: {
@@ -1155,7 +1180,7 @@ PyMODINIT_FUNC PyInit__kernels(void) {
     } constants[] = {
         {"STR", K_STR},     {"I64", K_I64},     {"U64", K_U64},       {"PICK", K_PICK},   {"IPV4", K_IPV4},
         {"IPV6", K_IPV6},   {"ISO", K_ISO},     {"JSON", K_JSON},     {"BLOCK", M_BLOCK},   {"BYTES", M_BYTES}, {"TEXT", M_STR},
-        {"XXH3_128", M_XXH3}, {"XXH3_128_DIGEST", M_XXH3_RAW}, {"HEX", K_HEX}, {"B64", K_B64}, {"ROWS", K_ROWS},
+        {"XXH3_128", M_XXH3}, {"XXH3_128_DIGEST", M_XXH3_RAW}, {"HEX", K_HEX}, {"B64", K_B64}, {"ROWS", K_ROWS}, {"SPAN", K_SPAN},
     };
     for (size_t i = 0; i < sizeof constants / sizeof constants[0]; i++)
         if (PyModule_AddIntConstant(m, constants[i].name, constants[i].value) < 0) {
