@@ -253,3 +253,20 @@ def test_spans_point_into_one_text_and_take_and_join() -> None:
     bad = Rows(1).spans(b"[1]", np.array([2]), np.array([9]))
     with pytest.raises(IndexError, match="span"):
         bad.strings()
+
+
+def test_a_switch_keeps_one_sub_recipe_per_shape_however_often_it_is_joined() -> None:
+    def v4(values: list[int]) -> Rows:
+        return Rows(len(values)).lit("<").ipv4(np.array(values, dtype=np.uint32)).lit(">")
+
+    def num(values: list[int]) -> Rows:
+        return Rows(len(values)).integer(np.array(values))
+
+    rounds = [concat_rows([v4([k, k + 1]), num([k])]) for k in range(10)]
+    joined = concat_rows(rounds)
+    texts = [t for r in rounds for t in r.strings()]
+    assert len(joined.parts[0][1][2]) == 2  # two shapes, not twenty sub-recipes
+    assert joined.strings() == texts
+    again = concat_rows([joined.take(np.arange(0, 30, 2)), joined.take(np.arange(1, 30, 2))])
+    assert len(again.parts[0][1][2]) == 2
+    assert again.strings() == texts[0::2] + texts[1::2]

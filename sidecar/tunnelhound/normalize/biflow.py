@@ -60,8 +60,9 @@ class StitchStats:
 @dataclass(slots=True)
 class _Rows:
     """Uniflows as the stitcher sees them, one array each: where the row lives (its addresses
-    stay there), its time span, protocol and ports (ICMP's zeroed), and the hash of its key
-    forward (``fwd``) and reversed (``rev``)."""
+    stay there), its time span, protocol and ports (ICMP's zeroed), the hash of its key
+    forward (``fwd``) and reversed (``rev``), and the 64-bit hashes of its exporter's, source
+    and destination address texts (``obs``, ``src``, ``dst``)."""
 
     chunk: np.ndarray
     row: np.ndarray
@@ -72,6 +73,9 @@ class _Rows:
     proto: np.ndarray
     sport: np.ndarray
     dport: np.ndarray
+    obs: np.ndarray
+    src: np.ndarray
+    dst: np.ndarray
 
     @staticmethod
     def of(frame: FlowFrame, chunk: int) -> _Rows:
@@ -95,13 +99,17 @@ class _Rows:
             c["proto"],
             sport,
             dport,
+            observer,
+            src,
+            dst,
         )
 
     @staticmethod
     def empty() -> _Rows:
         """No rows."""
         e = np.empty(0, dtype=np.int64)
-        return _Rows(e, e, e, e, e.view(np.uint64), e.view(np.uint64), e, e, e)
+        u = e.view(np.uint64)
+        return _Rows(e, e, e, e, u, u, e, e, e, u, u, u)
 
     @property
     def n(self) -> int:
@@ -307,16 +315,12 @@ class BiflowStitcher:
         return observer, rows.proto[i], src, rows.sport[i], dst, rows.dport[i]
 
     def _partners(self, rows: _Rows, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-        """Whether each pair's keys are each other's reverse: ports and protocol equal, addresses by
-        their 128-bit text digests (the 64-bit hashes only group rows)."""
+        """Whether each pair's keys are each other's reverse: ports and protocol equal, and each
+        address by the 64-bit hash of its text (the combined key hashes only group rows)."""
         same = (rows.proto[first] == rows.proto[second]) & (rows.sport[first] == rows.dport[second])
         same &= rows.dport[first] == rows.sport[second]
-        a = self._columns(rows.chunk[first], rows.row[first], _ADDRESSES)
-        b = self._columns(rows.chunk[second], rows.row[second], _ADDRESSES)
-        # Whole 128-bit digests of the texts stand for the texts (no str is built for them).
-        for x, y in (("observer", "observer"), ("src_ip", "dst_ip"), ("dst_ip", "src_ip")):
-            same &= (a.digests(x) == b.digests(y)).all(axis=1)
-        return same
+        same &= rows.obs[first] == rows.obs[second]
+        return same & (rows.src[first] == rows.dst[second]) & (rows.dst[first] == rows.src[second])
 
     def _expire(self) -> FlowFrame:
         """Release, in arrival order, the waiting rows that timed out, then those over ``max_pending``."""

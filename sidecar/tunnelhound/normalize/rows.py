@@ -302,10 +302,49 @@ def _switch(recipes: Sequence[Rows]) -> Rows:
             at.append(rows)
             subs.extend(more)
     out = Rows(sum(r.n for r in recipes))
-    out._parts = [
-        (_kernels.ROWS, (np.concatenate(which), np.concatenate(at), tuple(subs)), None, b"", b"", b"", b"")
-    ]
+    data = _merge_alike(np.concatenate(which), np.concatenate(at), subs)
+    out._parts = [(_kernels.ROWS, data, None, b"", b"", b"", b"")]
     return out
+
+
+_Subs = tuple[tuple[list[_Part], int], ...]
+
+
+def _merge_alike(
+    which: np.ndarray, at: np.ndarray, subs: Sequence[tuple[list[_Part], int]]
+) -> tuple[np.ndarray, np.ndarray, _Subs]:
+    """The ROWS data with one sub-recipe per shape: the same sub-recipe met twice (takes of one
+    switch joined again) counts once, and sub-recipes built alike (one template's rows from
+    several rounds) are joined part by part. Without this a stitched frame's switch gathered
+    hundreds of sub-recipes, and every render call parses each of them."""
+    if len(subs) < 2:
+        return which, at, tuple(subs)
+    first: dict[int, int] = {}
+    groups: dict[object, list[int]] = {}
+    same = np.arange(len(subs), dtype=np.int64)
+    for i, (parts, _) in enumerate(subs):
+        seen = first.setdefault(id(parts), i)
+        if seen != i:
+            same[i] = seen
+            continue
+        groups.setdefault(tuple(_shape(part) for part in parts), []).append(i)
+    number = np.zeros(len(subs), dtype=np.int64)
+    offset = np.zeros(len(subs), dtype=np.int64)
+    merged: list[tuple[list[_Part], int]] = []
+    for members in groups.values():
+        recipes: list[Rows] = []
+        for i in members:
+            parts, n = subs[i]
+            recipe = Rows(n)
+            recipe._parts = list(parts)
+            number[i], offset[i] = len(merged), sum(r.n for r in recipes)
+            recipes.append(recipe)
+        joined = concat_rows(recipes) if len(recipes) > 1 else recipes[0]
+        merged.append((joined.parts, joined.n))
+    if len(merged) == len(subs):
+        return which, at, tuple(subs)
+    which = same[which]
+    return number[which], at + offset[which], tuple(merged)
 
 
 def _sub_recipes(recipe: Rows) -> tuple[np.ndarray, np.ndarray, tuple[tuple[list[_Part], int], ...]] | None:
@@ -369,7 +408,7 @@ def _concat_data(kind: int, data: list[Any]) -> object:
     if kind == _kernels.ROWS:
         offsets = np.cumsum([0, *(len(d[2]) for d in data[:-1])])
         which = np.concatenate([d[0] + offset for d, offset in zip(data, offsets.tolist(), strict=True)])
-        return (which, np.concatenate([d[1] for d in data]), tuple(sub for d in data for sub in d[2]))
+        return _merge_alike(which, np.concatenate([d[1] for d in data]), [sub for d in data for sub in d[2]])
     return np.concatenate(data)
 
 
@@ -398,8 +437,8 @@ def _take_part(part: tuple[Any, ...], index: np.ndarray | slice) -> _Part:
 
 
 def _take_switch(
-    which: np.ndarray, at: np.ndarray, subs: tuple[tuple[list[_Part], int], ...], index: np.ndarray | slice
-) -> tuple[np.ndarray, np.ndarray, tuple[tuple[list[_Part], int], ...]]:
+    which: np.ndarray, at: np.ndarray, subs: _Subs, index: np.ndarray | slice
+) -> tuple[np.ndarray, np.ndarray, _Subs]:
     """The ROWS data of the rows at ``index``; once they are under a quarter of the sub-recipes'
     rows, each sub-recipe is cut to the rows still used (a few rows kept must not hold whole
     frames' recipes alive, and cutting every take would cost more than the take)."""
