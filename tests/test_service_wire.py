@@ -148,3 +148,12 @@ def test_text_columns_with_none_odd_values_and_empty_frames_round_trip() -> None
     assert all(back.cols[name].dtype == object for name in ("application", "src_mac", "observer"))
     empty = wire.decode(wire.encode(FlowFrame.empty("ns")))
     assert (empty.n, empty.namespace, len(empty.cols["src_ip"])) == (0, "ns", 0)
+
+
+def test_a_message_head_rides_in_the_same_pickle(lab_frames: list[FlowFrame]) -> None:
+    frame = lab_frames[0]
+    message = pickle.loads(wire.encode(frame, "frame", 3))
+    assert message[:2] == ("frame", 3)
+    back = wire.frame_of(message)
+    assert back.n == frame.n and back.cols["dst_port"].tolist() == frame.cols["dst_port"].tolist()
+    assert len(wire.encode(frame, "frame", 3)) < len(wire.encode(frame)) + 40

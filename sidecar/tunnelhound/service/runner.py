@@ -266,7 +266,7 @@ def _run_workers(service: _Service) -> ServiceResult:
             return
         kind = message[0]
         if kind == "frame":
-            service.analysis.process(wire.decode(message[2]), message[1])
+            service.analysis.process(wire.frame_of(message), message[1])
         elif kind == "stats":
             service.snapshots[i] = message[1]
         elif kind == "ready":

@@ -17,7 +17,7 @@ from __future__ import annotations
 import operator
 import pickle
 from itertools import repeat
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
@@ -55,8 +55,10 @@ _Text = tuple[str, int, "np.ndarray | None"]
 None is (None: nowhere)."""
 
 
-def encode(frame: FlowFrame) -> bytes:
-    """``frame``'s analysis columns and features as bytes.
+def encode(frame: FlowFrame, *head: object) -> bytes:
+    """``frame``'s analysis columns and features as bytes, after the items of ``head`` (a
+    worker's message kind and number: one pickle for the message, not a pickle of a pickle,
+    which copied every frame once more).
 
     Pickle (protocol 5) writes a numeric column as its raw buffer, but an object column item
     by item, memo and all: about 2 us a row for each of the ten text columns, more than the
@@ -68,12 +70,19 @@ def encode(frame: FlowFrame) -> bytes:
     # as one: its arrays pickle as raw buffers, and the analysis renders text only if read.
     columns = [cols.recipe(name) or _column(cols[name]) for name in ANALYSIS_COLUMNS]
     features = {name: _column(values) for name, values in frame.features.items()}
-    return pickle.dumps((frame.n, frame.namespace, columns, features), protocol=pickle.HIGHEST_PROTOCOL)
+    return pickle.dumps(
+        (*head, frame.n, frame.namespace, columns, features), protocol=pickle.HIGHEST_PROTOCOL
+    )
 
 
 def decode(data: bytes) -> FlowFrame:
     """The frame :func:`encode` sent, with :data:`ANALYSIS_COLUMNS` only."""
-    n, namespace, columns, features = pickle.loads(data)
+    return frame_of(pickle.loads(data))
+
+
+def frame_of(message: tuple[Any, ...]) -> FlowFrame:
+    """The frame of an unpickled :func:`encode` message (its last four items)."""
+    n, namespace, columns, features = message[-4:]
     cols = Columns(
         {
             name: col if isinstance(col, Text) else _array(col, n)

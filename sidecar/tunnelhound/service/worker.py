@@ -242,8 +242,7 @@ def _worker_loop(spec: WorkerSpec, conn: Connection) -> None:
         outbox.put_control(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
     def deliver(frame: FlowFrame) -> bool:
-        message = ("frame", spec.index, wire.encode(frame))
-        return outbox.put_frame(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL), frame.n)
+        return outbox.put_frame(wire.encode(frame, "frame", spec.index), frame.n)
 
     try:
         worker = Worker(spec, deliver)
