@@ -17,7 +17,7 @@ import pytest
 from es_server import ensure_elasticsearch, es_request
 from fieldlist import problems
 from flows import flow, frame
-from tunnelhound.alerts import SEVERITY, alert_id, build_alert, build_alerts, threat_block
+from tunnelhound.alerts import SEVERITY, _is_builtin, alert_id, build_alert, build_alerts, threat_block
 from tunnelhound.normalize.frame import encode_bulk_block
 from tunnelhound.rules import Detection, RuleEngine, load_pipeline, load_rules
 from tunnelhound.sinks.elasticsearch import flow_index
@@ -146,3 +146,10 @@ def test_evidence_query_returns_exactly_the_evidence_flows(tmp_path: Path) -> No
     assert _search(url, index, large.query) == evidence
     listed = small["test_scan_vertical"]
     assert listed.flow_count == 15 and _search(url, index, listed.query) == sorted(listed.flow_ids)
+
+
+def test_where_a_rule_comes_from_is_resolved_once_per_directory() -> None:
+    _is_builtin.cache_clear()
+    docs = build_alerts(detections(scan_rows()) * 3, "lab")
+    assert len(docs) == 6 and {d["rule"]["ruleset"] for d in docs} == {"custom"}
+    assert _is_builtin.cache_info().misses == 1  # both test rules live in one directory

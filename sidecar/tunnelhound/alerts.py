@@ -96,6 +96,13 @@ def threat_block(tags: tuple[str, ...]) -> dict[str, Any] | None:
     }
 
 
+@cache
+def _is_builtin(rule_dir: str) -> bool:
+    """Whether rules from ``rule_dir`` are the built-in ones (resolving two paths is two dozen
+    system calls: once per directory, not once per alert)."""
+    return Path(rule_dir).resolve() == BUILTIN_RULES.resolve()
+
+
 def alert_id(detection: Detection) -> str:
     """Deterministic ``event.id``: the rule's id, its group key and the firing window's end."""
     key = json.dumps(detection.key, sort_keys=True, default=str)
@@ -110,7 +117,7 @@ def build_alert(
     rule = detection.rule
     now = ingested or _now_iso()
     severity = SEVERITY.get(rule.level, 47)
-    builtin = Path(rule.path).parent.resolve() == BUILTIN_RULES.resolve() if rule.path else False
+    builtin = _is_builtin(str(Path(rule.path).parent)) if rule.path else False
     rule_doc: dict[str, Any] = {
         "id": rule.id,
         "uuid": rule.id,
