@@ -97,18 +97,17 @@ def _column(values: np.ndarray) -> np.ndarray | _Text:
     if values.dtype != object:
         return values
     items = values.tolist()
+    nones = items.count(None)  # at C speed: most columns are all None (MACs) or hold none
+    if nones == len(items):
+        return "", 0, None  # nothing but None (no MAC, no application): send no mask
     mask = None
-    try:
-        joined = _SEP.join(items)  # no None to look for first (comparing each item costs)
-    except TypeError:
+    if nones:
         mask = np.fromiter(map(operator.is_, items, repeat(None)), dtype=bool, count=len(items))
-        if mask.all():
-            return "", 0, None  # nothing but None (no MAC, no application): send no mask
         items = values[~mask].tolist()
-        try:
-            joined = _SEP.join(items)
-        except TypeError:  # not all text: pickle the objects
-            return values
+    try:
+        joined = _SEP.join(items)
+    except TypeError:  # not all text: pickle the objects
+        return values
     if items and joined.count(_SEP) != len(items) - 1:
         return values  # a value holds the separator
     return joined, len(items), mask
