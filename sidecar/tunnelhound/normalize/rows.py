@@ -334,11 +334,8 @@ def _merge_alike(
     for members in groups.values():
         recipes: list[Rows] = []
         for i in members:
-            parts, n = subs[i]
-            recipe = Rows(n)
-            recipe._parts = list(parts)
             number[i], offset[i] = len(merged), sum(r.n for r in recipes)
-            recipes.append(recipe)
+            recipes.append(_recipe(*subs[i]))
         joined = concat_rows(recipes) if len(recipes) > 1 else recipes[0]
         merged.append((joined.parts, joined.n))
     if len(merged) == len(subs):
@@ -347,7 +344,7 @@ def _merge_alike(
     return number[which], at + offset[which], tuple(merged)
 
 
-def _sub_recipes(recipe: Rows) -> tuple[np.ndarray, np.ndarray, tuple[tuple[list[_Part], int], ...]] | None:
+def _sub_recipes(recipe: Rows) -> tuple[np.ndarray, np.ndarray, _Subs] | None:
     """(which, at, sub-recipes) of a recipe that is one bare ROWS part, else None."""
     parts = recipe.parts
     if len(parts) != 1 or isinstance(parts[0], bytes):
@@ -436,6 +433,13 @@ def _take_part(part: tuple[Any, ...], index: np.ndarray | slice) -> _Part:
     )
 
 
+def _recipe(parts: list[_Part], n: int) -> Rows:
+    """The recipe of a switch's sub-recipe (its parts and rows)."""
+    out = Rows(n)
+    out._parts = list(parts)
+    return out
+
+
 def _take_switch(
     which: np.ndarray, at: np.ndarray, subs: _Subs, index: np.ndarray | slice
 ) -> tuple[np.ndarray, np.ndarray, _Subs]:
@@ -452,9 +456,7 @@ def _take_switch(
         mine = np.flatnonzero(which == number)
         if not len(mine):
             continue
-        sub = Rows(n)
-        sub._parts = list(parts)
-        taken = sub.take(at[mine])
+        taken = _recipe(parts, n).take(at[mine])
         codes[mine] = len(kept)
         rows[mine] = np.arange(len(mine))
         kept.append((taken.parts, taken.n))

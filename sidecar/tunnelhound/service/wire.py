@@ -24,7 +24,7 @@ import numpy as np
 from tunnelhound.normalize.columns import Columns, Text
 from tunnelhound.normalize.frame import COLUMNS, FlowFrame
 
-__all__ = ["ANALYSIS_COLUMNS", "RENDER_ONLY_COLUMNS", "decode", "encode"]
+__all__ = ["ANALYSIS_COLUMNS", "RENDER_ONLY_COLUMNS", "decode", "encode", "frame_of"]
 
 RENDER_ONLY_COLUMNS: Final = frozenset(
     {
