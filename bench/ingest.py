@@ -9,7 +9,7 @@ A soak's worker process receives the datagrams of eight exporters (even ones Net
 ones IPFIX, each with its own source id or domain, paired conversations), and for each round
 of up to 1,024 datagrams runs :class:`~tunnelhound.pipeline.FlowPipeline.process`: decode,
 normalize, stitch, features, the NDJSON sink, and the frame handed to the analysis process
-(``wire.encode`` + pickle, as ``service.worker`` does; the pipe write itself is left out).
+(``wire.encode`` of the message, as ``service.worker`` does; the pipe write itself is left out).
 This bench builds the same streams as the soak (same seeds and spans), interleaves them as
 the clock would deliver them, and times those rounds on one core: CPU per record here is the
 worker's share of the soak's figure, measured without a sender competing for the CPU.  The
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
-import pickle
 import pstats
 import shutil
 import sys
@@ -51,13 +50,13 @@ STAGES = ("decode", "normalize", "stitch", "features", "ndjson", "to analysis")
 
 
 class _WireTap:
-    """The worker's hand-over to the analysis: encode and pickle each frame (bytes dropped)."""
+    """The worker's hand-over to the analysis: each frame's message encoded (bytes dropped)."""
 
     def __init__(self) -> None:
         self.bytes = 0
 
     def write_frame(self, frame: FlowFrame) -> None:
-        self.bytes += len(pickle.dumps(("frame", 0, wire.encode(frame)), protocol=pickle.HIGHEST_PROTOCOL))
+        self.bytes += len(wire.encode(frame, "frame", 0))
 
     def close(self) -> None:
         pass

@@ -286,18 +286,19 @@ def test_bounded_state_evicts_and_counts() -> None:
 
 def test_events_over_the_rule_cap_go_earliest_first_across_keys_and_are_counted(tmp_path: Path) -> None:
     e = engine(max_rule_events=6)
+    windows = e.windows["test_scan_vertical"]
+
+    def held() -> dict[str, int]:
+        groups = windows.keys()
+        return {key[0]: len(windows.events_of(key)) for key in groups}
+
     # Three scanners, four flows each, to internal targets: only the vertical scan counts them.
     e.process(frame(scan(4, src="10.0.0.1", dst="10.0.0.99")))
     e.process(frame(scan(4, start=10, src="10.0.0.2", dst="10.0.0.99")))
-    windows = e.windows["test_scan_vertical"]
     assert e.counters.evicted_events == 2
-    groups = windows.keys()
-    held = {key[0]: len(windows.events_of(key)) for key in groups}
-    assert held == {"10.0.0.1": 2, "10.0.0.2": 4}  # the earliest arrived went
+    assert held() == {"10.0.0.1": 2, "10.0.0.2": 4}  # the earliest arrived went
     e.process(frame(scan(4, start=20, src="10.0.0.3", dst="10.0.0.99")))
-    groups = windows.keys()
-    held = {key[0]: len(windows.events_of(key)) for key in groups}
-    assert held == {"10.0.0.2": 2, "10.0.0.3": 4}  # a key left without events is dropped
+    assert held() == {"10.0.0.2": 2, "10.0.0.3": 4}  # a key left without events is dropped
     assert e.metrics()["rules_evicted_events"] == 6
     config = Config(state_dir=str(tmp_path), rules=RulesConfig(max_rule_events=7))
     assert RuleEngine.from_config(config).windows["port_scan_vertical"].max_rule_events == 7

@@ -333,9 +333,11 @@ def _merge_alike(
     merged: list[tuple[list[_Part], int]] = []
     for members in groups.values():
         recipes: list[Rows] = []
+        rows = 0
         for i in members:
-            number[i], offset[i] = len(merged), sum(r.n for r in recipes)
+            number[i], offset[i] = len(merged), rows
             recipes.append(_recipe(*subs[i]))
+            rows += recipes[-1].n
         joined = concat_rows(recipes) if len(recipes) > 1 else recipes[0]
         merged.append((joined.parts, joined.n))
     if len(merged) == len(subs):
